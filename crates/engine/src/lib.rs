@@ -1,14 +1,29 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! milink's instance engine: user databases on SQLite (WAL mode) with a physical, LSN-ordered transaction log.
+//!
+//! Data flow of a commit: [`session::Session::execute`] → [`database::DbConn::commit`] (SQLite commit, frames
+//! captured from the WAL by [`wal::WalCapture`]) → [`log::Log::append`] (group commit, one fsync per batch) →
+//! durable snapshot published for readers → acknowledgement. Recovery, restore and redo all apply blocks through
+//! [`apply::apply_blocks`].
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod apply;
+pub mod backup;
+pub mod collation;
+pub mod database;
+pub mod error;
+pub mod fault;
+pub mod instance;
+pub mod log;
+pub mod session;
+pub mod snapshot;
+pub mod wal;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+pub use database::{Database, DbOptions, DbState, RecoveryModel};
+pub use error::{Result, SqlError};
+pub use instance::{Instance, InstanceConfig};
+pub use session::{Collect, Outcome, RowSink, Session};
+
+/// LSNs appear in SQL Server's views as numeric(25,0); ours are block numbers scaled the same way, so a
+/// DBA sees familiar magnitudes and ordering is preserved.
+pub fn lsn_numeric(lsn: u64) -> String {
+    format!("{}", lsn as u128 * 100_000)
 }

@@ -1,0 +1,932 @@
+//! One user database: its SQLite file, its log, its single writer, its durable reader snapshot, its checkpoints
+//! and log space.
+//!
+//! Where a commit becomes a log block: [`DbConn::commit`] — SQLite commits into its WAL (no fsync, synchronous =
+//! NORMAL), the engine captures the frames from the -wal file while it still holds the writer ([`WalCapture`]),
+//! queues the block on the [`Log`] (group commit), releases the writer, and waits for the block's fsync before
+//! acknowledging. Readers only ever start on the snapshot published when a block became durable.
+
+use crate::apply;
+use crate::collation;
+use crate::error::{Result, SqlError};
+use crate::fault;
+use crate::log::format::Block;
+use crate::log::{sync_dir, Log, LogConfig};
+use crate::snapshot::{self, OpenError, Snapshot};
+use crate::wal::WalCapture;
+use parking_lot::{Condvar, Mutex};
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const CONTROL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecoveryModel {
+    Full,
+    Simple,
+}
+
+impl RecoveryModel {
+    pub fn desc(self) -> &'static str {
+        match self {
+            RecoveryModel::Full => "FULL",
+            RecoveryModel::Simple => "SIMPLE",
+        }
+    }
+}
+
+/// sys.databases.state_desc
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DbState {
+    Online,
+    Restoring,
+    Suspect,
+}
+
+impl DbState {
+    pub fn desc(self) -> &'static str {
+        match self {
+            DbState::Online => "ONLINE",
+            DbState::Restoring => "RESTORING",
+            DbState::Suspect => "SUSPECT",
+        }
+    }
+}
+
+/// Physical recovery state kept beside the database file (fsynced on every change, which is rare).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Control {
+    pub format_version: u32,
+    pub name: String,
+    pub guid: String,
+    pub page_size: u32,
+    /// Fork id: changes at every failover, so diverged histories can be told apart.
+    pub epoch: u64,
+    /// Every block up to this LSN is in the database file itself.
+    pub checkpoint_lsn: u64,
+    pub recovery_model: RecoveryModel,
+    /// LSN of the last full, non-COPY_ONLY backup: 0 = no backup chain yet (the log truncates as in SIMPLE).
+    pub database_backup_lsn: u64,
+    pub last_log_backup_lsn: u64,
+    /// 0 = unlimited.
+    pub max_log_bytes: u64,
+    pub state: DbState,
+}
+
+impl Control {
+    /// The next log backup starts right after the last one, or after the full backup that began the chain.
+    pub fn next_log_backup_lsn(&self) -> u64 {
+        if self.last_log_backup_lsn > 0 {
+            self.last_log_backup_lsn + 1
+        } else {
+            self.database_backup_lsn + 1
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub page_size: u32,
+    pub log: LogConfig,
+    /// Checkpoint once the WAL holds this many frames.
+    pub checkpoint_frames: u32,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            page_size: 4096,
+            log: LogConfig::default(),
+            checkpoint_frames: 4000,
+        }
+    }
+}
+
+/// A first-come, first-served queue for the database's one writer.
+#[derive(Default)]
+struct WriterLock {
+    st: Mutex<WriterState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct WriterState {
+    holder: Option<u64>,
+    queue: VecDeque<u64>,
+}
+
+impl WriterLock {
+    fn acquire(&self, who: u64, timeout: Option<Duration>, cancel: &AtomicBool) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.st.lock();
+        if st.holder == Some(who) {
+            return Ok(());
+        }
+        st.queue.push_back(who);
+        loop {
+            if st.holder.is_none() && st.queue.front() == Some(&who) {
+                st.queue.pop_front();
+                st.holder = Some(who);
+                return Ok(());
+            }
+            let give_up = if cancel.load(Ordering::Relaxed) {
+                Some(SqlError::cancelled())
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(SqlError::lock_timeout())
+            } else {
+                None
+            };
+            if let Some(e) = give_up {
+                st.queue.retain(|w| *w != who);
+                self.cv.notify_all();
+                return Err(e);
+            }
+            let slice = Duration::from_millis(20);
+            let wait = deadline
+                .map(|d| d.saturating_duration_since(Instant::now()).min(slice))
+                .unwrap_or(slice);
+            self.cv.wait_for(&mut st, wait);
+        }
+    }
+
+    fn release(&self, who: u64) {
+        let mut st = self.st.lock();
+        if st.holder == Some(who) {
+            st.holder = None;
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// The durable state readers start from. `None` as snapshot: SQLite cannot take one of an empty WAL (fresh
+/// after recovery or a checkpoint); readers then take the commit gate instead (see [`DbConn::begin_read`]).
+type Durable = (u64, Option<Arc<Snapshot>>);
+
+#[derive(Default)]
+struct Snaps {
+    durable: Durable,
+    /// Taken at commit, published when their block is durable.
+    pending: VecDeque<(u64, Arc<Snapshot>)>,
+}
+
+/// Why the log cannot be truncated further (sys.databases.log_reuse_wait_desc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogReuse {
+    /// First LSN that must be kept.
+    pub keep_from: u64,
+    pub reason: &'static str,
+}
+
+/// Who holds the writer: sessions get ids from the instance; the engine's own jobs use this one.
+const ENGINE_WRITER: u64 = u64::MAX;
+
+static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+pub fn next_session_id() -> u64 {
+    NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
+}
+
+pub struct Database {
+    pub name: String,
+    pub id: i32,
+    pub guid: [u8; 16],
+    dir: PathBuf,
+    db_path: PathBuf,
+    log: Arc<Log>,
+    control: Mutex<Control>,
+    writer: WriterLock,
+    capture: Mutex<WalCapture>,
+    snaps: Mutex<Snaps>,
+    snap_cv: Condvar,
+    holds: Mutex<HashMap<String, u64>>,
+    frames_in_wal: AtomicU32,
+    ckpt_wanted: AtomicBool,
+    opts: DbOptions,
+}
+
+pub fn guid_hex(g: &[u8; 16]) -> String {
+    g.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn parse_guid_hex(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut g = [0u8; 16];
+    for (i, b) in g.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(g)
+}
+
+pub fn new_guid() -> [u8; 16] {
+    let mut g = [0u8; 16];
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let pid = std::process::id() as u128;
+    let n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed) as u128;
+    let x = t ^ (pid << 64) ^ (n << 96) ^ (&g as *const _ as usize as u128);
+    g.copy_from_slice(&x.to_le_bytes());
+    // Mix through crc so adjacent values differ everywhere.
+    for i in 0..4 {
+        let c = crc32fast::hash(&g[i * 4..]).to_le_bytes();
+        for j in 0..4 {
+            g[i * 4 + j] ^= c[j];
+        }
+    }
+    g
+}
+
+pub(crate) fn write_control(dir: &Path, c: &Control) -> Result<()> {
+    let tmp = dir.join("control.json.tmp");
+    let data = serde_json::to_vec_pretty(c).map_err(|e| SqlError::io("encode control file", e))?;
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join("control.json"))?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+pub(crate) fn read_control(dir: &Path, name: &str) -> Result<Control> {
+    let data = fs::read(dir.join("control.json"))?;
+    let c: Control = serde_json::from_slice(&data)
+        .map_err(|e| SqlError::corrupt(name, format!("control file is unreadable: {e}")))?;
+    if c.format_version > CONTROL_VERSION {
+        return Err(SqlError::new(
+            946,
+            16,
+            format!("Cannot open database '{name}' version {}: this build supports up to {CONTROL_VERSION}.", c.format_version),
+        ));
+    }
+    Ok(c)
+}
+
+fn raw_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // The engine owns checkpoints: never let SQLite checkpoint by itself or on close.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    collation::register(&conn)?;
+    Ok(conn)
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Create a new, empty database in `dir`.
+    pub fn create(dir: &Path, name: &str, id: i32, opts: DbOptions) -> Result<Arc<Database>> {
+        fs::create_dir_all(dir)?;
+        let guid = new_guid();
+        let db_path = dir.join("db.sqlite");
+        {
+            let conn = Connection::open(&db_path)?;
+            conn.pragma_update(None, "page_size", opts.page_size)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // Materialise page 1 so the file exists at its page size before any block is logged.
+            conn.execute_batch("PRAGMA user_version = 0; CREATE TABLE IF NOT EXISTS __milink_init(x); DROP TABLE __milink_init;")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            fs::File::open(&db_path)?.sync_all()?;
+        }
+        let control = Control {
+            format_version: CONTROL_VERSION,
+            name: name.to_string(),
+            guid: guid_hex(&guid),
+            page_size: opts.page_size,
+            epoch: 1,
+            checkpoint_lsn: 0,
+            recovery_model: RecoveryModel::Full,
+            database_backup_lsn: 0,
+            last_log_backup_lsn: 0,
+            max_log_bytes: 0,
+            state: DbState::Online,
+        };
+        Log::create(
+            &dir.join("log"),
+            name,
+            opts.page_size,
+            guid,
+            1,
+            0,
+            opts.log.clone(),
+        )?
+        .shutdown();
+        write_control(dir, &control)?;
+        Database::open(dir, id, opts)
+    }
+
+    /// Open a database: recover it first (discard WAL frames past the durable log, redo blocks after the last
+    /// checkpoint through the applier), then serve it.
+    pub fn open(dir: &Path, id: i32, opts: DbOptions) -> Result<Arc<Database>> {
+        let probe = fs::read(dir.join("control.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+            .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
+            .unwrap_or_else(|| dir.display().to_string());
+        let mut control = read_control(dir, &probe)?;
+        let name = control.name.clone();
+        let guid = parse_guid_hex(&control.guid)
+            .ok_or_else(|| SqlError::corrupt(&name, "control file has a bad guid"))?;
+        let opts = DbOptions {
+            page_size: control.page_size,
+            ..opts
+        };
+        let db_path = dir.join("db.sqlite");
+        let (log, report) = Log::open(
+            &dir.join("log"),
+            &name,
+            control.page_size,
+            guid,
+            opts.log.clone(),
+        )?;
+        if report.torn_bytes_discarded > 0 {
+            tracing::warn!(db = %name, bytes = report.torn_bytes_discarded, "recovery discarded a torn log tail");
+        }
+        // WAL frames are never trusted across a restart: what is durable is in the log.
+        for ext in ["db.sqlite-wal", "db.sqlite-shm"] {
+            let p = dir.join(ext);
+            if p.exists() {
+                fs::remove_file(&p)?;
+            }
+        }
+        let durable = log.durable_lsn();
+        let start = Instant::now();
+        let mut redone = 0u64;
+        {
+            let conn = raw_connection(&db_path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            let from = control
+                .checkpoint_lsn
+                .max(log.first_lsn().saturating_sub(1));
+            if from < control.checkpoint_lsn {
+                return Err(SqlError::corrupt(
+                    &name,
+                    "log does not reach back to the last checkpoint",
+                ));
+            }
+            let mut batch = Vec::new();
+            let mut bytes = 0usize;
+            for lsn in control.checkpoint_lsn + 1..=durable {
+                let b = log.read_block(lsn)?;
+                bytes += b.data.len();
+                batch.push(b);
+                redone += 1;
+                if bytes > 32 << 20 {
+                    apply::apply_blocks(&conn, batch.iter())?;
+                    batch.clear();
+                    bytes = 0;
+                }
+            }
+            if !batch.is_empty() {
+                apply::apply_blocks(&conn, batch.iter())?;
+            }
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        if control.checkpoint_lsn != durable {
+            control.checkpoint_lsn = durable;
+            write_control(dir, &control)?;
+        }
+        if redone > 0 {
+            tracing::info!(db = %name, redone, ms = start.elapsed().as_millis() as u64, "recovery redid log blocks");
+        }
+        let db = Arc::new(Database {
+            name: name.clone(),
+            id,
+            guid,
+            dir: dir.to_path_buf(),
+            db_path: db_path.clone(),
+            log: log.clone(),
+            control: Mutex::new(control),
+            writer: WriterLock::default(),
+            capture: Mutex::new(WalCapture::new(dir.join("db.sqlite-wal"), opts.page_size)),
+            snaps: Mutex::new(Snaps::default()),
+            snap_cv: Condvar::new(),
+            holds: Mutex::new(HashMap::new()),
+            frames_in_wal: AtomicU32::new(0),
+            ckpt_wanted: AtomicBool::new(false),
+            opts,
+        });
+        // The state right after recovery is durable by construction.
+        db.republish(&raw_connection(&db_path)?)?;
+        let weak = Arc::downgrade(&db);
+        log.set_on_durable(Box::new(move |lsn| {
+            if let Some(db) = weak.upgrade() {
+                db.publish_durable(lsn);
+            }
+        }));
+        Ok(db)
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    pub fn control(&self) -> Control {
+        self.control.lock().clone()
+    }
+
+    pub(crate) fn update_control(&self, f: impl FnOnce(&mut Control)) -> Result<()> {
+        let mut c = self.control.lock();
+        let mut next = c.clone();
+        f(&mut next);
+        write_control(&self.dir, &next)?;
+        *c = next;
+        Ok(())
+    }
+
+    pub fn set_recovery_model(&self, m: RecoveryModel) -> Result<()> {
+        self.update_control(|c| {
+            if c.recovery_model != m && m == RecoveryModel::Simple {
+                // Switching to SIMPLE breaks the log backup chain, as in SQL Server.
+                c.database_backup_lsn = 0;
+                c.last_log_backup_lsn = 0;
+            }
+            c.recovery_model = m;
+        })?;
+        self.truncate_log()?;
+        Ok(())
+    }
+
+    pub fn set_max_log_bytes(&self, bytes: u64) -> Result<()> {
+        self.update_control(|c| c.max_log_bytes = bytes)
+    }
+
+    fn publish_durable(&self, lsn: u64) {
+        let mut s = self.snaps.lock();
+        while s.pending.front().is_some_and(|(l, _)| *l <= lsn) {
+            let (l, snap) = s.pending.pop_front().expect("front");
+            s.durable = (l, Some(snap));
+        }
+        self.snap_cv.notify_all();
+    }
+
+    /// Replace the published snapshot after a checkpoint restarted the WAL (the state itself is unchanged).
+    fn republish(&self, conn: &Connection) -> Result<()> {
+        let s = snapshot::take(conn).ok().map(Arc::new);
+        let lsn = self.log.durable_lsn();
+        let mut st = self.snaps.lock();
+        st.pending.clear();
+        st.durable = (lsn, s);
+        self.snap_cv.notify_all();
+        Ok(())
+    }
+
+    fn durable_snapshot(&self) -> Durable {
+        self.snaps.lock().durable.clone()
+    }
+
+    fn wait_newer_snapshot(&self, than: u64, timeout: Duration) {
+        let mut s = self.snaps.lock();
+        if s.durable.0 <= than {
+            self.snap_cv.wait_for(&mut s, timeout);
+        }
+    }
+
+    /// A session's connection to this database.
+    pub fn connect(self: &Arc<Self>) -> Result<DbConn> {
+        let mut conn = raw_connection(&self.db_path)?;
+        let frames = Arc::new(HookState::default());
+        let f2 = frames.clone();
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, n: std::os::raw::c_int| {
+                f2.frames.store(n as u32, Ordering::SeqCst);
+                f2.commits.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+        ))?;
+        // One read outside a transaction, so the connection knows the file is in WAL mode before snapshot_open.
+        conn.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+        Ok(DbConn {
+            db: self.clone(),
+            conn,
+            frames,
+            txn: TxnState::None,
+        })
+    }
+
+    /// Log bytes still needed and why (log_reuse_wait_desc).
+    pub fn log_reuse(&self) -> LogReuse {
+        let c = self.control();
+        let durable = self.log.durable_lsn();
+        let mut keep = LogReuse {
+            keep_from: durable + 1,
+            reason: "NOTHING",
+        };
+        let mut consider = |lsn: u64, reason: &'static str| {
+            if lsn < keep.keep_from {
+                keep = LogReuse {
+                    keep_from: lsn,
+                    reason,
+                };
+            }
+        };
+        consider(c.checkpoint_lsn + 1, "CHECKPOINT");
+        if c.recovery_model == RecoveryModel::Full && c.database_backup_lsn > 0 {
+            consider(c.next_log_backup_lsn(), "LOG_BACKUP");
+        }
+        for (who, lsn) in self.holds.lock().iter() {
+            let reason = if who.starts_with("backup:") {
+                "ACTIVE_BACKUP_OR_RESTORE"
+            } else {
+                "AVAILABILITY_REPLICA"
+            };
+            consider(*lsn, reason);
+        }
+        keep
+    }
+
+    /// Keep log from `lsn` on for `who` (a replica, a seeding, a running backup) until released.
+    pub fn hold_log(&self, who: &str, lsn: u64) {
+        self.holds.lock().insert(who.to_string(), lsn);
+    }
+
+    pub fn release_log(&self, who: &str) -> Result<()> {
+        self.holds.lock().remove(who);
+        self.truncate_log()?;
+        Ok(())
+    }
+
+    pub fn log_used_bytes(&self) -> u64 {
+        self.log.bytes_from(self.log_reuse().keep_from)
+    }
+
+    /// Free whole log segments nobody needs any more.
+    pub fn truncate_log(&self) -> Result<u64> {
+        let keep = self.log_reuse().keep_from;
+        self.log.truncate_before(keep)
+    }
+
+    /// Refuse a new write when the log is at its maximum size, after trying a checkpoint if that is what holds it.
+    fn check_log_space(&self, holding_writer: bool) -> Result<()> {
+        let max = self.control.lock().max_log_bytes;
+        if max == 0 || self.log_used_bytes() < max {
+            return Ok(());
+        }
+        if self.log_reuse().reason == "CHECKPOINT" && holding_writer {
+            self.checkpoint_locked()?;
+            self.truncate_log()?;
+            if self.log_used_bytes() < max {
+                return Ok(());
+            }
+        }
+        Err(SqlError::log_full(&self.name, self.log_reuse().reason))
+    }
+
+    /// Checkpoint now (CHECKPOINT statement, shutdown, backup).
+    pub fn checkpoint(self: &Arc<Self>) -> Result<()> {
+        let never = AtomicBool::new(false);
+        self.writer.acquire(ENGINE_WRITER, None, &never)?;
+        let res = self.checkpoint_locked();
+        self.writer.release(ENGINE_WRITER);
+        res?;
+        self.truncate_log()?;
+        Ok(())
+    }
+
+    /// With the writer held: make the log durable to the end, copy the WAL into the database file, record the
+    /// checkpoint LSN. Never copies a frame whose block is not durable, because nothing newer exists.
+    fn checkpoint_locked(&self) -> Result<()> {
+        let conn = raw_connection(&self.db_path)?;
+        // Never stall the writer behind a long reader: copy what can be copied and try again later.
+        conn.busy_timeout(Duration::ZERO)?;
+        let end = self.log.last_assigned_lsn();
+        self.log.wait_durable(end)?;
+        fault::point("checkpoint.before");
+        let (busy, log_frames, done): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        fault::point("checkpoint.after_copy");
+        if busy == 0 && log_frames == done {
+            self.update_control(|c| c.checkpoint_lsn = end)?;
+            self.capture.lock().reset();
+            self.frames_in_wal.store(0, Ordering::Relaxed);
+        }
+        // After RESTART the next writer gives the WAL new salts; publish a snapshot of this (durable) state now.
+        self.republish(&conn)?;
+        Ok(())
+    }
+
+    /// Redo blocks that were logged elsewhere (RESTORE LOG; later the secondary's redo): log them under their
+    /// original LSNs, wait for that to be durable, then apply them as one SQLite transaction.
+    pub fn redo(&self, blocks: Vec<Block>) -> Result<()> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let never = AtomicBool::new(false);
+        self.writer.acquire(ENGINE_WRITER, None, &never)?;
+        let res = (|| {
+            let mut last = 0;
+            for b in &blocks {
+                last = self.log.append_external(b.clone())?;
+            }
+            self.log.wait_durable(last)?;
+            let conn = raw_connection(&self.db_path)?;
+            apply::apply_blocks(&conn, blocks.iter())?;
+            // The applier's frames are not user commits: never capture them as new blocks.
+            let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+            self.capture.lock().skip_to(frames.max(0) as u32)?;
+            self.republish(&conn)
+        })();
+        self.writer.release(ENGINE_WRITER);
+        res
+    }
+
+    /// Close: flush the log, checkpoint, stop the flusher.
+    pub fn close(self: &Arc<Self>) -> Result<()> {
+        if self.log.failed().is_none() {
+            self.checkpoint()?;
+        }
+        self.log.shutdown();
+        Ok(())
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.control.lock().epoch
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnState {
+    None,
+    /// A read transaction opened on a durable snapshot (SNAPSHOT isolation keeps it for the whole transaction).
+    Read,
+    /// BEGIN IMMEDIATE under the engine's writer.
+    Write,
+}
+
+/// What SQLite's WAL hook reported on one connection.
+#[derive(Default)]
+struct HookState {
+    frames: AtomicU32,
+    commits: std::sync::atomic::AtomicU64,
+}
+
+/// A session's connection to one database.
+pub struct DbConn {
+    db: Arc<Database>,
+    conn: Connection,
+    frames: Arc<HookState>,
+    txn: TxnState,
+}
+
+/// How a write should wait for the writer.
+pub struct WriteWait<'a> {
+    pub session: u64,
+    pub timeout: Option<Duration>,
+    pub cancel: &'a AtomicBool,
+    /// In a multi-statement transaction: wait until everything committed before is durable, so nothing this
+    /// transaction reads and returns before its own commit can later be lost.
+    pub explicit: bool,
+}
+
+impl DbConn {
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    pub fn sqlite(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn interrupt_handle(&self) -> rusqlite::InterruptHandle {
+        self.conn.get_interrupt_handle()
+    }
+
+    pub fn in_write(&self) -> bool {
+        self.txn == TxnState::Write
+    }
+
+    pub fn in_read(&self) -> bool {
+        self.txn == TxnState::Read
+    }
+
+    /// Start a read transaction on the latest durable snapshot.
+    pub fn begin_read(&mut self) -> Result<u64> {
+        if self.txn != TxnState::None {
+            return Ok(self.db.log.durable_lsn());
+        }
+        for _ in 0..2000 {
+            let (lsn, snap) = self.db.durable_snapshot();
+            if let Some(snap) = snap {
+                match snapshot::begin_at(&self.conn, &snap)? {
+                    Ok(()) => {
+                        self.txn = TxnState::Read;
+                        return Ok(lsn);
+                    }
+                    Err(OpenError::Stale) => {}
+                    Err(OpenError::Other(rc)) => {
+                        return Err(SqlError::new(
+                            50000,
+                            16,
+                            format!("cannot open a read snapshot (SQLite code {rc})"),
+                        ))
+                    }
+                }
+            }
+            // No openable snapshot (empty or restarted WAL). If nothing committed is waiting for its fsync, the
+            // latest state is the durable one: start a plain read transaction while no commit can slip in.
+            let gate = self.db.capture.lock();
+            let durable = self.db.log.durable_lsn();
+            if durable == self.db.log.last_assigned_lsn() {
+                self.conn.execute_batch("BEGIN")?;
+                self.conn
+                    .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+                drop(gate);
+                self.txn = TxnState::Read;
+                return Ok(durable);
+            }
+            drop(gate);
+            self.db.wait_newer_snapshot(lsn, Duration::from_millis(5));
+        }
+        Err(SqlError::new(
+            50000,
+            16,
+            "cannot open a read snapshot: the database keeps restarting its WAL",
+        ))
+    }
+
+    pub fn end_read(&mut self) -> Result<()> {
+        if self.txn == TxnState::Read {
+            self.txn = TxnState::None;
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    /// Take the writer and begin a write transaction. Inside a SNAPSHOT read transaction the upgrade fails with
+    /// 3960 if another transaction committed since the snapshot was taken.
+    pub fn begin_write(&mut self, w: &WriteWait) -> Result<()> {
+        if self.txn == TxnState::Write {
+            return Ok(());
+        }
+        if let Some(e) = self.db.log.failed() {
+            return Err(e);
+        }
+        self.db.writer.acquire(w.session, w.timeout, w.cancel)?;
+        let res = (|| {
+            if w.explicit {
+                self.db.log.wait_durable(self.db.log.last_assigned_lsn())?;
+            }
+            self.db.check_log_space(true)?;
+            if self.txn == TxnState::Read {
+                // Upgrade in place at the first write statement: SQLite answers SQLITE_BUSY_SNAPSHOT if the
+                // snapshot is no longer the latest, which the session maps to 3960.
+            } else {
+                self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            }
+            Ok(())
+        })();
+        match res {
+            Ok(()) => {
+                self.txn = TxnState::Write;
+                Ok(())
+            }
+            Err(e) => {
+                if self.txn == TxnState::Read {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    self.txn = TxnState::None;
+                }
+                self.db.writer.release(w.session);
+                Err(e)
+            }
+        }
+    }
+
+    /// Commit the write transaction: capture its pages as one log block, queue it, release the writer, wait for
+    /// durability. Returns the block's LSN (None if the transaction changed nothing).
+    pub fn commit(&mut self, session: u64) -> Result<Option<u64>> {
+        match self.txn {
+            TxnState::None => return Ok(None),
+            TxnState::Read => {
+                self.end_read()?;
+                return Ok(None);
+            }
+            TxnState::Write => {}
+        }
+        let db = self.db.clone();
+        let before = self.frames.commits.load(Ordering::SeqCst);
+        let res = (|| -> Result<Option<(u64, bool)>> {
+            // The capture gate spans SQLite's commit to the log append: while it is held, "everything committed
+            // is in the log queue" holds, which readers rely on when the WAL restarts under them.
+            let mut cap = db.capture.lock();
+            fault::point("commit.before_sqlite_commit");
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(map_busy_snapshot(e, &db.name));
+            }
+            if self.frames.commits.load(Ordering::SeqCst) == before {
+                return Ok(None); // nothing written
+            }
+            let n = self.frames.frames.load(Ordering::SeqCst);
+            fault::point("commit.after_sqlite_commit");
+            let mut block = cap.capture(n)?;
+            if block.pgnos.is_empty() {
+                return Ok(None);
+            }
+            block.epoch = db.epoch();
+            block.commit_time_us = now_us();
+            let snap = Arc::new(snapshot::take(&self.conn)?);
+            // Queue the snapshot before the block, so the flusher can never publish past a missing snapshot.
+            let lsn = {
+                let mut snaps = db.snaps.lock();
+                let lsn = db.log.append(block)?;
+                snaps.pending.push_back((lsn, snap));
+                lsn
+            };
+            drop(cap);
+            db.frames_in_wal.store(n, Ordering::Relaxed);
+            let want_ckpt =
+                n >= db.opts.checkpoint_frames && !db.ckpt_wanted.swap(true, Ordering::SeqCst);
+            Ok(Some((lsn, want_ckpt)))
+        })();
+        self.txn = TxnState::None;
+        db.writer.release(session);
+        let Some((lsn, want_ckpt)) = res? else {
+            return Ok(None);
+        };
+        fault::point("commit.before_ack_wait");
+        db.log.wait_durable(lsn)?;
+        if want_ckpt {
+            let r = db.checkpoint();
+            db.ckpt_wanted.store(false, Ordering::SeqCst);
+            r?;
+        }
+        Ok(Some(lsn))
+    }
+
+    pub fn rollback(&mut self, session: u64) -> Result<()> {
+        let was = self.txn;
+        self.txn = TxnState::None;
+        if was != TxnState::None {
+            let r = self.conn.execute_batch("ROLLBACK");
+            if was == TxnState::Write {
+                self.db.writer.release(session);
+            }
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DbConn {
+    fn drop(&mut self) {
+        if self.txn != TxnState::None {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn map_busy_snapshot(e: rusqlite::Error, db: &str) -> SqlError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
+            SqlError::snapshot_conflict(db)
+        }
+        _ => e.into(),
+    }
+}
