@@ -472,7 +472,10 @@ pub fn backup_database(
         let size = w.finish(path)?;
         pct.report(1, 1);
         if !opts.copy_only {
-            db.update_control(|c| c.database_backup_lsn = lsn)?;
+            db.update_control(|c| {
+                c.database_backup_lsn = lsn;
+                c.backup_chain = true;
+            })?;
         }
         inst.record_backup(&BackupSetRow {
             database_name: db.name.clone(),
@@ -520,7 +523,7 @@ pub fn backup_log(
             format!("The statement BACKUP LOG is not allowed while the recovery model is SIMPLE. Use BACKUP DATABASE or change the recovery model using ALTER DATABASE. (database '{}')", db.name),
         ));
     }
-    if c.database_backup_lsn == 0 {
+    if !c.backup_chain {
         return Err(SqlError::new(
             4214,
             16,
@@ -716,6 +719,7 @@ pub fn restore_database(
             checkpoint_lsn: h.last_lsn,
             recovery_model: h.recovery_model,
             database_backup_lsn: h.last_lsn,
+            backup_chain: true,
             last_log_backup_lsn: 0,
             max_log_bytes: 0,
             state: if opts.recovery {

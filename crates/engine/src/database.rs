@@ -73,8 +73,11 @@ pub struct Control {
     /// Every block up to this LSN is in the database file itself.
     pub checkpoint_lsn: u64,
     pub recovery_model: RecoveryModel,
-    /// LSN of the last full, non-COPY_ONLY backup: 0 = no backup chain yet (the log truncates as in SIMPLE).
+    /// LSN of the last full, non-COPY_ONLY backup.
     pub database_backup_lsn: u64,
+    /// A full backup began a log backup chain; until then FULL truncates the log as SIMPLE does.
+    #[serde(default)]
+    pub backup_chain: bool,
     pub last_log_backup_lsn: u64,
     /// 0 = unlimited.
     pub max_log_bytes: u64,
@@ -334,6 +337,7 @@ impl Database {
             checkpoint_lsn: 0,
             recovery_model: RecoveryModel::Full,
             database_backup_lsn: 0,
+            backup_chain: false,
             last_log_backup_lsn: 0,
             max_log_bytes: 0,
             state: DbState::Online,
@@ -485,6 +489,7 @@ impl Database {
                 // Switching to SIMPLE breaks the log backup chain, as in SQL Server.
                 c.database_backup_lsn = 0;
                 c.last_log_backup_lsn = 0;
+                c.backup_chain = false;
             }
             c.recovery_model = m;
         })?;
@@ -566,7 +571,7 @@ impl Database {
             }
         };
         consider(c.checkpoint_lsn + 1, "CHECKPOINT");
-        if c.recovery_model == RecoveryModel::Full && c.database_backup_lsn > 0 {
+        if c.recovery_model == RecoveryModel::Full && c.backup_chain {
             consider(c.next_log_backup_lsn(), "LOG_BACKUP");
         }
         for (who, lsn) in self.holds.lock().iter() {
