@@ -1,5 +1,8 @@
-//! Apply log blocks to a database file as raw pages through `sqlite_dbpage`: the one path used by crash recovery,
-//! restore and (later) the secondary's redo, so all three produce byte-identical files.
+//! Apply log blocks to a database as raw pages. Two ways, same bytes:
+//! - live, through `sqlite_dbpage` as one SQLite transaction (RESTORE LOG, the secondary's redo), so readers on
+//!   other connections see whole transactions;
+//! - at crash recovery, straight into the file: a checkpoint killed mid-copy leaves a file SQLite cannot even
+//!   parse, so recovery must not go through SQLite.
 
 use crate::error::Result;
 use crate::log::format::Block;
@@ -45,4 +48,31 @@ pub fn apply_blocks<'a>(
             Err(e)
         }
     }
+}
+
+/// Crash recovery: write every page of `blocks` (in LSN order) at its offset, then size the file to the last
+/// block's page count and fsync. The WAL must already be gone and nobody may have the file open.
+pub fn redo_into_file(
+    path: &std::path::Path,
+    page_size: u32,
+    blocks: impl Iterator<Item = Result<Block>>,
+) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let ps = page_size as u64;
+    let mut last_size = None;
+    let mut n = 0;
+    for b in blocks {
+        let b = b?;
+        for (pgno, page) in b.pages() {
+            f.write_all_at(page, (pgno as u64 - 1) * ps)?;
+        }
+        last_size = Some(b.db_pages);
+        n += 1;
+    }
+    if let Some(size) = last_size {
+        f.set_len(size as u64 * ps)?;
+    }
+    f.sync_all()?;
+    Ok(n)
 }

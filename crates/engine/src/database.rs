@@ -392,37 +392,17 @@ impl Database {
         }
         let durable = log.durable_lsn();
         let start = Instant::now();
-        let mut redone = 0u64;
-        {
-            let conn = raw_connection(&db_path)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            let from = control
-                .checkpoint_lsn
-                .max(log.first_lsn().saturating_sub(1));
-            if from < control.checkpoint_lsn {
-                return Err(SqlError::corrupt(
-                    &name,
-                    "log does not reach back to the last checkpoint",
-                ));
-            }
-            let mut batch = Vec::new();
-            let mut bytes = 0usize;
-            for lsn in control.checkpoint_lsn + 1..=durable {
-                let b = log.read_block(lsn)?;
-                bytes += b.data.len();
-                batch.push(b);
-                redone += 1;
-                if bytes > 32 << 20 {
-                    apply::apply_blocks(&conn, batch.iter())?;
-                    batch.clear();
-                    bytes = 0;
-                }
-            }
-            if !batch.is_empty() {
-                apply::apply_blocks(&conn, batch.iter())?;
-            }
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        if control.checkpoint_lsn + 1 < log.first_lsn() && control.checkpoint_lsn < durable {
+            return Err(SqlError::corrupt(
+                &name,
+                "the log does not reach back to the last checkpoint",
+            ));
         }
+        let redone = apply::redo_into_file(
+            &db_path,
+            control.page_size,
+            (control.checkpoint_lsn + 1..=durable).map(|lsn| log.read_block(lsn)),
+        )?;
         if control.checkpoint_lsn != durable {
             control.checkpoint_lsn = durable;
             write_control(dir, &control)?;
