@@ -629,7 +629,7 @@ fn next_block(rec: &mut Records, page_size: u32) -> Result<Option<Block>> {
         return Ok(None);
     }
     let body = format::u32_at(&head, 4) as usize;
-    if body > format::MAX_BODY {
+    if body > format::MAX_BODY || body as u64 > rec.trailer.raw {
         return Err(media_error(&rec.path, "log block length is implausible"));
     }
     let mut all = head.to_vec();

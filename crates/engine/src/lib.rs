@@ -11,6 +11,7 @@ pub mod collation;
 pub mod database;
 pub mod error;
 pub mod fault;
+pub mod fuzz;
 pub mod instance;
 pub mod log;
 pub mod session;

@@ -12,7 +12,7 @@ pub const BLOCK_HEADER_LEN: usize = 52;
 pub const BLOCK_TRAILER_LEN: usize = 4;
 const FLAG_ZSTD: u8 = 1;
 /// Upper bound on one block's payload; anything larger in a header is corruption, not a transaction.
-pub const MAX_BODY: usize = 1 << 30;
+pub const MAX_BODY: usize = 256 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentHeader {
