@@ -188,6 +188,31 @@ pub struct LogReuse {
     pub reason: &'static str,
 }
 
+/// A database's log usage as SQL Server's log views present it.
+#[derive(Debug, Clone)]
+pub struct LogSpace {
+    pub log_min_lsn: u64,
+    pub log_end_lsn: u64,
+    pub checkpoint_lsn: u64,
+    pub last_log_backup_lsn: u64,
+    /// The maximum log size when one is set, else the log's current size.
+    pub total_bytes: u64,
+    /// Bytes that cannot be reused yet (from the truncation point to the end).
+    pub used_bytes: u64,
+    pub retained_bytes: u64,
+    pub since_last_backup_bytes: u64,
+    pub since_checkpoint_bytes: u64,
+    pub truncation_holdup: &'static str,
+    pub recovery_model: RecoveryModel,
+    pub last_commit_time_us: i64,
+}
+
+impl LogSpace {
+    pub fn used_percent(&self) -> f64 {
+        (self.used_bytes as f64 * 100.0 / self.total_bytes.max(1) as f64).min(100.0)
+    }
+}
+
 /// Who holds the writer: sessions get ids from the instance; the engine's own jobs use this one.
 const ENGINE_WRITER: u64 = u64::MAX;
 
@@ -578,6 +603,34 @@ impl Database {
 
     pub fn log_used_bytes(&self) -> u64 {
         self.log.bytes_from(self.log_reuse().keep_from)
+    }
+
+    /// Figures for sys.dm_db_log_stats, sys.dm_db_log_space_usage and DBCC SQLPERF(LOGSPACE).
+    pub fn log_space(&self) -> LogSpace {
+        let c = self.control();
+        let st = self.log.stats();
+        let reuse = self.log_reuse();
+        let used = self.log.bytes_from(reuse.keep_from);
+        // With no maximum the log is as large as what it holds; report that plus the open segment's headroom.
+        let total = if c.max_log_bytes > 0 {
+            c.max_log_bytes
+        } else {
+            st.retained_bytes.max(1)
+        };
+        LogSpace {
+            log_min_lsn: st.first_lsn,
+            log_end_lsn: st.durable_lsn,
+            checkpoint_lsn: c.checkpoint_lsn,
+            last_log_backup_lsn: c.last_log_backup_lsn,
+            total_bytes: total,
+            used_bytes: used,
+            retained_bytes: st.retained_bytes,
+            since_last_backup_bytes: self.log.bytes_from(c.next_log_backup_lsn()),
+            since_checkpoint_bytes: self.log.bytes_from(c.checkpoint_lsn + 1),
+            truncation_holdup: reuse.reason,
+            recovery_model: c.recovery_model,
+            last_commit_time_us: self.log.last_commit_time_us(),
+        }
     }
 
     /// Free whole log segments nobody needs any more.

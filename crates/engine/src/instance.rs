@@ -267,8 +267,7 @@ impl Instance {
                     format!("Database '{name}' already exists. Choose a different database name."),
                 ));
             }
-            let id = self.drop_locked(name)?;
-            id
+            self.drop_locked(name)?
         } else {
             self.check_new_name(name)?;
             self.next_db_id()?
