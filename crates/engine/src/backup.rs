@@ -140,11 +140,7 @@ impl Percent<'_> {
         let Some(every) = self.every.filter(|e| *e > 0) else {
             return;
         };
-        let pct = if total == 0 {
-            100
-        } else {
-            (done * 100 / total) as u32
-        };
+        let pct = (done * 100).checked_div(total).unwrap_or(100) as u32;
         while self.last + every <= pct.min(100) {
             self.last += every;
             (self.cb)(self.last);
