@@ -1,14 +1,20 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! T-SQL for milink: lexing, batch parsing (procedural, DML/DDL and admin statements), the T-SQL type model,
+//! an evaluator for variable-only expressions, and translation of DML/DDL to SQLite.
+//!
+//! The crate is pure (no I/O, no SQLite) so every entry point can be fuzzed; see [`fuzz`].
+
+pub mod admin;
+pub mod ast;
+pub mod error;
+pub mod lexer;
+pub mod parser;
+pub mod types;
+
+pub use admin::Admin;
+pub use ast::{Expr, Statement, StatementKind};
+pub use error::{Result, SqlError};
+pub use parser::{parse_batch, parse_data_type, parse_expression, parse_param_definitions, split_go};
+pub use types::DataType;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+mod tests;
