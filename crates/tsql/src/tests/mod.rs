@@ -1,1 +1,2 @@
+mod parse_batch;
 mod parse_seed;
