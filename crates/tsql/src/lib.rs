@@ -5,14 +5,19 @@
 
 pub mod admin;
 pub mod ast;
+pub mod decimal;
 pub mod error;
+pub mod eval;
 pub mod lexer;
 pub mod parser;
 pub mod types;
+pub mod value;
 
 pub use admin::Admin;
 pub use ast::{Expr, Statement, StatementKind};
 pub use error::{Result, SqlError};
+pub use eval::{eval, eval_predicate, Context};
+pub use value::Value;
 pub use parser::{parse_batch, parse_data_type, parse_expression, parse_param_definitions, split_go};
 pub use types::DataType;
 
