@@ -455,8 +455,11 @@ pub fn binary_op(op: BinOp, a: &Value, b: &Value) -> Result<Value> {
     }
     // Convert the lower-precedence side (a string converts to the other side's type: 245 on failure).
     let target = if ta.precedence() >= tb.precedence() { ta } else { tb };
-    let a2 = if ta == target { a.clone() } else { implicit_convert(a, &target)? };
-    let b2 = if tb == target { b.clone() } else { implicit_convert(b, &target)? };
+    // Exact numerics keep their own precision/scale (int * decimal(10,2) has scale 2); only strings and floats
+    // are converted to the target type first.
+    let keep = |t: &DataType| t.is_numeric() && !matches!(t, DataType::Float | DataType::Real) && target.is_numeric();
+    let a2 = if ta == target || (keep(&ta) && !matches!(target, DataType::Float | DataType::Real)) { a.clone() } else { implicit_convert(a, &target)? };
+    let b2 = if tb == target || (keep(&tb) && !matches!(target, DataType::Float | DataType::Real)) { b.clone() } else { implicit_convert(b, &target)? };
     if matches!(op, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor) {
         let (x, y) = match (a2.as_i64(), b2.as_i64()) {
             (Some(x), Some(y)) => (x, y),

@@ -562,6 +562,7 @@ fn temporal_text(v: &Value, style: i64) -> Option<String> {
         12 => format!("{:02}{:02}{:02}", dt.year() % 100, dt.month(), dt.day()),
         23 => date,
         20 | 120 => match kind {
+            0 => date,
             1 => format!("{:02}:{:02}:{:02}", dt.hour(), dt.minute(), dt.second()),
             _ => format!("{} {:02}:{:02}:{:02}", date, dt.hour(), dt.minute(), dt.second()),
         },

@@ -1,2 +1,3 @@
+mod eval;
 mod parse_batch;
 mod parse_seed;
