@@ -702,6 +702,20 @@ fn int_arg(v: &Value, fname: &str) -> Result<Option<i64>> {
     }
 }
 
+/// Calls a built-in by (case-insensitive) name with evaluated arguments. The date functions take their datepart
+/// as a string first argument ('day', 'mi', …), which is how translated SQL passes it to `tsql_dateadd` etc.
+pub fn call_builtin(name: &str, args: &[Value]) -> Result<Value> {
+    let u = name.to_ascii_uppercase();
+    match u.as_str() {
+        "DATEADD" | "DATEDIFF" | "DATEDIFF_BIG" | "DATEPART" | "DATENAME" => {
+            let part = args.first().and_then(|v| v.to_text()).unwrap_or_default().to_ascii_lowercase();
+            date_function(&u, &part, args.get(1..).unwrap_or(&[]))
+        }
+        "COALESCE" => Ok(args.iter().find(|v| !v.is_null()).cloned().unwrap_or(Value::Null)),
+        _ => builtin_inner(&u, args),
+    }
+}
+
 /// Built-in scalar functions that need nothing from the instance. None: not a function implemented here.
 pub fn builtin(name: &str, args: &[Value]) -> Option<Result<Value>> {
     Some(builtin_inner(name, args))

@@ -10,6 +10,8 @@ pub mod error;
 pub mod eval;
 pub mod lexer;
 pub mod parser;
+pub mod storage;
+pub mod translate;
 pub mod types;
 pub mod value;
 
@@ -19,6 +21,7 @@ pub use error::{Result, SqlError};
 pub use eval::{eval, eval_predicate, Context};
 pub use value::Value;
 pub use parser::{parse_batch, parse_data_type, parse_expression, parse_param_definitions, split_go};
+pub use translate::{translate, Catalog, Translation};
 pub use types::DataType;
 
 #[cfg(test)]
