@@ -632,6 +632,13 @@ impl<'a> Parser<'a> {
 
     /// ( NAME [words] = value, … ) with multi-word names: PRIVATE KEY options, PRIMARY_ROLE(…), etc.
     pub(crate) fn parse_paren_options(&mut self) -> Result<Vec<Opt>> {
+        self.enter_n(4)?;
+        let r = self.parse_paren_options_inner();
+        self.leave_n(4);
+        r
+    }
+
+    fn parse_paren_options_inner(&mut self) -> Result<Vec<Opt>> {
         self.expect(&Tok::LParen)?;
         let mut opts = Vec::new();
         if self.eat(&Tok::RParen) {

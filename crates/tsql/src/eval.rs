@@ -122,10 +122,23 @@ impl<'c> Evaluator<'c> {
                 let v = self.eval(expr)?;
                 unary_op(*op, &v)
             }
-            Expr::Binary { op, left, right } => {
-                let a = self.eval(left)?;
-                let b = self.eval(right)?;
-                binary_op(*op, &a, &b)
+            Expr::Binary { .. } => {
+                // Arithmetic chains are folded iteratively: their length costs no stack.
+                let mut spine: Vec<(BinOp, &Expr)> = Vec::new();
+                let mut cur = e;
+                while let Expr::Binary { op, left, right } = cur {
+                    if matches!(op, BinOp::And | BinOp::Or | BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge) {
+                        break;
+                    }
+                    spine.push((*op, right));
+                    cur = left;
+                }
+                let mut acc = self.eval(cur)?;
+                for (op, right) in spine.into_iter().rev() {
+                    let b = self.eval(right)?;
+                    acc = binary_op(op, &acc, &b)?;
+                }
+                Ok(acc)
             }
             Expr::Subquery(q) => self.ctx.subquery(q),
             Expr::Case { operand, whens, else_ } => {
@@ -242,26 +255,32 @@ impl<'c> Evaluator<'c> {
         Ok(match e {
             Expr::Nested(inner) => return self.pred(inner),
             Expr::Unary { op: UnaryOp::Not, expr } => self.pred(expr)?.map(|b| !b),
-            Expr::Binary { op: BinOp::And, left, right } => {
-                let l = self.pred(left)?;
-                if l == Some(false) {
-                    return Ok(Some(false));
+            Expr::Binary { op: op @ (BinOp::And | BinOp::Or), .. } => {
+                // a AND b AND c …: collect the left spine and decide left to right, three-valued.
+                let mut terms: Vec<&Expr> = Vec::new();
+                let mut cur = e;
+                while let Expr::Binary { op: o, left, right } = cur {
+                    if o != op {
+                        break;
+                    }
+                    terms.push(right);
+                    cur = left;
                 }
-                match (l, self.pred(right)?) {
-                    (_, Some(false)) => Some(false),
-                    (Some(true), Some(true)) => Some(true),
-                    _ => None,
+                terms.push(cur);
+                terms.reverse();
+                let decisive = *op == BinOp::Or;
+                let mut unknown = false;
+                for t in terms {
+                    match self.pred(t)? {
+                        Some(b) if b == decisive => return Ok(Some(decisive)),
+                        None => unknown = true,
+                        _ => {}
+                    }
                 }
-            }
-            Expr::Binary { op: BinOp::Or, left, right } => {
-                let l = self.pred(left)?;
-                if l == Some(true) {
-                    return Ok(Some(true));
-                }
-                match (l, self.pred(right)?) {
-                    (_, Some(true)) => Some(true),
-                    (Some(false), Some(false)) => Some(false),
-                    _ => None,
+                if unknown {
+                    None
+                } else {
+                    Some(!decisive)
                 }
             }
             Expr::Binary { op, left, right } if matches!(op, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge) => {
@@ -796,8 +815,8 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 if ln < 0 {
                     return Err(SqlError::new(537, 16, "Invalid length parameter passed to the substring function."));
                 }
-                let from = (st - 1).max(0) as usize;
-                let to = (st - 1 + ln).max(0) as usize;
+                let from = st.saturating_sub(1).max(0) as usize;
+                let to = st.saturating_sub(1).saturating_add(ln).max(0) as usize;
                 return Ok(Value::Binary(b.get(from.min(b.len())..to.min(b.len())).unwrap_or(&[]).to_vec()));
             }
             let (s, st, ln) = match (to_text_arg(&args[0]), start, len) {
@@ -808,8 +827,8 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 return Err(SqlError::new(537, 16, "Invalid length parameter passed to the substring function."));
             }
             // Positions before 1 consume length, as in SQL Server.
-            let from = (st - 1).max(0) as usize;
-            let to = (st - 1).saturating_add(ln).max(0) as usize;
+            let from = st.saturating_sub(1).max(0) as usize;
+            let to = st.saturating_sub(1).saturating_add(ln).max(0) as usize;
             let out: String = s.chars().skip(from).take(to.saturating_sub(from)).collect();
             Ok(text_like(&args[0], out))
         }
@@ -936,7 +955,7 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 return Ok(Value::Null);
             }
             let from = st as usize - 1;
-            let to = (from + ln as usize).min(chars.len());
+            let to = from.saturating_add(ln as usize).min(chars.len());
             let out: String = chars[..from].iter().chain(ins.chars().collect::<Vec<_>>().iter()).chain(chars[to..].iter()).collect();
             Ok(text_like(&args[0], out))
         }
@@ -1207,7 +1226,7 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             };
             let first = NaiveDate::from_ymd_opt(d.year(), d.month(), 1).ok_or_else(date_overflow)?;
             let shifted = add_months(first.and_hms_opt(0, 0, 0).unwrap_or_default(), add + 1)?;
-            Ok(Value::Date(shifted.date() - TimeDelta::days(1)))
+            Ok(Value::Date(shifted.date().pred_opt().ok_or_else(date_overflow)?))
         }
         "DATEFROMPARTS" => {
             need(3)?;

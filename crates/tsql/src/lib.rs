@@ -8,6 +8,7 @@ pub mod ast;
 pub mod decimal;
 pub mod error;
 pub mod eval;
+pub mod fuzz;
 pub mod lexer;
 pub mod parser;
 pub mod storage;

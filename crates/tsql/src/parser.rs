@@ -14,7 +14,11 @@ pub struct Parser<'a> {
     depth: usize,
 }
 
-const MAX_DEPTH: usize = 200;
+/// Budget for the depth of the syntax tree: nesting (parentheses, subqueries, blocks) costs NEST_COST, each
+/// operator of a left-deep chain (a + b + c …) costs 1. It bounds every recursive walk of the tree (evaluation,
+/// translation, drop) so they fit a 2 MiB thread stack.
+const MAX_DEPTH: usize = 400;
+const NEST_COST: usize = 8;
 
 /// Parses a whole batch (one GO-separated unit) into statements.
 pub fn parse_batch(src: &str) -> Result<Vec<Statement>> {
@@ -231,7 +235,17 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn enter(&mut self) -> Result<()> {
+    pub(crate) fn enter_n(&mut self, n: usize) -> Result<()> {
+        for _ in 0..n {
+            self.enter()?;
+        }
+        Ok(())
+    }
+    pub(crate) fn leave_n(&mut self, n: usize) {
+        self.depth = self.depth.saturating_sub(n);
+    }
+
+    pub(crate) fn enter(&mut self) -> Result<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(SqlError::new(
@@ -243,8 +257,8 @@ impl<'a> Parser<'a> {
         }
         Ok(())
     }
-    fn leave(&mut self) {
-        self.depth -= 1;
+    pub(crate) fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
     }
 
     /// An identifier: unquoted word that is not reserved, or a quoted one.
@@ -316,10 +330,11 @@ impl<'a> Parser<'a> {
     }
 
     pub(crate) fn parse_statement(&mut self, first_in_batch: bool) -> Result<Statement> {
-        self.enter()?;
+        let saved = self.depth;
+        self.enter_n(NEST_COST)?;
         let start_tok = self.peek().clone();
         let r = self.parse_statement_kind(first_in_batch);
-        self.leave();
+        self.depth = saved;
         let kind = r?;
         let end = if self.pos > 0 { self.toks[self.pos - 1].end } else { start_tok.end };
         Ok(Statement { line: start_tok.line, kind, span: (start_tok.start, end.max(start_tok.start)) })
@@ -930,9 +945,11 @@ impl<'a> Parser<'a> {
     }
 
     pub fn parse_expr(&mut self) -> Result<Expr> {
-        self.enter()?;
+        let saved = self.depth;
+        self.enter_n(NEST_COST)?;
         let r = self.parse_or();
-        self.leave();
+        // Chain operators below consumed budget too; give it all back now that the subtree is complete.
+        self.depth = saved;
         r
     }
 
@@ -941,6 +958,7 @@ impl<'a> Parser<'a> {
         while self.eat_kw("OR") {
             let right = self.parse_and()?;
             left = Expr::Binary { op: BinOp::Or, left: Box::new(left), right: Box::new(right) };
+            self.enter()?;
         }
         Ok(left)
     }
@@ -950,6 +968,7 @@ impl<'a> Parser<'a> {
         while self.eat_kw("AND") {
             let right = self.parse_not()?;
             left = Expr::Binary { op: BinOp::And, left: Box::new(left), right: Box::new(right) };
+            self.enter()?;
         }
         Ok(left)
     }
@@ -983,6 +1002,7 @@ impl<'a> Parser<'a> {
                 }
                 let right = self.parse_additive()?;
                 left = Expr::Binary { op, left: Box::new(left), right: Box::new(right) };
+            self.enter()?;
                 continue;
             }
             if self.is_kw("IS") {
@@ -990,6 +1010,7 @@ impl<'a> Parser<'a> {
                 let negated = self.eat_kw("NOT");
                 self.expect_kw("NULL")?;
                 left = Expr::IsNull { expr: Box::new(left), negated };
+            self.enter()?;
                 continue;
             }
             let negated = self.is_kw("NOT")
@@ -1001,6 +1022,7 @@ impl<'a> Parser<'a> {
                 let pattern = self.parse_additive()?;
                 let escape = if self.eat_kw("ESCAPE") { Some(Box::new(self.parse_additive()?)) } else { None };
                 left = Expr::Like { expr: Box::new(left), pattern: Box::new(pattern), escape, negated };
+            self.enter()?;
                 continue;
             }
             if self.eat_kw("IN") {
@@ -1009,6 +1031,7 @@ impl<'a> Parser<'a> {
                     let q = self.parse_query()?;
                     self.expect(&Tok::RParen)?;
                     left = Expr::InSubquery { expr: Box::new(left), query: Box::new(q), negated };
+            self.enter()?;
                 } else {
                     let mut list = vec![self.parse_expr()?];
                     while self.eat(&Tok::Comma) {
@@ -1016,6 +1039,7 @@ impl<'a> Parser<'a> {
                     }
                     self.expect(&Tok::RParen)?;
                     left = Expr::InList { expr: Box::new(left), list, negated };
+            self.enter()?;
                 }
                 continue;
             }
@@ -1024,6 +1048,7 @@ impl<'a> Parser<'a> {
                 self.expect_kw("AND")?;
                 let high = self.parse_additive()?;
                 left = Expr::Between { expr: Box::new(left), low: Box::new(low), high: Box::new(high), negated };
+            self.enter()?;
                 continue;
             }
             if negated {
@@ -1047,6 +1072,7 @@ impl<'a> Parser<'a> {
             self.next();
             let right = self.parse_multiplicative()?;
             left = Expr::Binary { op, left: Box::new(left), right: Box::new(right) };
+            self.enter()?;
         }
     }
 
@@ -1062,6 +1088,7 @@ impl<'a> Parser<'a> {
             self.next();
             let right = self.parse_unary()?;
             left = Expr::Binary { op, left: Box::new(left), right: Box::new(right) };
+            self.enter()?;
         }
     }
 
@@ -1095,6 +1122,7 @@ impl<'a> Parser<'a> {
             self.next();
             let c = self.parse_any_word()?;
             e = Expr::Collate { expr: Box::new(e), collation: c };
+            self.enter()?;
         }
         Ok(e)
     }
@@ -1320,9 +1348,10 @@ impl<'a> Parser<'a> {
     // ---- queries -----------------------------------------------------------------------------------------------
 
     pub(crate) fn parse_query(&mut self) -> Result<Query> {
-        self.enter()?;
+        let saved = self.depth;
+        self.enter_n(NEST_COST / 2)?;
         let r = self.parse_query_inner();
-        self.leave();
+        self.depth = saved;
         r
     }
 

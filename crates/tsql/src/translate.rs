@@ -425,7 +425,7 @@ impl<'c> Tx<'c> {
                     UnaryOp::Not => (format!("NOT ({})", s), Some(DataType::Bit)),
                 }
             }
-            Expr::Binary { op, left, right } => self.binary(*op, left, right)?,
+            Expr::Binary { .. } => self.binary_chain(e)?,
             Expr::IsNull { expr, negated } => {
                 let (s, _) = self.expr(expr)?;
                 (format!("({} IS {}NULL)", s, if *negated { "NOT " } else { "" }), Some(DataType::Bit))
@@ -527,8 +527,26 @@ impl<'c> Tx<'c> {
         })
     }
 
-    fn binary(&mut self, op: BinOp, left: &Expr, right: &Expr) -> Result<(String, Option<DataType>)> {
-        let (l, lt) = self.expr(left)?;
+    /// Left-deep operator chains (a + b + c …) are walked iteratively so their length costs no stack.
+    fn binary_chain(&mut self, e: &Expr) -> Result<(String, Option<DataType>)> {
+        let mut spine: Vec<(BinOp, &Expr)> = Vec::new();
+        let mut cur = e;
+        while let Expr::Binary { op, left, right } = cur {
+            spine.push((*op, right));
+            cur = left;
+        }
+        let (mut acc, mut acc_ty) = self.expr(cur)?;
+        let mut acc_is_col = matches!(cur, Expr::Column(_));
+        for (op, right) in spine.into_iter().rev() {
+            let (s, t) = self.binary(op, acc, acc_ty, acc_is_col, right)?;
+            acc = s;
+            acc_ty = t;
+            acc_is_col = false;
+        }
+        Ok((acc, acc_ty))
+    }
+
+    fn binary(&mut self, op: BinOp, l: String, lt: Option<DataType>, left_is_col: bool, right: &Expr) -> Result<(String, Option<DataType>)> {
         let (r, rt) = self.expr(right)?;
         let sym = match op {
             BinOp::Eq => "=",
@@ -547,8 +565,7 @@ impl<'c> Tx<'c> {
             }
             // Literal-to-literal (or variable) comparisons get the instance collation explicitly; a column
             // operand brings its own declared collation.
-            let is_col = |e: &Expr| matches!(e, Expr::Column(_));
-            let collate = if is_col(left) || is_col(right) {
+            let collate = if left_is_col || matches!(right, Expr::Column(_)) {
                 ""
             } else if lt.is_some_and(|t| t.is_string()) || rt.is_some_and(|t| t.is_string()) {
                 " COLLATE TSQL_CI_AS"

@@ -482,7 +482,7 @@ fn round_time_ns(dt: NaiveDateTime, p: u8) -> NaiveDateTime {
     let unit = pow10(9 - p.min(9) as u32) as i64;
     let ns = dt.and_utc().timestamp_subsec_nanos() as i64;
     let rounded = (ns + unit / 2) / unit * unit;
-    dt + TimeDelta::nanoseconds(rounded - ns)
+    dt.checked_add_signed(TimeDelta::nanoseconds(rounded - ns)).unwrap_or(dt)
 }
 
 /// DATETIME keeps 1/300 s ticks: .000, .003, .007.
@@ -492,15 +492,17 @@ fn round_datetime(dt: NaiveDateTime) -> NaiveDateTime {
     let new_ns = ticks * 1_000_000_000 / 300;
     // Displayed as milliseconds rounded: 1/300 s = 3.33 ms.
     let ms = (new_ns + 500_000) / 1_000_000;
-    dt + TimeDelta::nanoseconds(ms * 1_000_000 - ns)
+    dt.checked_add_signed(TimeDelta::nanoseconds(ms * 1_000_000 - ns)).unwrap_or(dt)
 }
 
 fn round_smalldatetime(dt: NaiveDateTime) -> NaiveDateTime {
     let secs = dt.second() as i64;
     let ns = dt.and_utc().timestamp_subsec_nanos() as i64;
-    let base = dt - TimeDelta::seconds(secs) - TimeDelta::nanoseconds(ns);
+    let base = dt
+        .checked_sub_signed(TimeDelta::seconds(secs) + TimeDelta::nanoseconds(ns))
+        .unwrap_or(dt);
     if secs * 1_000_000_000 + ns >= 29_999_000_000 {
-        base + TimeDelta::minutes(1)
+        base.checked_add_signed(TimeDelta::minutes(1)).unwrap_or(base)
     } else {
         base
     }
@@ -755,7 +757,7 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
     if let Some(stripped) = body.strip_suffix('Z').or_else(|| body.strip_suffix('z')) {
         offset = FixedOffset::east_opt(0);
         body = stripped.to_string();
-    } else if body.len() > 6 {
+    } else if body.len() > 6 && body.is_char_boundary(body.len() - 6) && body[body.len() - 6..].is_ascii() {
         let tail = &body[body.len() - 6..];
         let b = tail.as_bytes();
         if (b[0] == b'+' || b[0] == b'-') && b[3] == b':' && body.contains(':') {
@@ -890,9 +892,12 @@ fn to_temporal(v: &Value, to: &DataType, _style: Option<i64>) -> Result<Value> {
                 if let Some(f) = other.as_f64() {
                     let whole = f.floor();
                     let frac_ns = ((f - whole) * 86_400e9).round() as i64;
-                    let d = base_1900().and_hms_opt(0, 0, 0).unwrap_or_default()
-                        + TimeDelta::days(whole as i64)
-                        + TimeDelta::nanoseconds(frac_ns);
+                    // Out-of-range day counts are an overflow, never a panic.
+                    let days = if whole.abs() < 4_000_000.0 { TimeDelta::try_days(whole as i64) } else { None };
+                    let d = days
+                        .and_then(|dd| base_1900().and_hms_opt(0, 0, 0).unwrap_or_default().checked_add_signed(dd))
+                        .and_then(|d| d.checked_add_signed(TimeDelta::nanoseconds(frac_ns)))
+                        .ok_or_else(|| overflow_to(to))?;
                     return Ok(if matches!(to, T::DateTime) {
                         Value::DateTime(round_datetime(d))
                     } else {
