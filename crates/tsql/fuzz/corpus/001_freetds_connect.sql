@@ -1,0 +1,1 @@
+set textsize 2147483647 select @@spid use [db]

@@ -1,0 +1,4 @@
+-- Create MASTER KEY encryption password
+USE MASTER
+CREATE MASTER KEY ENCRYPTION BY PASSWORD = 'Str0ng!Passw0rd'
+GO

@@ -1,0 +1,1 @@
+SELECT 'it''s', N'xé', [we]]ird], "q""x", 0xDEADBEEF, 0x1

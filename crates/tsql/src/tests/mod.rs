@@ -1,0 +1,4 @@
+mod eval;
+mod parse_batch;
+mod parse_seed;
+mod translate;
