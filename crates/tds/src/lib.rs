@@ -18,10 +18,15 @@ pub use batch::{AllHeaders, SqlBatch};
 pub use login7::{FeatureExt, Login7};
 pub use packet::{PacketHeader, PacketType};
 pub use prelogin::{Encryption, PreLogin};
-pub use rpc::{ProcId, RpcParam, RpcRequest};
+pub use rpc::{ProcId, RpcParam, RpcRequest, RpcTarget};
 
+pub use server::{
+    serve, serve_connection, CancelToken, ConnInfo, Handler, LoginError, LoginOk, ResponseWriter,
+    SendError, ServerConfig,
+};
+pub use tls::TlsIdentity;
 pub use tm::{IsolationLevel, TmRequest};
-pub use token::{DoneStatus, EnvChange, Message};
+pub use token::{DoneKind, DoneStatus, EnvChange, Message};
 pub use types::{
     Collation, Column, Date, DateTime2, DateTimeOffset, Decimal, SqlType, SqlValue, Time,
 };

@@ -256,6 +256,7 @@ mod tests {
             tds_version: 0x7400_0004,
             packet_size: 8192,
             option_flags2: 0x03,
+            option_flags3: 0x10,
             hostname: "host".into(),
             username: "sa".into(),
             password: "Pässw0rd!".into(),
