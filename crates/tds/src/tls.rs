@@ -111,6 +111,7 @@ pub struct PreloginFramed<S> {
     hdr: [u8; HEADER_LEN],
     hdr_filled: usize,
     remaining: usize,
+    leftover: Vec<u8>,
     // write side: TLS bytes not yet framed, then framed bytes not yet written
     wbuf: Vec<u8>,
     out: Vec<u8>,
@@ -125,6 +126,7 @@ impl<S> PreloginFramed<S> {
             hdr: [0; HEADER_LEN],
             hdr_filled: 0,
             remaining: 0,
+            leftover: Vec::new(),
             wbuf: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -162,6 +164,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PreloginFramed<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.passthrough {
+            if !this.leftover.is_empty() {
+                let n = this.leftover.len().min(buf.remaining());
+                buf.put_slice(&this.leftover[..n]);
+                this.leftover.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         // Never wait for the peer while our own handshake bytes sit unsent.
@@ -176,6 +184,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PreloginFramed<S> {
                     return Poll::Ready(Ok(())); // EOF
                 }
                 this.hdr_filled += n;
+                // A raw TLS record (content types 20-23) instead of a TDS packet: the
+                // peer finished its handshake. rustls may read ahead past its last
+                // handshake message, so this is where the framing must end.
+                if (20..=23).contains(&this.hdr[0]) {
+                    this.leftover.extend_from_slice(&this.hdr[..this.hdr_filled]);
+                    this.hdr_filled = 0;
+                    this.passthrough = true;
+                    let n = this.leftover.len().min(buf.remaining());
+                    buf.put_slice(&this.leftover[..n]);
+                    this.leftover.drain(..n);
+                    return Poll::Ready(Ok(()));
+                }
             }
             this.hdr_filled = 0;
             let h = PacketHeader::decode(&this.hdr)
