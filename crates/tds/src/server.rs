@@ -557,6 +557,12 @@ pub async fn serve_connection<H: Handler>(handler: Arc<H>, tcp: TcpStream, confi
                 let login = read_message_exact(&mut tcp, max).await?;
                 (Box::new(tcp), login, false)
             }
+            (Encryption::Off, Some(_)) if peek_byte(&tcp).await? == 0x10 => {
+                // Client OFF that sends LOGIN7 in clear (tedious with encrypt=false):
+                // SQL Server accepts this unless encryption is forced.
+                let login = read_message_exact(&mut tcp, max).await?;
+                (Box::new(tcp), login, false)
+            }
             (mode, Some(cfg)) => {
                 let mut tls = tokio_rustls::TlsAcceptor::from(cfg).accept(PreloginFramed::new(tcp)).await?;
                 tls.get_mut().0.passthrough = true;
@@ -572,6 +578,14 @@ pub async fn serve_connection<H: Handler>(handler: Arc<H>, tcp: TcpStream, confi
         }
     };
     run_session(handler, io, login, encrypted, peer, config).await
+}
+
+async fn peek_byte(tcp: &TcpStream) -> io::Result<u8> {
+    let mut b = [0u8; 1];
+    if tcp.peek(&mut b).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(b[0])
 }
 
 fn prelogin_reply(config: &ServerConfig, enc: Encryption) -> PreLogin {
