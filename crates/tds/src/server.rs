@@ -427,10 +427,22 @@ impl<'a> ResponseWriter<'a> {
         self.send(true).await
     }
 
-    /// Ends a cancelled response: whatever is unsent is dropped, DONE(ATTN) closes it.
+    /// Ends a cancelled response: unsent tokens are dropped and the response is closed
+    /// with a plain DONE; the acknowledgement DONE(ATTN) follows as a message of its
+    /// own (tedious reads the ack from the message after the request's response).
+    async fn finish_cancelled(&mut self) -> io::Result<()> {
+        self.buf.clear();
+        self.pending = None;
+        token::done(&mut self.buf, DoneKind::Done, 0, 0, 0, self.tds72);
+        self.send(true).await?;
+        self.finish_attention().await
+    }
+
+    /// Sends DONE(ATTN) as one message.
     async fn finish_attention(&mut self) -> io::Result<()> {
         self.buf.clear();
         self.pending = None;
+        self.packet_id = 1;
         token::done(&mut self.buf, DoneKind::Done, DoneStatus::ATTN, 0, 0, self.tds72);
         self.send(true).await
     }
@@ -683,7 +695,7 @@ async fn run_session<H: Handler>(
             };
             if cancelled {
                 attention_acked += 1;
-                out.finish_attention().await?;
+                out.finish_cancelled().await?;
             } else {
                 out.finish(kind).await?;
             }

@@ -23,7 +23,7 @@ function query(c, sql, params = [], rpc = true) {
   return new Promise((resolve, reject) => {
     const rows = [];
     const req = new Request(sql, (err) => (err ? reject(err) : resolve(rows)));
-    for (const [name, type, value] of params) req.addParameter(name, type, value);
+    for (const [name, type, value, opts] of params) req.addParameter(name, type, value, opts);
     req.on('row', (cols) => { const r = {}; cols.forEach((col, i) => { r[col.metadata.colName || `c${i}`] = col.value; }); rows.push(r); });
     if (rpc) c.execSql(req); else c.execSqlBatch(req);
   });
@@ -61,7 +61,7 @@ function pass(n) { console.log('PASS ' + n); }
 
   const [e] = await query(c, 'select echo @a, @b, @c, @d, @e, @f', [
     ['a', TYPES.Int, 42], ['b', TYPES.NVarChar, 'ünïcode ✓'], ['c', TYPES.NVarChar, BIG],
-    ['d', TYPES.Decimal, 12.5], ['e', TYPES.UniqueIdentifier, '6F9619FF-8B86-D011-B42D-00C04FC964FF'],
+    ['d', TYPES.Decimal, 12.5, { precision: 10, scale: 2 }], ['e', TYPES.UniqueIdentifier, '6F9619FF-8B86-D011-B42D-00C04FC964FF'],
     ['f', TYPES.Bit, null],
   ]);
   assert.strictEqual(e.a, 42);
