@@ -68,12 +68,19 @@ impl TlsIdentity {
         Ok(id)
     }
 
-    /// rustls config for TDS: TLS 1.2 and 1.3, no session tickets (clients that wrap
-    /// TLS in PRELOGIN do not expect post-handshake messages). `tds8` adds ALPN "tds/8.0".
+    /// rustls config for TDS, no session tickets (clients that wrap TLS in PRELOGIN do
+    /// not expect post-handshake messages). TDS 7.x gets TLS 1.2 only, as SQL Server
+    /// offers it: FreeTDS/GnuTLS fails TLS 1.3 inside PRELOGIN. `tds8` (TLS first,
+    /// ALPN "tds/8.0") gets TLS 1.2 and 1.3.
     pub fn server_config(&self, tds8: bool) -> io::Result<Arc<rustls::ServerConfig>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if tds8 {
+            &[&rustls::version::TLS12, &rustls::version::TLS13]
+        } else {
+            &[&rustls::version::TLS12]
+        };
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+            .with_protocol_versions(versions)
             .map_err(|e| io::Error::other(e.to_string()))?
             .with_no_client_auth()
             .with_single_cert(self.certs.clone(), self.key.clone_key())

@@ -140,7 +140,7 @@ fn tsql(encryption: &str, tls_server: bool) {
         &big_text(),
         "deadbeef00",
         "6F9619FF-8B86-D011-B42D-00C04FC964FF",
-        "2024-02-29 13:45:07.1234567",
+        "Feb 29 2024 01:45PM",
         "Msg 50000 (severity 16, state 3)",
         "boom from the test handler",
     ] {
