@@ -811,7 +811,7 @@ fn as_datetime2(v: &SqlValue) -> Option<DateTime2> {
 fn put_time(out: &mut Vec<u8>, t: Time, scale: u8) -> u64 {
     let div = 10u64.pow(7 - scale as u32);
     // Round half up; a carry into the next day is returned to the caller.
-    let mut units = (t.0 + div / 2) / div;
+    let mut units = (t.0.min(TICKS_PER_DAY - 1) + div / 2) / div;
     let per_day = TICKS_PER_DAY / div;
     let carry = units / per_day;
     units %= per_day;
@@ -1005,7 +1005,7 @@ pub fn encode_value(ty: &SqlType, v: &SqlValue, out: &mut Vec<u8>) -> Result<(),
             let scale = scale.min(7);
             out.push(time_len(scale) as u8 + 3);
             let carry = put_time(out, d.time, scale);
-            put_date(out, Date(d.date.0 + carry as i32))?;
+            put_date(out, Date(d.date.0.saturating_add(carry as i32)))?;
         }
         SqlType::DateTimeOffset { scale } => {
             let dto = match v {
@@ -1019,14 +1019,13 @@ pub fn encode_value(ty: &SqlType, v: &SqlValue, out: &mut Vec<u8>) -> Result<(),
             let scale = scale.min(7);
             out.push(time_len(scale) as u8 + 5);
             let carry = put_time(out, utc.time, scale);
-            put_date(out, Date(utc.date.0 + carry as i32))?;
+            put_date(out, Date(utc.date.0.saturating_add(carry as i32)))?;
             out.extend_from_slice(&dto.offset_minutes.to_le_bytes());
         }
         SqlType::DateTime => {
             let d = as_datetime2(v).map_or_else(|| err(ty, v), Ok)?;
-            let days = d.date.0 - DAYS_TO_1900;
-            let mut ticks = (d.time.0 * 3 + 50_000) / 100_000;
-            let mut days = days as i64;
+            let mut ticks = (d.time.0.min(TICKS_PER_DAY - 1) * 3 + 50_000) / 100_000;
+            let mut days = d.date.0 as i64 - DAYS_TO_1900 as i64;
             if ticks >= 300 * 86_400 {
                 ticks -= 300 * 86_400;
                 days += 1;
@@ -1038,8 +1037,8 @@ pub fn encode_value(ty: &SqlType, v: &SqlValue, out: &mut Vec<u8>) -> Result<(),
         }
         SqlType::SmallDateTime => {
             let d = as_datetime2(v).map_or_else(|| err(ty, v), Ok)?;
-            let mut mins = (d.time.0 + 300_000_000) / 600_000_000;
-            let mut days = (d.date.0 - DAYS_TO_1900) as i64;
+            let mut mins = (d.time.0.min(TICKS_PER_DAY - 1) + 300_000_000) / 600_000_000;
+            let mut days = d.date.0 as i64 - DAYS_TO_1900 as i64;
             if mins >= 1440 {
                 mins -= 1440;
                 days += 1;
