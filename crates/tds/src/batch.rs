@@ -72,10 +72,13 @@ impl SqlBatch {
         let mut r = Reader::new(b);
         let headers = AllHeaders::decode_optional(&mut r, b)?;
         let rest = r.rest();
-        if rest.len() % 2 != 0 {
+        if !rest.len().is_multiple_of(2) {
             return Err(DecodeError::Invalid("odd-length UCS-2 batch"));
         }
-        Ok(SqlBatch { headers, sql: utf16le_to_string(rest) })
+        Ok(SqlBatch {
+            headers,
+            sql: utf16le_to_string(rest),
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -41,7 +41,10 @@ pub fn type_info_value(data: &[u8]) {
 }
 
 /// All targets by name, for the replay test and the cargo-fuzz harness.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target: arbitrary bytes in, must not panic.
+pub type Target = fn(&[u8]);
+
+pub const TARGETS: &[(&str, Target)] = &[
     ("packet", packet),
     ("prelogin", prelogin),
     ("login7", login7),

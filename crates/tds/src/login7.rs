@@ -61,7 +61,10 @@ impl std::fmt::Debug for Login7 {
             .field("language", &self.language)
             .field("database", &self.database)
             .field("integrated_security", &self.integrated_security())
-            .field("features", &self.features.iter().map(|f| f.id).collect::<Vec<_>>())
+            .field(
+                "features",
+                &self.features.iter().map(|f| f.id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -143,13 +146,19 @@ impl Login7 {
             utf16le_to_string(&deobfuscate_password(slice(co, cl * 2)?))
         };
         let sspi_long = r.u32_le()? as usize;
-        let sspi_len = if sl == 0xFFFF && sspi_long > 0 { sspi_long } else { sl };
+        let sspi_len = if sl == 0xFFFF && sspi_long > 0 {
+            sspi_long
+        } else {
+            sl
+        };
         l.sspi = slice(so, sspi_len)?.to_vec();
         if l.option_flags3 & FEXTENSION != 0 && el >= 4 {
             let ext = slice(eo, 4)?;
             let fo = u32::from_le_bytes([ext[0], ext[1], ext[2], ext[3]]) as usize;
             if fo != 0 {
-                let data = b.get(fo..).ok_or(DecodeError::Invalid("feature ext offset"))?;
+                let data = b
+                    .get(fo..)
+                    .ok_or(DecodeError::Invalid("feature ext offset"))?;
                 l.features = decode_features(data)?;
             }
         }
@@ -166,7 +175,10 @@ fn decode_features(b: &[u8]) -> Result<Vec<FeatureExt>, DecodeError> {
             return Ok(out);
         }
         let len = r.u32_le()? as usize;
-        out.push(FeatureExt { id, data: r.take(len)?.to_vec() });
+        out.push(FeatureExt {
+            id,
+            data: r.take(len)?.to_vec(),
+        });
     }
 }
 
@@ -174,10 +186,20 @@ fn decode_features(b: &[u8]) -> Result<Vec<FeatureExt>, DecodeError> {
 pub fn encode_login7(l: &Login7) -> Vec<u8> {
     let mut fixed = vec![0u8; 4]; // total length, patched at the end
     let mut var: Vec<u8> = Vec::new();
-    for v in [l.tds_version, l.packet_size, l.client_prog_version, l.client_pid, l.connection_id] {
+    for v in [
+        l.tds_version,
+        l.packet_size,
+        l.client_prog_version,
+        l.client_pid,
+        l.connection_id,
+    ] {
         fixed.extend_from_slice(&v.to_le_bytes());
     }
-    let flags3 = if l.features.is_empty() { l.option_flags3 } else { l.option_flags3 | FEXTENSION };
+    let flags3 = if l.features.is_empty() {
+        l.option_flags3
+    } else {
+        l.option_flags3 | FEXTENSION
+    };
     fixed.extend_from_slice(&[l.option_flags1, l.option_flags2, l.type_flags, flags3]);
     fixed.extend_from_slice(&l.client_timezone.to_le_bytes());
     fixed.extend_from_slice(&l.client_lcid.to_le_bytes());
@@ -265,7 +287,10 @@ mod tests {
             library_name: "tedious".into(),
             language: "us_english".into(),
             database: "master".into(),
-            features: vec![FeatureExt { id: FeatureExt::UTF8_SUPPORT, data: vec![] }],
+            features: vec![FeatureExt {
+                id: FeatureExt::UTF8_SUPPORT,
+                data: vec![],
+            }],
             ..Default::default()
         };
         let b = encode_login7(&l);
@@ -276,7 +301,10 @@ mod tests {
 
     #[test]
     fn truncated() {
-        let l = Login7 { username: "sa".into(), ..Default::default() };
+        let l = Login7 {
+            username: "sa".into(),
+            ..Default::default()
+        };
         let b = encode_login7(&l);
         for n in 0..b.len() {
             assert!(Login7::decode(&b[..n]).is_err());

@@ -86,12 +86,28 @@ impl PacketHeader {
         if (length as usize) < HEADER_LEN {
             return Err(DecodeError::Invalid("packet length below header size"));
         }
-        Ok(PacketHeader { ty, status, length, spid, packet_id, window })
+        Ok(PacketHeader {
+            ty,
+            status,
+            length,
+            spid,
+            packet_id,
+            window,
+        })
     }
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let l = self.length.to_be_bytes();
         let s = self.spid.to_be_bytes();
-        [self.ty.to_u8(), self.status, l[0], l[1], s[0], s[1], self.packet_id, self.window]
+        [
+            self.ty.to_u8(),
+            self.status,
+            l[0],
+            l[1],
+            s[0],
+            s[1],
+            self.packet_id,
+            self.window,
+        ]
     }
     pub fn is_eom(&self) -> bool {
         self.status & STATUS_EOM != 0
@@ -130,7 +146,11 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(max_message: usize) -> Self {
-        Reassembler { buf: Vec::new(), current: None, max_message }
+        Reassembler {
+            buf: Vec::new(),
+            current: None,
+            max_message,
+        }
     }
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
@@ -150,7 +170,11 @@ impl Reassembler {
             // ATTENTION is a signal, never merged into a pending message.
             if h.ty == PacketType::Attention {
                 self.buf.drain(..total);
-                return Ok(Some(Message { ty: h.ty, status: h.status, payload: Vec::new() }));
+                return Ok(Some(Message {
+                    ty: h.ty,
+                    status: h.status,
+                    payload: Vec::new(),
+                }));
             }
             let msg = self.current.get_or_insert_with(|| Message {
                 ty: h.ty,
@@ -267,7 +291,15 @@ mod tests {
     #[test]
     fn too_large_is_error() {
         let mut out = Vec::new();
-        encode_packets(&mut out, PacketType::SqlBatch, &[0u8; 2000], 512, 0, 1, true);
+        encode_packets(
+            &mut out,
+            PacketType::SqlBatch,
+            &[0u8; 2000],
+            512,
+            0,
+            1,
+            true,
+        );
         let mut r = Reassembler::new(1000);
         r.push(&out);
         assert!(r.next_message().is_err());

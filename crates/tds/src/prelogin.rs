@@ -89,7 +89,11 @@ impl PreLogin {
                 OPT_ENCRYPTION => p.encryption = Some(Encryption::from_u8(d.u8()?)),
                 OPT_INSTOPT => p.instance = Some(data.to_vec()),
                 OPT_THREADID => {
-                    p.thread_id = if data.len() >= 4 { Some(d.u32_be()?) } else { None }
+                    p.thread_id = if data.len() >= 4 {
+                        Some(d.u32_be()?)
+                    } else {
+                        None
+                    }
                 }
                 OPT_MARS => p.mars = Some(d.u8()?),
                 OPT_TRACEID => p.trace_id = Some(data.to_vec()),

@@ -67,7 +67,10 @@ impl ProcId {
     }
     /// The system procedure name, e.g. for a name-based call to map back to an id.
     pub fn from_name(name: &str) -> Option<Self> {
-        let n = name.trim_start_matches("sys.").trim_start_matches("dbo.").to_ascii_lowercase();
+        let n = name
+            .trim_start_matches("sys.")
+            .trim_start_matches("dbo.")
+            .to_ascii_lowercase();
         Some(match n.as_str() {
             "sp_executesql" => Self::ExecuteSql,
             "sp_prepare" => Self::Prepare,
@@ -165,7 +168,9 @@ impl RpcMessage {
                 RpcTarget::Name(n) => {
                     let units: Vec<u16> = n.encode_utf16().collect();
                     out.extend_from_slice(&(units.len() as u16).to_le_bytes());
-                    units.iter().for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
+                    units
+                        .iter()
+                        .for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
                 }
             }
             out.extend_from_slice(&req.option_flags.to_le_bytes());
@@ -208,7 +213,11 @@ fn decode_request(r: &mut Reader<'_>) -> Result<RpcRequest, DecodeError> {
             value,
         });
     }
-    Ok(RpcRequest { target, option_flags, params })
+    Ok(RpcRequest {
+        target,
+        option_flags,
+        params,
+    })
 }
 
 #[cfg(test)]
@@ -216,20 +225,38 @@ mod tests {
     use super::*;
 
     fn p(name: &str, ty: SqlType, value: SqlValue) -> RpcParam {
-        RpcParam { name: name.into(), output: false, default_value: false, ty, value }
+        RpcParam {
+            name: name.into(),
+            output: false,
+            default_value: false,
+            ty,
+            value,
+        }
     }
 
     #[test]
     fn executesql_round_trip_and_multiple_calls() {
         let m = RpcMessage {
-            headers: AllHeaders { transaction_descriptor: Some(0), outstanding_requests: Some(1), ..Default::default() },
+            headers: AllHeaders {
+                transaction_descriptor: Some(0),
+                outstanding_requests: Some(1),
+                ..Default::default()
+            },
             requests: vec![
                 RpcRequest {
                     target: RpcTarget::Id(ProcId::ExecuteSql),
                     option_flags: 0,
                     params: vec![
-                        p("", SqlType::NVarChar(None), SqlValue::NVarChar("select @P1".into())),
-                        p("", SqlType::NVarChar(Some(4000)), SqlValue::NVarChar("@P1 int".into())),
+                        p(
+                            "",
+                            SqlType::NVarChar(None),
+                            SqlValue::NVarChar("select @P1".into()),
+                        ),
+                        p(
+                            "",
+                            SqlType::NVarChar(Some(4000)),
+                            SqlValue::NVarChar("@P1 int".into()),
+                        ),
                         p("@P1", SqlType::Int, SqlValue::Int(42)),
                     ],
                 },
@@ -267,7 +294,11 @@ mod tests {
             requests: vec![RpcRequest {
                 target: RpcTarget::Id(ProcId::ExecuteSql),
                 option_flags: 0,
-                params: vec![p("", SqlType::NVarChar(None), SqlValue::NVarChar("select 1".into()))],
+                params: vec![p(
+                    "",
+                    SqlType::NVarChar(None),
+                    SqlValue::NVarChar("select 1".into()),
+                )],
             }],
         };
         let b = m.encode().unwrap();

@@ -72,7 +72,12 @@ impl ServerConfig {
             if s >= 51 {
                 return s;
             }
-            let _ = self.next_spid.compare_exchange(s.wrapping_add(1), 51, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.next_spid.compare_exchange(
+                s.wrapping_add(1),
+                51,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 }
@@ -98,7 +103,11 @@ pub struct LoginOk<S> {
 
 impl<S> LoginOk<S> {
     pub fn new(session: S, database: impl Into<String>) -> Self {
-        LoginOk { session, database: database.into(), language: "us_english".into() }
+        LoginOk {
+            session,
+            database: database.into(),
+            language: "us_english".into(),
+        }
     }
 }
 
@@ -108,7 +117,12 @@ pub struct LoginError(pub Message);
 
 impl LoginError {
     pub fn login_failed(user: &str) -> Self {
-        LoginError(Message::error(18456, 14, 1, format!("Login failed for user '{user}'.")))
+        LoginError(Message::error(
+            18456,
+            14,
+            1,
+            format!("Login failed for user '{user}'."),
+        ))
     }
     /// e.g. 4060 "Cannot open database ... requested by the login".
     pub fn other(number: i32, class: u8, text: impl Into<String>) -> Self {
@@ -265,7 +279,14 @@ impl<'a> ResponseWriter<'a> {
 
     fn before_token(&mut self) {
         if let Some(p) = self.pending.take() {
-            token::done(&mut self.buf, p.kind, p.status | DoneStatus::MORE, p.cur_cmd, p.rows, self.tds72);
+            token::done(
+                &mut self.buf,
+                p.kind,
+                p.status | DoneStatus::MORE,
+                p.cur_cmd,
+                p.rows,
+                self.tds72,
+            );
         }
     }
 
@@ -321,7 +342,12 @@ impl<'a> ResponseWriter<'a> {
             status |= DoneStatus::INXACT;
         }
         status &= !DoneStatus::MORE;
-        self.pending = Some(PendingDone { kind, status, cur_cmd, rows: rows.unwrap_or(0) });
+        self.pending = Some(PendingDone {
+            kind,
+            status,
+            cur_cmd,
+            rows: rows.unwrap_or(0),
+        });
     }
 
     /// ERROR (class > 10) or INFO token. Empty server name is filled in.
@@ -375,18 +401,28 @@ impl<'a> ResponseWriter<'a> {
     /// (the handler should stop) or the connection broke.
     pub async fn flush(&mut self) -> io::Result<()> {
         if self.cancel.is_cancelled() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled by attention"));
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "cancelled by attention",
+            ));
         }
         self.send(false).await
     }
 
     async fn send(&mut self, eom: bool) -> io::Result<()> {
         if self.failed {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection failed"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "connection failed",
+            ));
         }
         let chunk = self.packet_size - HEADER_LEN;
         // Keep the tail back unless ending: EOM must go on a packet of its own data.
-        let n = if eom { self.buf.len() } else { (self.buf.len().saturating_sub(1) / chunk) * chunk };
+        let n = if eom {
+            self.buf.len()
+        } else {
+            (self.buf.len().saturating_sub(1) / chunk) * chunk
+        };
         if n == 0 && !eom {
             return Ok(());
         }
@@ -415,9 +451,20 @@ impl<'a> ResponseWriter<'a> {
     /// Ends the response; adds a final DONE of `kind` if the handler wrote none.
     async fn finish(&mut self, kind: DoneKind) -> io::Result<()> {
         match self.pending.take() {
-            Some(p) => token::done(&mut self.buf, p.kind, p.status, p.cur_cmd, p.rows, self.tds72),
+            Some(p) => token::done(
+                &mut self.buf,
+                p.kind,
+                p.status,
+                p.cur_cmd,
+                p.rows,
+                self.tds72,
+            ),
             None => {
-                let mut status = if std::mem::take(&mut self.error_since_done) { DoneStatus::ERROR } else { 0 };
+                let mut status = if std::mem::take(&mut self.error_since_done) {
+                    DoneStatus::ERROR
+                } else {
+                    0
+                };
                 if self.in_transaction {
                     status |= DoneStatus::INXACT;
                 }
@@ -443,7 +490,14 @@ impl<'a> ResponseWriter<'a> {
         self.buf.clear();
         self.pending = None;
         self.packet_id = 1;
-        token::done(&mut self.buf, DoneKind::Done, DoneStatus::ATTN, 0, 0, self.tds72);
+        token::done(
+            &mut self.buf,
+            DoneKind::Done,
+            DoneStatus::ATTN,
+            0,
+            0,
+            self.tds72,
+        );
         self.send(true).await
     }
 }
@@ -462,7 +516,11 @@ impl ConnState {
 }
 
 /// Accepts connections forever, one task per connection.
-pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, config: Arc<ServerConfig>) -> io::Result<()> {
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: Arc<ServerConfig>,
+) -> io::Result<()> {
     loop {
         let (tcp, peer) = listener.accept().await?;
         let (h, c) = (handler.clone(), config.clone());
@@ -482,13 +540,20 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 }
 
 /// Reads one message packet by packet, never past its last byte (TLS may follow).
-async fn read_message_exact<R: AsyncRead + Unpin + ?Sized>(r: &mut R, max: usize) -> io::Result<PacketMessage> {
+async fn read_message_exact<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<PacketMessage> {
     let mut msg: Option<PacketMessage> = None;
     loop {
         let mut h = [0u8; HEADER_LEN];
         r.read_exact(&mut h).await?;
         let h = PacketHeader::decode(&h).map_err(|e| invalid(e.to_string()))?;
-        let m = msg.get_or_insert_with(|| PacketMessage { ty: h.ty, status: h.status, payload: Vec::new() });
+        let m = msg.get_or_insert_with(|| PacketMessage {
+            ty: h.ty,
+            status: h.status,
+            payload: Vec::new(),
+        });
         if m.payload.len() + h.payload_len() > max {
             return Err(invalid("message too large"));
         }
@@ -501,7 +566,13 @@ async fn read_message_exact<R: AsyncRead + Unpin + ?Sized>(r: &mut R, max: usize
     }
 }
 
-async fn write_message<W: AsyncWrite + Unpin + ?Sized>(w: &mut W, ty: PacketType, payload: &[u8], size: usize, spid: u16) -> io::Result<()> {
+async fn write_message<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    ty: PacketType,
+    payload: &[u8],
+    size: usize,
+    spid: u16,
+) -> io::Result<()> {
     let mut out = Vec::new();
     encode_packets(&mut out, ty, payload, size, spid, 1, true);
     w.write_all(&out).await?;
@@ -521,7 +592,11 @@ fn negotiate_version(client: u32) -> u32 {
 }
 
 /// Drives one client connection to completion.
-pub async fn serve_connection<H: Handler>(handler: Arc<H>, tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<()> {
+pub async fn serve_connection<H: Handler>(
+    handler: Arc<H>,
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+) -> io::Result<()> {
     let peer = tcp.peer_addr().ok();
     let _ = tcp.set_nodelay(true);
     let max = config.max_message_size;
@@ -534,7 +609,10 @@ pub async fn serve_connection<H: Handler>(handler: Arc<H>, tcp: TcpStream, confi
     // --- PRELOGIN, TLS
     let (io, login, encrypted): (Box<dyn Io>, PacketMessage, bool) = if first[0] == 0x16 {
         // TDS 8.0: TLS ClientHello first.
-        let cfg = config.tls_strict.clone().ok_or_else(|| invalid("TDS 8.0 (strict) TLS not configured"))?;
+        let cfg = config
+            .tls_strict
+            .clone()
+            .ok_or_else(|| invalid("TDS 8.0 (strict) TLS not configured"))?;
         let mut tls = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await?;
         let pre = read_message_exact(&mut tls, max).await?;
         if pre.ty != PacketType::PreLogin {
@@ -542,7 +620,14 @@ pub async fn serve_connection<H: Handler>(handler: Arc<H>, tcp: TcpStream, confi
         }
         let req = PreLogin::decode(&pre.payload).map_err(|e| invalid(e.to_string()))?;
         let reply = prelogin_reply(&config, req.encryption.unwrap_or(Encryption::NotSupported));
-        write_message(&mut tls, PacketType::TabularResult, &reply.encode(), DEFAULT_PACKET_SIZE as usize, 0).await?;
+        write_message(
+            &mut tls,
+            PacketType::TabularResult,
+            &reply.encode(),
+            DEFAULT_PACKET_SIZE as usize,
+            0,
+        )
+        .await?;
         let login = read_message_exact(&mut tls, max).await?;
         (Box::new(tls), login, true)
     } else {
@@ -560,7 +645,14 @@ pub async fn serve_connection<H: Handler>(handler: Arc<H>, tcp: TcpStream, confi
         };
         debug!(?client, ?ours, "prelogin encryption");
         let reply = prelogin_reply(&config, ours);
-        write_message(&mut tcp, PacketType::TabularResult, &reply.encode(), DEFAULT_PACKET_SIZE as usize, 0).await?;
+        write_message(
+            &mut tcp,
+            PacketType::TabularResult,
+            &reply.encode(),
+            DEFAULT_PACKET_SIZE as usize,
+            0,
+        )
+        .await?;
         match (ours, config.tls.clone()) {
             (Encryption::NotSupported, _) | (_, None) => {
                 if matches!(client, Encryption::Required) {
@@ -576,7 +668,9 @@ pub async fn serve_connection<H: Handler>(handler: Arc<H>, tcp: TcpStream, confi
                 (Box::new(tcp), login, false)
             }
             (mode, Some(cfg)) => {
-                let mut tls = tokio_rustls::TlsAcceptor::from(cfg).accept(PreloginFramed::new(tcp)).await?;
+                let mut tls = tokio_rustls::TlsAcceptor::from(cfg)
+                    .accept(PreloginFramed::new(tcp))
+                    .await?;
                 tls.get_mut().0.passthrough = true;
                 let login = read_message_exact(&mut tls, max).await?;
                 if mode == Encryption::Off {
@@ -630,8 +724,19 @@ async fn run_session<H: Handler>(
         0 => DEFAULT_PACKET_SIZE,
         n => n.clamp(MIN_PACKET_SIZE, MAX_PACKET_SIZE),
     };
-    let state = ConnState { spid, packet_size: packet_size as usize, tds_version, server_name: config.server_name.clone() };
-    let conn = ConnInfo { spid, peer, encrypted, tds_version, packet_size };
+    let state = ConnState {
+        spid,
+        packet_size: packet_size as usize,
+        tds_version,
+        server_name: config.server_name.clone(),
+    };
+    let conn = ConnInfo {
+        spid,
+        peer,
+        encrypted,
+        tds_version,
+        packet_size,
+    };
     debug!(?login, spid, "login");
 
     let result = handler.login(&login, &conn).await;
@@ -646,14 +751,37 @@ async fn run_session<H: Handler>(
             }
             Ok(ok) => {
                 let (a, b, c) = config.product_version;
-                out.env_change(EnvChange::PacketSize { new: packet_size, old: DEFAULT_PACKET_SIZE });
-                out.env_change(EnvChange::Database { new: ok.database.clone(), old: "master".into() });
-                out.info(5701, format!("Changed database context to '{}'.", ok.database));
-                out.env_change(EnvChange::Language { new: ok.language.clone(), old: String::new() });
-                out.info(5703, format!("Changed language setting to {}.", ok.language));
-                out.env_change(EnvChange::Collation { new: Collation::default(), old: None });
+                out.env_change(EnvChange::PacketSize {
+                    new: packet_size,
+                    old: DEFAULT_PACKET_SIZE,
+                });
+                out.env_change(EnvChange::Database {
+                    new: ok.database.clone(),
+                    old: "master".into(),
+                });
+                out.info(
+                    5701,
+                    format!("Changed database context to '{}'.", ok.database),
+                );
+                out.env_change(EnvChange::Language {
+                    new: ok.language.clone(),
+                    old: String::new(),
+                });
+                out.info(
+                    5703,
+                    format!("Changed language setting to {}.", ok.language),
+                );
+                out.env_change(EnvChange::Collation {
+                    new: Collation::default(),
+                    old: None,
+                });
                 out.before_token();
-                token::login_ack(&mut out.buf, tds_version, &config.product_name, [a, b, (c >> 8) as u8, c as u8]);
+                token::login_ack(
+                    &mut out.buf,
+                    tds_version,
+                    &config.product_name,
+                    [a, b, (c >> 8) as u8, c as u8],
+                );
                 out.finish(DoneKind::Done).await?;
                 ok.session
             }
@@ -676,7 +804,9 @@ async fn run_session<H: Handler>(
                     attention_acked -= 1;
                 } else {
                     // Arrived after the response was complete: still acknowledged.
-                    ResponseWriter::new(w, &state, CancelToken::new()).finish_attention().await?;
+                    ResponseWriter::new(w, &state, CancelToken::new())
+                        .finish_attention()
+                        .await?;
                 }
                 continue;
             }
@@ -687,7 +817,14 @@ async fn run_session<H: Handler>(
                 handler.reset(&mut session, msg.reset_keeps_transaction());
                 out.env_change(EnvChange::ResetConnectionAck);
             }
-            let kind = dispatch(&*handler, &mut session, msg, &mut out, config.attention_grace).await?;
+            let kind = dispatch(
+                &*handler,
+                &mut session,
+                msg,
+                &mut out,
+                config.attention_grace,
+            )
+            .await?;
             let cancelled = {
                 let mut cur = current.lock().unwrap_or_else(|p| p.into_inner());
                 *cur = None;
@@ -730,7 +867,14 @@ async fn dispatch<H: Handler>(
                         _ = stopped => warn!("batch handler ignored attention; dropped"),
                     }
                 }
-                Err(e) => out.error(8009, 16, 1, format!("The incoming tabular data stream (TDS) protocol stream is incorrect: {e}")),
+                Err(e) => out.error(
+                    8009,
+                    16,
+                    1,
+                    format!(
+                        "The incoming tabular data stream (TDS) protocol stream is incorrect: {e}"
+                    ),
+                ),
             }
             Ok(DoneKind::Done)
         }
@@ -755,18 +899,28 @@ async fn dispatch<H: Handler>(
         }
         PacketType::TransactionManager => {
             match TmMessage::decode(&msg.payload) {
-                Ok(TmMessage { request: TmRequest::GetDtcAddress, .. }) => {
+                Ok(TmMessage {
+                    request: TmRequest::GetDtcAddress,
+                    ..
+                }) => {
                     // No DTC: an empty address, as a one-row varbinary result.
                     out.columns(vec![Column::new("", SqlType::VarBinary(Some(256)))]);
                     let _ = out.row(&[SqlValue::VarBinary(Vec::new())]);
                     out.done(Some(1));
                 }
                 Ok(m) => handler.tm(session, m.request, out).await,
-                Err(e) => out.error(8009, 16, 1, format!("Invalid transaction manager request: {e}")),
+                Err(e) => out.error(
+                    8009,
+                    16,
+                    1,
+                    format!("Invalid transaction manager request: {e}"),
+                ),
             }
             Ok(DoneKind::Done)
         }
-        other => Err(invalid(format!("unexpected packet type {other:?} after login"))),
+        other => Err(invalid(format!(
+            "unexpected packet type {other:?} after login"
+        ))),
     }
 }
 
@@ -783,7 +937,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             match re.next_message() {
                 Ok(Some(m)) => {
                     if m.ty == PacketType::Attention {
-                        if let Some(t) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                        if let Some(t) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+                        {
                             t.cancel();
                         }
                     }

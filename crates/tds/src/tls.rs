@@ -20,7 +20,10 @@ pub struct TlsIdentity {
 
 impl Clone for TlsIdentity {
     fn clone(&self) -> Self {
-        TlsIdentity { certs: self.certs.clone(), key: self.key.clone_key() }
+        TlsIdentity {
+            certs: self.certs.clone(),
+            key: self.key.clone_key(),
+        }
     }
 }
 
@@ -34,7 +37,10 @@ impl TlsIdentity {
             .collect::<Result<Vec<_>, _>>()
             .map_err(pem_err)?;
         if certs.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "no certificate in PEM file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no certificate in PEM file",
+            ));
         }
         let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err)?;
         Ok(TlsIdentity { certs, key })
@@ -195,7 +201,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PreloginFramed<S> {
                 // peer finished its handshake. rustls may read ahead past its last
                 // handshake message, so this is where the framing must end.
                 if (20..=23).contains(&this.hdr[0]) {
-                    this.leftover.extend_from_slice(&this.hdr[..this.hdr_filled]);
+                    this.leftover
+                        .extend_from_slice(&this.hdr[..this.hdr_filled]);
                     this.hdr_filled = 0;
                     this.passthrough = true;
                     let n = this.leftover.len().min(buf.remaining());

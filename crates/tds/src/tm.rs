@@ -41,12 +41,23 @@ impl IsolationLevel {
 pub enum TmRequest {
     GetDtcAddress,
     PropagateXact(Vec<u8>),
-    Begin { isolation: IsolationLevel, name: String },
+    Begin {
+        isolation: IsolationLevel,
+        name: String,
+    },
     Promote,
     /// `then_begin`: start a new transaction right after (fBeginXact).
-    Commit { name: String, then_begin: Option<(IsolationLevel, String)> },
-    Rollback { name: String, then_begin: Option<(IsolationLevel, String)> },
-    Save { name: String },
+    Commit {
+        name: String,
+        then_begin: Option<(IsolationLevel, String)>,
+    },
+    Rollback {
+        name: String,
+        then_begin: Option<(IsolationLevel, String)>,
+    },
+    Save {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,18 +71,23 @@ impl TmMessage {
         let mut r = Reader::new(b);
         let headers = AllHeaders::decode_optional(&mut r, b)?;
         let ty = r.u16_le()?;
-        let then_begin = |r: &mut Reader<'_>| -> Result<Option<(IsolationLevel, String)>, DecodeError> {
-            if r.is_empty() {
-                return Ok(None);
-            }
-            let flags = r.u8()?;
-            if flags & 1 == 0 {
-                return Ok(None);
-            }
-            let iso = IsolationLevel::from_u8(r.u8()?)?;
-            let name = if r.is_empty() { String::new() } else { r.b_varchar()? };
-            Ok(Some((iso, name)))
-        };
+        let then_begin =
+            |r: &mut Reader<'_>| -> Result<Option<(IsolationLevel, String)>, DecodeError> {
+                if r.is_empty() {
+                    return Ok(None);
+                }
+                let flags = r.u8()?;
+                if flags & 1 == 0 {
+                    return Ok(None);
+                }
+                let iso = IsolationLevel::from_u8(r.u8()?)?;
+                let name = if r.is_empty() {
+                    String::new()
+                } else {
+                    r.b_varchar()?
+                };
+                Ok(Some((iso, name)))
+            };
         let request = match ty {
             0 => TmRequest::GetDtcAddress,
             1 => {
@@ -80,20 +96,36 @@ impl TmMessage {
             }
             5 => {
                 let isolation = IsolationLevel::from_u8(r.u8()?)?;
-                let name = if r.is_empty() { String::new() } else { r.b_varchar()? };
+                let name = if r.is_empty() {
+                    String::new()
+                } else {
+                    r.b_varchar()?
+                };
                 TmRequest::Begin { isolation, name }
             }
             6 => TmRequest::Promote,
             7 | 8 => {
-                let name = if r.is_empty() { String::new() } else { r.b_varchar()? };
+                let name = if r.is_empty() {
+                    String::new()
+                } else {
+                    r.b_varchar()?
+                };
                 let tb = then_begin(&mut r)?;
                 if ty == 7 {
-                    TmRequest::Commit { name, then_begin: tb }
+                    TmRequest::Commit {
+                        name,
+                        then_begin: tb,
+                    }
                 } else {
-                    TmRequest::Rollback { name, then_begin: tb }
+                    TmRequest::Rollback {
+                        name,
+                        then_begin: tb,
+                    }
                 }
             }
-            9 => TmRequest::Save { name: r.b_varchar()? },
+            9 => TmRequest::Save {
+                name: r.b_varchar()?,
+            },
             _ => return Err(DecodeError::Unsupported(format!("TM request {ty}"))),
         };
         Ok(TmMessage { headers, request })
@@ -147,10 +179,20 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let hs = AllHeaders { transaction_descriptor: Some(0), outstanding_requests: Some(1), ..Default::default() };
+        let hs = AllHeaders {
+            transaction_descriptor: Some(0),
+            outstanding_requests: Some(1),
+            ..Default::default()
+        };
         for request in [
-            TmRequest::Begin { isolation: IsolationLevel::ReadCommitted, name: "t1".into() },
-            TmRequest::Commit { name: String::new(), then_begin: None },
+            TmRequest::Begin {
+                isolation: IsolationLevel::ReadCommitted,
+                name: "t1".into(),
+            },
+            TmRequest::Commit {
+                name: String::new(),
+                then_begin: None,
+            },
             TmRequest::Rollback {
                 name: String::new(),
                 then_begin: Some((IsolationLevel::Serializable, "x".into())),
@@ -158,7 +200,10 @@ mod tests {
             TmRequest::Save { name: "sp".into() },
             TmRequest::GetDtcAddress,
         ] {
-            let m = TmMessage { headers: hs.clone(), request };
+            let m = TmMessage {
+                headers: hs.clone(),
+                request,
+            };
             assert_eq!(TmMessage::decode(&m.encode()).unwrap(), m);
         }
     }
@@ -166,9 +211,20 @@ mod tests {
     #[test]
     fn python_tds_begin() {
         // ALL_HEADERS(22) + TM_BEGIN_XACT + isolation 0 + empty name
-        let mut b = AllHeaders { transaction_descriptor: Some(0), outstanding_requests: Some(1), ..Default::default() }.encode();
+        let mut b = AllHeaders {
+            transaction_descriptor: Some(0),
+            outstanding_requests: Some(1),
+            ..Default::default()
+        }
+        .encode();
         b.extend_from_slice(&[5, 0, 0, 0]);
         let m = TmMessage::decode(&b).unwrap();
-        assert_eq!(m.request, TmRequest::Begin { isolation: IsolationLevel::NoChange, name: String::new() });
+        assert_eq!(
+            m.request,
+            TmRequest::Begin {
+                isolation: IsolationLevel::NoChange,
+                name: String::new()
+            }
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Token stream encoders (server -> client).
-use crate::types::{encode_column, encode_type_info, encode_value, Collation, Column, SqlType, SqlValue};
+use crate::types::{
+    encode_column, encode_type_info, encode_value, Collation, Column, SqlType, SqlValue,
+};
 use crate::wire::{put_b_varchar, put_us_varchar, utf16_len};
 use crate::EncodeError;
 
@@ -72,13 +74,31 @@ pub fn done(out: &mut Vec<u8>, kind: DoneKind, status: u16, cur_cmd: u16, rows: 
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvChange {
-    Database { new: String, old: String },
-    Language { new: String, old: String },
-    PacketSize { new: u32, old: u32 },
-    Collation { new: Collation, old: Option<Collation> },
-    BeginTransaction { descriptor: u64 },
-    CommitTransaction { descriptor: u64 },
-    RollbackTransaction { descriptor: u64 },
+    Database {
+        new: String,
+        old: String,
+    },
+    Language {
+        new: String,
+        old: String,
+    },
+    PacketSize {
+        new: u32,
+        old: u32,
+    },
+    Collation {
+        new: Collation,
+        old: Option<Collation>,
+    },
+    BeginTransaction {
+        descriptor: u64,
+    },
+    CommitTransaction {
+        descriptor: u64,
+    },
+    RollbackTransaction {
+        descriptor: u64,
+    },
     ResetConnectionAck,
 }
 
@@ -107,7 +127,10 @@ pub fn env_change(out: &mut Vec<u8>, e: &EnvChange) {
         EnvChange::Collation { new, old } => {
             body.push(7);
             bvarbyte(&mut body, &new.encode());
-            bvarbyte(&mut body, old.map(|c| c.encode()).as_ref().map_or(&[][..], |c| &c[..]));
+            bvarbyte(
+                &mut body,
+                old.map(|c| c.encode()).as_ref().map_or(&[][..], |c| &c[..]),
+            );
         }
         EnvChange::BeginTransaction { descriptor } => {
             body.push(8);
@@ -150,10 +173,26 @@ pub struct Message {
 
 impl Message {
     pub fn error(number: i32, class: u8, state: u8, text: impl Into<String>) -> Self {
-        Message { number, state, class, text: text.into(), server: String::new(), procedure: String::new(), line: 1 }
+        Message {
+            number,
+            state,
+            class,
+            text: text.into(),
+            server: String::new(),
+            procedure: String::new(),
+            line: 1,
+        }
     }
     pub fn info(number: i32, text: impl Into<String>) -> Self {
-        Message { number, state: 1, class: 0, text: text.into(), server: String::new(), procedure: String::new(), line: 1 }
+        Message {
+            number,
+            state: 1,
+            class: 0,
+            text: text.into(),
+            server: String::new(),
+            procedure: String::new(),
+            line: 1,
+        }
     }
     pub fn is_error(&self) -> bool {
         self.class > 10
@@ -217,7 +256,11 @@ pub fn col_metadata(out: &mut Vec<u8>, cols: &[Column]) {
 /// ROW; on error nothing is appended.
 pub fn row(out: &mut Vec<u8>, cols: &[Column], values: &[SqlValue]) -> Result<(), EncodeError> {
     if cols.len() != values.len() {
-        return Err(EncodeError(format!("{} values for {} columns", values.len(), cols.len())));
+        return Err(EncodeError(format!(
+            "{} values for {} columns",
+            values.len(),
+            cols.len()
+        )));
     }
     let start = out.len();
     out.push(id::ROW);
@@ -233,7 +276,11 @@ pub fn row(out: &mut Vec<u8>, cols: &[Column], values: &[SqlValue]) -> Result<()
 /// NBCROW: NULLs cost one bit instead of a length prefix.
 pub fn nbc_row(out: &mut Vec<u8>, cols: &[Column], values: &[SqlValue]) -> Result<(), EncodeError> {
     if cols.len() != values.len() {
-        return Err(EncodeError(format!("{} values for {} columns", values.len(), cols.len())));
+        return Err(EncodeError(format!(
+            "{} values for {} columns",
+            values.len(),
+            cols.len()
+        )));
     }
     let start = out.len();
     out.push(id::NBCROW);
@@ -301,7 +348,14 @@ mod tests {
     #[test]
     fn done_bytes() {
         let mut b = Vec::new();
-        done(&mut b, DoneKind::Done, DoneStatus::COUNT, cur_cmd::SELECT, 3, true);
+        done(
+            &mut b,
+            DoneKind::Done,
+            DoneStatus::COUNT,
+            cur_cmd::SELECT,
+            3,
+            true,
+        );
         assert_eq!(b, [0xFD, 0x10, 0, 0xC1, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
         let mut b = Vec::new();
         done(&mut b, DoneKind::DoneProc, 0, 0, 3, false);
@@ -311,15 +365,32 @@ mod tests {
     #[test]
     fn envchange_bytes() {
         let mut b = Vec::new();
-        env_change(&mut b, &EnvChange::PacketSize { new: 4096, old: 4096 });
+        env_change(
+            &mut b,
+            &EnvChange::PacketSize {
+                new: 4096,
+                old: 4096,
+            },
+        );
         assert_eq!(b[0], 0xE3);
         assert_eq!(u16::from_le_bytes([b[1], b[2]]) as usize, b.len() - 3);
         assert_eq!(b[3], 4);
         let mut b = Vec::new();
-        env_change(&mut b, &EnvChange::BeginTransaction { descriptor: 0x0102030405060708 });
+        env_change(
+            &mut b,
+            &EnvChange::BeginTransaction {
+                descriptor: 0x0102030405060708,
+            },
+        );
         assert_eq!(b, [0xE3, 11, 0, 8, 8, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
         let mut b = Vec::new();
-        env_change(&mut b, &EnvChange::Collation { new: Collation::default(), old: None });
+        env_change(
+            &mut b,
+            &EnvChange::Collation {
+                new: Collation::default(),
+                old: None,
+            },
+        );
         assert_eq!(b, [0xE3, 8, 0, 7, 5, 0x09, 0x04, 0xD0, 0x00, 0x34, 0]);
     }
 
@@ -327,7 +398,10 @@ mod tests {
     fn loginack_and_error_bytes() {
         let mut b = Vec::new();
         login_ack(&mut b, crate::version::V7_4, "M", [16, 0, 0x03, 0xE8]);
-        assert_eq!(b, [0xAD, 12, 0, 1, 0x74, 0, 0, 4, 1, b'M', 0, 16, 0, 3, 0xE8]);
+        assert_eq!(
+            b,
+            [0xAD, 12, 0, 1, 0x74, 0, 0, 4, 1, b'M', 0, 16, 0, 3, 0xE8]
+        );
         let mut b = Vec::new();
         message(&mut b, &Message::error(18456, 14, 1, "x"), true);
         assert_eq!(b[0], id::ERROR);
@@ -339,7 +413,10 @@ mod tests {
 
     #[test]
     fn rows() {
-        let cols = vec![Column::new("a", SqlType::Int), Column::new("b", SqlType::NVarChar(Some(10)))];
+        let cols = vec![
+            Column::new("a", SqlType::Int),
+            Column::new("b", SqlType::NVarChar(Some(10))),
+        ];
         let mut b = Vec::new();
         row(&mut b, &cols, &[SqlValue::Int(1), SqlValue::Null]).unwrap();
         assert_eq!(b, [0xD1, 4, 1, 0, 0, 0, 0xFF, 0xFF]);
@@ -348,7 +425,12 @@ mod tests {
         assert_eq!(b, [0xD2, 0b10, 4, 1, 0, 0, 0]);
         assert!(row(&mut b, &cols, &[SqlValue::Int(1)]).is_err());
         let before = b.len();
-        assert!(row(&mut b, &cols, &[SqlValue::NVarChar("x".into()), SqlValue::Null]).is_err());
+        assert!(row(
+            &mut b,
+            &cols,
+            &[SqlValue::NVarChar("x".into()), SqlValue::Null]
+        )
+        .is_err());
         assert_eq!(b.len(), before);
     }
 }

@@ -12,13 +12,19 @@ pub struct Collation {
 
 impl Collation {
     /// SQL_Latin1_General_CP1_CI_AS: LCID 0x0409, ignore case/kana/width, sort id 52.
-    pub const SQL_LATIN1_GENERAL_CP1_CI_AS: Collation = Collation { info: 0x00D0_0409, sort_id: 52 };
+    pub const SQL_LATIN1_GENERAL_CP1_CI_AS: Collation = Collation {
+        info: 0x00D0_0409,
+        sort_id: 52,
+    };
     pub fn encode(&self) -> [u8; 5] {
         let i = self.info.to_le_bytes();
         [i[0], i[1], i[2], i[3], self.sort_id]
     }
     pub fn decode(b: [u8; 5]) -> Self {
-        Collation { info: u32::from_le_bytes([b[0], b[1], b[2], b[3]]), sort_id: b[4] }
+        Collation {
+            info: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            sort_id: b[4],
+        }
     }
     pub fn lcid(&self) -> u32 {
         self.info & 0x000F_FFFF
@@ -46,7 +52,10 @@ pub enum SqlType {
     BigInt,
     Real,
     Float,
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     Money,
     SmallMoney,
     NVarChar(Option<u16>),
@@ -57,11 +66,17 @@ pub enum SqlType {
     Binary(u16),
     Guid,
     Date,
-    Time { scale: u8 },
+    Time {
+        scale: u8,
+    },
     DateTime,
     SmallDateTime,
-    DateTime2 { scale: u8 },
-    DateTimeOffset { scale: u8 },
+    DateTime2 {
+        scale: u8,
+    },
+    DateTimeOffset {
+        scale: u8,
+    },
     /// Legacy LOB types, accepted in parameters only.
     Text,
     NText,
@@ -171,7 +186,9 @@ impl Time {
         if h > 23 || m > 59 || s > 59 || nano > 999_999_999 {
             return None;
         }
-        Some(Time((h as u64 * 3600 + m as u64 * 60 + s as u64) * 10_000_000 + nano as u64 / 100))
+        Some(Time(
+            (h as u64 * 3600 + m as u64 * 60 + s as u64) * 10_000_000 + nano as u64 / 100,
+        ))
     }
     pub fn to_hms_nano(self) -> (u32, u32, u32, u32) {
         let secs = self.0 / 10_000_000;
@@ -191,7 +208,10 @@ impl DateTime2 {
             + minutes as i128 * 600_000_000;
         let days = total.div_euclid(TICKS_PER_DAY as i128);
         let ticks = total.rem_euclid(TICKS_PER_DAY as i128);
-        DateTime2 { date: Date(days as i32), time: Time(ticks as u64) }
+        DateTime2 {
+            date: Date(days as i32),
+            time: Time(ticks as u64),
+        }
     }
 }
 
@@ -271,7 +291,14 @@ impl TypeInfo {
     /// COLMETADATA-only table name of TEXT/NTEXT/IMAGE).
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<TypeInfo, DecodeError> {
         let wid = r.u8()?;
-        let fixed = |ty, len| Ok(TypeInfo { ty, wire_id: wid, wire_len: len, collation: None });
+        let fixed = |ty, len| {
+            Ok(TypeInfo {
+                ty,
+                wire_id: wid,
+                wire_len: len,
+                collation: None,
+            })
+        };
         match wid {
             id::NULL => fixed(SqlType::Int, 0),
             id::INT1 => fixed(SqlType::TinyInt, 1),
@@ -369,7 +396,12 @@ impl TypeInfo {
                     }
                     _ => (SqlType::VarBinary(Some(l as u16)), None),
                 };
-                Ok(TypeInfo { ty, wire_id: wid, wire_len: l as u32, collation: coll })
+                Ok(TypeInfo {
+                    ty,
+                    wire_id: wid,
+                    wire_len: l as u32,
+                    collation: coll,
+                })
             }
             id::BIGVARBIN | id::BIGBINARY => {
                 let l = r.u16_le()?;
@@ -379,7 +411,12 @@ impl TypeInfo {
                     (_, 0xFFFF) => return Err(DecodeError::Invalid("BINARY(MAX)")),
                     (_, l) => SqlType::Binary(l),
                 };
-                Ok(TypeInfo { ty, wire_id: wid, wire_len: l as u32, collation: None })
+                Ok(TypeInfo {
+                    ty,
+                    wire_id: wid,
+                    wire_len: l as u32,
+                    collation: None,
+                })
             }
             id::BIGVARCHR | id::BIGCHAR | id::NVARCHAR | id::NCHAR => {
                 let l = r.u16_le()?;
@@ -395,7 +432,12 @@ impl TypeInfo {
                     (id::NVARCHAR, l) => SqlType::NVarChar(Some(l / 2)),
                     (_, l) => SqlType::NChar(l / 2),
                 };
-                Ok(TypeInfo { ty, wire_id: wid, wire_len: l as u32, collation: Some(coll) })
+                Ok(TypeInfo {
+                    ty,
+                    wire_id: wid,
+                    wire_len: l as u32,
+                    collation: Some(coll),
+                })
             }
             id::XML => {
                 let schema_present = r.u8()?;
@@ -404,17 +446,31 @@ impl TypeInfo {
                     r.b_varchar()?; // owning schema
                     r.us_varchar()?; // schema collection
                 }
-                Ok(TypeInfo { ty: SqlType::Xml, wire_id: wid, wire_len: 0xFFFF, collation: None })
+                Ok(TypeInfo {
+                    ty: SqlType::Xml,
+                    wire_id: wid,
+                    wire_len: 0xFFFF,
+                    collation: None,
+                })
             }
             id::TEXT | id::NTEXT | id::IMAGE => {
                 let l = r.u32_le()?;
-                let coll = if wid == id::IMAGE { None } else { Some(Collation::decode(r.arr()?)) };
+                let coll = if wid == id::IMAGE {
+                    None
+                } else {
+                    Some(Collation::decode(r.arr()?))
+                };
                 let ty = match wid {
                     id::TEXT => SqlType::Text,
                     id::NTEXT => SqlType::NText,
                     _ => SqlType::Image,
                 };
-                Ok(TypeInfo { ty, wire_id: wid, wire_len: l, collation: coll })
+                Ok(TypeInfo {
+                    ty,
+                    wire_id: wid,
+                    wire_len: l,
+                    collation: coll,
+                })
             }
             other => Err(DecodeError::Unsupported(format!("type 0x{other:02X}"))),
         }
@@ -424,14 +480,34 @@ impl TypeInfo {
     pub(crate) fn decode_value(&self, r: &mut Reader<'_>) -> Result<SqlValue, DecodeError> {
         match self.wire_id {
             id::NULL => Ok(SqlValue::Null),
-            id::INT1 | id::BIT | id::INT2 | id::INT4 | id::INT8 | id::FLT4 | id::FLT8
-            | id::MONEY | id::MONEY4 | id::DATETIME | id::DATETIM4 => {
+            id::INT1
+            | id::BIT
+            | id::INT2
+            | id::INT4
+            | id::INT8
+            | id::FLT4
+            | id::FLT8
+            | id::MONEY
+            | id::MONEY4
+            | id::DATETIME
+            | id::DATETIM4 => {
                 let b = r.take(self.wire_len as usize)?;
                 decode_fixed(&self.ty, b)
             }
-            id::INTN | id::BITN | id::FLTN | id::MONEYN | id::DATETIMN | id::GUID | id::DECIMAL
-            | id::NUMERIC | id::DECIMALN | id::NUMERICN | id::DATEN | id::TIMEN
-            | id::DATETIME2N | id::DATETIMEOFFSETN => {
+            id::INTN
+            | id::BITN
+            | id::FLTN
+            | id::MONEYN
+            | id::DATETIMN
+            | id::GUID
+            | id::DECIMAL
+            | id::NUMERIC
+            | id::DECIMALN
+            | id::NUMERICN
+            | id::DATEN
+            | id::TIMEN
+            | id::DATETIME2N
+            | id::DATETIMEOFFSETN => {
                 let l = r.u8()? as usize;
                 if l == 0 {
                     return Ok(SqlValue::Null);
@@ -541,10 +617,16 @@ fn decode_fixed(ty: &SqlType, b: &[u8]) -> Result<SqlValue, DecodeError> {
             }
             let mag = i128::try_from(mag).map_err(|_| DecodeError::Invalid("decimal magnitude"))?;
             let value = if b[0] == 0 { -mag } else { mag };
-            SqlValue::Decimal(Decimal { value, precision: *precision, scale: *scale })
+            SqlValue::Decimal(Decimal {
+                value,
+                precision: *precision,
+                scale: *scale,
+            })
         }
         SqlType::Guid => {
-            let a: [u8; 16] = b.try_into().map_err(|_| DecodeError::Invalid("GUID length"))?;
+            let a: [u8; 16] = b
+                .try_into()
+                .map_err(|_| DecodeError::Invalid("GUID length"))?;
             SqlValue::Guid(guid_swap(a))
         }
         SqlType::Date => {
@@ -588,11 +670,14 @@ fn decode_fixed(ty: &SqlType, b: &[u8]) -> Result<SqlValue, DecodeError> {
                     date: Date(DAYS_TO_1900.saturating_add(days)),
                     time: Time(0),
                 };
-                SqlValue::DateTime(DateTime2 { date: base.date, time: Time(t.min(TICKS_PER_DAY - 1)) })
+                SqlValue::DateTime(DateTime2 {
+                    date: base.date,
+                    time: Time(t.min(TICKS_PER_DAY - 1)),
+                })
             }
             4 => {
                 let days = le(&b[..2]) as i32;
-                let mins = le(&b[2..]) as u64;
+                let mins = le(&b[2..]);
                 SqlValue::DateTime(DateTime2 {
                     date: Date(DAYS_TO_1900 + days),
                     time: Time((mins * 600_000_000).min(TICKS_PER_DAY - 1)),
@@ -694,12 +779,19 @@ pub struct Column {
 
 impl Column {
     pub fn new(name: impl Into<String>, ty: SqlType) -> Self {
-        Column { name: name.into(), ty, nullable: true }
+        Column {
+            name: name.into(),
+            ty,
+            nullable: true,
+        }
     }
 }
 
 fn is_plp(ty: &SqlType) -> bool {
-    matches!(ty, SqlType::NVarChar(None) | SqlType::VarChar(None) | SqlType::VarBinary(None) | SqlType::Xml)
+    matches!(
+        ty,
+        SqlType::NVarChar(None) | SqlType::VarChar(None) | SqlType::VarBinary(None) | SqlType::Xml
+    )
 }
 
 /// Writes TYPE_INFO for `ty` the way SQL Server sends it in COLMETADATA / RETURNVALUE.
@@ -803,7 +895,10 @@ fn as_i64(v: &SqlValue) -> Option<i64> {
 fn as_datetime2(v: &SqlValue) -> Option<DateTime2> {
     match *v {
         SqlValue::DateTime(d) | SqlValue::DateTime2(d) => Some(d),
-        SqlValue::Date(d) => Some(DateTime2 { date: d, time: Time(0) }),
+        SqlValue::Date(d) => Some(DateTime2 {
+            date: d,
+            time: Time(0),
+        }),
         _ => None,
     }
 }
@@ -841,12 +936,17 @@ fn rescale(d: &Decimal, scale: u8) -> Option<i128> {
     if d.scale == scale {
         Some(d.value)
     } else if d.scale < scale {
-        d.value.checked_mul(10i128.checked_pow((scale - d.scale) as u32)?)
+        d.value
+            .checked_mul(10i128.checked_pow((scale - d.scale) as u32)?)
     } else {
         let div = 10i128.checked_pow((d.scale - scale) as u32)?;
         let q = d.value / div;
         let r = d.value % div;
-        Some(if r.abs() * 2 >= div { q + d.value.signum() } else { q })
+        Some(if r.abs() * 2 >= div {
+            q + d.value.signum()
+        } else {
+            q
+        })
     }
 }
 
@@ -857,8 +957,12 @@ pub fn encode_value(ty: &SqlType, v: &SqlValue, out: &mut Vec<u8>) -> Result<(),
             _ if is_plp(ty) || matches!(ty, SqlType::NText | SqlType::Text | SqlType::Image) => {
                 out.extend_from_slice(&PLP_NULL.to_le_bytes())
             }
-            SqlType::NVarChar(_) | SqlType::NChar(_) | SqlType::VarChar(_) | SqlType::Char(_)
-            | SqlType::VarBinary(_) | SqlType::Binary(_) => out.extend_from_slice(&[0xFF, 0xFF]),
+            SqlType::NVarChar(_)
+            | SqlType::NChar(_)
+            | SqlType::VarChar(_)
+            | SqlType::Char(_)
+            | SqlType::VarBinary(_)
+            | SqlType::Binary(_) => out.extend_from_slice(&[0xFF, 0xFF]),
             _ => out.push(0),
         }
         return Ok(());
@@ -874,7 +978,9 @@ pub fn encode_value(ty: &SqlType, v: &SqlValue, out: &mut Vec<u8>) -> Result<(),
         SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt => {
             let i = as_i64(v).map_or_else(|| err(ty, v), Ok)?;
             let ok = match ty {
-                SqlType::TinyInt => u8::try_from(i).map(|x| out.extend_from_slice(&[1, x])).is_ok(),
+                SqlType::TinyInt => u8::try_from(i)
+                    .map(|x| out.extend_from_slice(&[1, x]))
+                    .is_ok(),
                 SqlType::SmallInt => i16::try_from(i)
                     .map(|x| {
                         out.push(2);
@@ -919,9 +1025,17 @@ pub fn encode_value(ty: &SqlType, v: &SqlValue, out: &mut Vec<u8>) -> Result<(),
             let p = precision.clamp(1, 38);
             let d = match *v {
                 SqlValue::Decimal(d) => d,
-                SqlValue::Money(m) => Decimal { value: m as i128, precision: 19, scale: 4 },
+                SqlValue::Money(m) => Decimal {
+                    value: m as i128,
+                    precision: 19,
+                    scale: 4,
+                },
                 _ => match as_i64(v) {
-                    Some(i) => Decimal { value: i as i128, precision: 19, scale: 0 },
+                    Some(i) => Decimal {
+                        value: i as i128,
+                        precision: 19,
+                        scale: 0,
+                    },
                     None => return err(ty, v),
                 },
             };
@@ -1043,7 +1157,8 @@ pub fn encode_value(ty: &SqlType, v: &SqlValue, out: &mut Vec<u8>) -> Result<(),
                 mins -= 1440;
                 days += 1;
             }
-            let days = u16::try_from(days).map_err(|_| EncodeError("smalldatetime range".into()))?;
+            let days =
+                u16::try_from(days).map_err(|_| EncodeError("smalldatetime range".into()))?;
             out.push(4);
             out.extend_from_slice(&days.to_le_bytes());
             out.extend_from_slice(&(mins as u16).to_le_bytes());
@@ -1060,13 +1175,17 @@ fn put_sized(ty: &SqlType, data: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeE
     }
     let max = match *ty {
         SqlType::NVarChar(Some(l)) | SqlType::NChar(l) => l.clamp(1, 4000) as usize * 2,
-        SqlType::VarChar(Some(l)) | SqlType::Char(l) | SqlType::VarBinary(Some(l)) | SqlType::Binary(l) => {
-            l.clamp(1, 8000) as usize
-        }
+        SqlType::VarChar(Some(l))
+        | SqlType::Char(l)
+        | SqlType::VarBinary(Some(l))
+        | SqlType::Binary(l) => l.clamp(1, 8000) as usize,
         _ => 8000,
     };
     if data.len() > max {
-        return Err(EncodeError(format!("{} bytes exceed column length {max}", data.len())));
+        return Err(EncodeError(format!(
+            "{} bytes exceed column length {max}",
+            data.len()
+        )));
     }
     // Fixed-length types are padded as the server would (spaces / zeros).
     let pad = match ty {
@@ -1121,33 +1240,89 @@ mod tests {
             (SqlType::Real, SqlValue::Real(1.5)),
             (SqlType::Float, SqlValue::Float(-2.25e100)),
             (
-                SqlType::Decimal { precision: 38, scale: 10 },
-                SqlValue::Decimal(Decimal { value: -(10i128.pow(37) + 5), precision: 38, scale: 10 }),
+                SqlType::Decimal {
+                    precision: 38,
+                    scale: 10,
+                },
+                SqlValue::Decimal(Decimal {
+                    value: -(10i128.pow(37) + 5),
+                    precision: 38,
+                    scale: 10,
+                }),
             ),
-            (SqlType::Decimal { precision: 5, scale: 2 }, SqlValue::Decimal(Decimal { value: 12345, precision: 5, scale: 2 })),
+            (
+                SqlType::Decimal {
+                    precision: 5,
+                    scale: 2,
+                },
+                SqlValue::Decimal(Decimal {
+                    value: 12345,
+                    precision: 5,
+                    scale: 2,
+                }),
+            ),
             (SqlType::Money, SqlValue::Money(-922_337_203_685_477_580)),
             (SqlType::SmallMoney, SqlValue::Money(-12345)),
-            (SqlType::NVarChar(Some(20)), SqlValue::NVarChar("héllo ✓ 𝄞".into())),
-            (SqlType::NVarChar(None), SqlValue::NVarChar("x".repeat(9000))),
+            (
+                SqlType::NVarChar(Some(20)),
+                SqlValue::NVarChar("héllo ✓ 𝄞".into()),
+            ),
+            (
+                SqlType::NVarChar(None),
+                SqlValue::NVarChar("x".repeat(9000)),
+            ),
             (SqlType::NVarChar(None), SqlValue::NVarChar(String::new())),
-            (SqlType::VarChar(Some(10)), SqlValue::VarChar("café€".into())),
+            (
+                SqlType::VarChar(Some(10)),
+                SqlValue::VarChar("café€".into()),
+            ),
             (SqlType::VarChar(None), SqlValue::VarChar("abc".into())),
-            (SqlType::VarBinary(Some(4)), SqlValue::VarBinary(vec![0, 1, 0xFF])),
-            (SqlType::VarBinary(None), SqlValue::VarBinary(vec![7; 10000])),
-            (SqlType::Guid, SqlValue::Guid([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 9, 10, 11, 12, 13, 14, 15, 16])),
-            (SqlType::Date, SqlValue::Date(Date::from_ymd(1, 1, 1).unwrap())),
-            (SqlType::Date, SqlValue::Date(Date::from_ymd(9999, 12, 31).unwrap())),
+            (
+                SqlType::VarBinary(Some(4)),
+                SqlValue::VarBinary(vec![0, 1, 0xFF]),
+            ),
+            (
+                SqlType::VarBinary(None),
+                SqlValue::VarBinary(vec![7; 10000]),
+            ),
+            (
+                SqlType::Guid,
+                SqlValue::Guid([
+                    0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 9, 10, 11, 12, 13, 14, 15, 16,
+                ]),
+            ),
+            (
+                SqlType::Date,
+                SqlValue::Date(Date::from_ymd(1, 1, 1).unwrap()),
+            ),
+            (
+                SqlType::Date,
+                SqlValue::Date(Date::from_ymd(9999, 12, 31).unwrap()),
+            ),
             (SqlType::Time { scale: 7 }, SqlValue::Time(d.time)),
             (SqlType::DateTime2 { scale: 7 }, SqlValue::DateTime2(d)),
             (
                 SqlType::DateTimeOffset { scale: 7 },
-                SqlValue::DateTimeOffset(DateTimeOffset { local: d, offset_minutes: -330 }),
+                SqlValue::DateTimeOffset(DateTimeOffset {
+                    local: d,
+                    offset_minutes: -330,
+                }),
             ),
         ];
         for (ty, v) in cases {
             assert_eq!(rt(ty, v.clone()), v, "{ty:?}");
         }
-        for ty in [SqlType::Int, SqlType::NVarChar(None), SqlType::NVarChar(Some(5)), SqlType::Guid, SqlType::Decimal { precision: 10, scale: 2 }, SqlType::DateTime2 { scale: 3 }] {
+        for ty in [
+            SqlType::Int,
+            SqlType::NVarChar(None),
+            SqlType::NVarChar(Some(5)),
+            SqlType::Guid,
+            SqlType::Decimal {
+                precision: 10,
+                scale: 2,
+            },
+            SqlType::DateTime2 { scale: 3 },
+        ] {
             assert_eq!(rt(ty, SqlValue::Null), SqlValue::Null);
         }
     }
@@ -1155,24 +1330,40 @@ mod tests {
     #[test]
     fn known_bytes() {
         // GUID 6F9619FF-8B86-D011-B42D-00C04FC964FF (the spec's example)
-        let canon = [0x6F, 0x96, 0x19, 0xFF, 0x8B, 0x86, 0xD0, 0x11, 0xB4, 0x2D, 0x00, 0xC0, 0x4F, 0xC9, 0x64, 0xFF];
+        let canon = [
+            0x6F, 0x96, 0x19, 0xFF, 0x8B, 0x86, 0xD0, 0x11, 0xB4, 0x2D, 0x00, 0xC0, 0x4F, 0xC9,
+            0x64, 0xFF,
+        ];
         let mut b = Vec::new();
         encode_value(&SqlType::Guid, &SqlValue::Guid(canon), &mut b).unwrap();
         assert_eq!(&b[1..5], &[0xFF, 0x19, 0x96, 0x6F]);
         // Decimal 12.34 as DECIMAL(5,2): len 5, sign 1, 1234 LE
         let mut b = Vec::new();
         encode_value(
-            &SqlType::Decimal { precision: 5, scale: 2 },
-            &SqlValue::Decimal(Decimal { value: 1234, precision: 5, scale: 2 }),
+            &SqlType::Decimal {
+                precision: 5,
+                scale: 2,
+            },
+            &SqlValue::Decimal(Decimal {
+                value: 1234,
+                precision: 5,
+                scale: 2,
+            }),
             &mut b,
         )
         .unwrap();
         assert_eq!(b, [5, 1, 0xD2, 0x04, 0, 0]);
         // Collation of SQL_Latin1_General_CP1_CI_AS
-        assert_eq!(Collation::default().encode(), [0x09, 0x04, 0xD0, 0x00, 0x34]);
+        assert_eq!(
+            Collation::default().encode(),
+            [0x09, 0x04, 0xD0, 0x00, 0x34]
+        );
         // DATETIME 1900-01-01 00:00:00 is zero days zero ticks
         let mut b = Vec::new();
-        let dt = DateTime2 { date: Date::from_ymd(1900, 1, 1).unwrap(), time: Time(0) };
+        let dt = DateTime2 {
+            date: Date::from_ymd(1900, 1, 1).unwrap(),
+            time: Time(0),
+        };
         encode_value(&SqlType::DateTime, &SqlValue::DateTime(dt), &mut b).unwrap();
         assert_eq!(b, [8, 0, 0, 0, 0, 0, 0, 0, 0]);
         // Money 1.0001 -> 10001: hi 0, lo 10001
@@ -1198,17 +1389,32 @@ mod tests {
             date: Date::from_ymd(2020, 5, 6).unwrap(),
             time: Time::from_hms_nano(1, 2, 3, 500_000_000).unwrap(),
         };
-        assert_eq!(rt(SqlType::DateTime, SqlValue::DateTime(dt)), SqlValue::DateTime(dt));
+        assert_eq!(
+            rt(SqlType::DateTime, SqlValue::DateTime(dt)),
+            SqlValue::DateTime(dt)
+        );
     }
 
     #[test]
     fn overflow_rejected() {
         let mut b = Vec::new();
         assert!(encode_value(&SqlType::TinyInt, &SqlValue::Int(300), &mut b).is_err());
-        assert!(encode_value(&SqlType::NVarChar(Some(2)), &SqlValue::NVarChar("abc".into()), &mut b).is_err());
         assert!(encode_value(
-            &SqlType::Decimal { precision: 3, scale: 0 },
-            &SqlValue::Decimal(Decimal { value: 1000, precision: 4, scale: 0 }),
+            &SqlType::NVarChar(Some(2)),
+            &SqlValue::NVarChar("abc".into()),
+            &mut b
+        )
+        .is_err());
+        assert!(encode_value(
+            &SqlType::Decimal {
+                precision: 3,
+                scale: 0
+            },
+            &SqlValue::Decimal(Decimal {
+                value: 1000,
+                precision: 4,
+                scale: 0
+            }),
             &mut b
         )
         .is_err());

@@ -15,12 +15,21 @@ fn scripts() -> PathBuf {
 /// Runs a command with a timeout; returns (success, stdout, stderr).
 fn run(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> (bool, String, String) {
     use std::io::Write;
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn client");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let start = std::time::Instant::now();
     loop {
@@ -50,12 +59,19 @@ fn py_client(driver: &str, tls: bool) {
     let Some(py) = python() else { return };
     let srv = start_server(tls);
     let mut cmd = Command::new(py);
-    cmd.arg(scripts().join("py_client.py"))
-        .args([driver, "127.0.0.1", &srv.addr.port().to_string(), if tls { "1" } else { "0" }]);
+    cmd.arg(scripts().join("py_client.py")).args([
+        driver,
+        "127.0.0.1",
+        &srv.addr.port().to_string(),
+        if tls { "1" } else { "0" },
+    ]);
     let (ok, out, err) = run(cmd, None, Duration::from_secs(120));
     println!("{out}");
     eprintln!("{err}");
-    assert!(ok && out.contains("ALL OK"), "{driver} (tls={tls}) failed:\n{out}\n{err}");
+    assert!(
+        ok && out.contains("ALL OK"),
+        "{driver} (tls={tls}) failed:\n{out}\n{err}"
+    );
 }
 
 #[test]
@@ -88,12 +104,18 @@ fn tedious(encrypt: bool) {
     let srv = start_server(true);
     let mut cmd = Command::new("node");
     cmd.arg(scripts().join("tedious_client.js"))
-        .args([srv.addr.port().to_string().as_str(), if encrypt { "1" } else { "0" }])
+        .args([
+            srv.addr.port().to_string().as_str(),
+            if encrypt { "1" } else { "0" },
+        ])
         .env("NODE_MODULES_DIR", &dir);
     let (ok, out, err) = run(cmd, None, Duration::from_secs(120));
     println!("{out}");
     eprintln!("{err}");
-    assert!(ok && out.contains("ALL OK"), "tedious (encrypt={encrypt}) failed:\n{out}\n{err}");
+    assert!(
+        ok && out.contains("ALL OK"),
+        "tedious (encrypt={encrypt}) failed:\n{out}\n{err}"
+    );
 }
 
 #[test]
@@ -107,8 +129,13 @@ fn tedious_no_encrypt() {
 }
 
 fn tsql(encryption: &str, tls_server: bool) {
-    let tsql = ["/usr/bin/tsql", "/usr/local/bin/tsql"].iter().map(PathBuf::from).find(|p| p.exists());
-    let Some(tsql) = tsql.or_else(|| require(&PathBuf::from("/usr/bin/tsql"), "FreeTDS tsql").then(|| unreachable!())) else {
+    let tsql = ["/usr/bin/tsql", "/usr/local/bin/tsql"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let Some(tsql) = tsql.or_else(|| {
+        require(&PathBuf::from("/usr/bin/tsql"), "FreeTDS tsql").then(|| unreachable!())
+    }) else {
         return;
     };
     let srv = start_server(tls_server);
@@ -118,14 +145,32 @@ fn tsql(encryption: &str, tls_server: bool) {
     let port = srv.addr.port().to_string();
     let base = |pw: &str| {
         let mut c = Command::new(&tsql);
-        c.args(["-H", "127.0.0.1", "-p", &port, "-U", USER, "-P", pw, "-D", "testdb"])
-            .env("FREETDSCONF", &conf)
-            .env("TDSVER", "7.4");
+        c.args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            USER,
+            "-P",
+            pw,
+            "-D",
+            "testdb",
+        ])
+        .env("FREETDSCONF", &conf)
+        .env("TDSVER", "7.4");
         c
     };
     // wrong password
-    let (_, out, err) = run(base("wrong"), Some("select 1\ngo\nquit\n"), Duration::from_secs(30));
-    assert!(format!("{out}{err}").contains("18456") || format!("{out}{err}").contains("Login failed"), "{out}\n{err}");
+    let (_, out, err) = run(
+        base("wrong"),
+        Some("select 1\ngo\nquit\n"),
+        Duration::from_secs(30),
+    );
+    assert!(
+        format!("{out}{err}").contains("18456") || format!("{out}{err}").contains("Login failed"),
+        "{out}\n{err}"
+    );
 
     let input = "select types\ngo\nraiserror\ngo\nselect 1\ngo\nbegin tran\ngo\ninsert 5\ngo\ncommit\ngo\nselect rows\ngo\nquit\n";
     let (ok, out, err) = run(base(PASSWORD), Some(input), Duration::from_secs(60));
@@ -144,7 +189,10 @@ fn tsql(encryption: &str, tls_server: bool) {
         "Msg 50000 (severity 16, state 3)",
         "boom from the test handler",
     ] {
-        assert!(all.to_lowercase().contains(&needle.to_lowercase()), "missing {needle:?} in:\n{all}");
+        assert!(
+            all.to_lowercase().contains(&needle.to_lowercase()),
+            "missing {needle:?} in:\n{all}"
+        );
     }
 }
 

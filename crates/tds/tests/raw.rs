@@ -43,11 +43,20 @@ impl Raw {
             }
         }
     }
-    fn connect(srv: &TestServer, password: &str, packet_size: u32) -> (Raw, Vec<PacketHeader>, Vec<u8>) {
+    fn connect(
+        srv: &TestServer,
+        password: &str,
+        packet_size: u32,
+    ) -> (Raw, Vec<PacketHeader>, Vec<u8>) {
         let s = TcpStream::connect(srv.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut r = Raw { s };
-        let pre = PreLogin { version: Some((1, 0, 0, 0)), encryption: Some(Encryption::NotSupported), mars: Some(0), ..Default::default() };
+        let pre = PreLogin {
+            version: Some((1, 0, 0, 0)),
+            encryption: Some(Encryption::NotSupported),
+            mars: Some(0),
+            ..Default::default()
+        };
         r.send(PacketType::PreLogin, 0, &pre.encode());
         let (hs, reply) = r.recv();
         assert_eq!(hs[0].ty, PacketType::TabularResult);
@@ -67,14 +76,30 @@ impl Raw {
         (r, hs, payload)
     }
     fn batch(&mut self, sql: &str, status: u8) {
-        let hs = AllHeaders { transaction_descriptor: Some(0), outstanding_requests: Some(1), ..Default::default() };
-        self.send(PacketType::SqlBatch, status, &SqlBatch { headers: hs, sql: sql.into() }.encode());
+        let hs = AllHeaders {
+            transaction_descriptor: Some(0),
+            outstanding_requests: Some(1),
+            ..Default::default()
+        };
+        self.send(
+            PacketType::SqlBatch,
+            status,
+            &SqlBatch {
+                headers: hs,
+                sql: sql.into(),
+            }
+            .encode(),
+        );
     }
 }
 
 fn done_at_end(payload: &[u8]) -> (u8, u16, u64) {
     let d = &payload[payload.len() - 13..];
-    (d[0], u16::from_le_bytes([d[1], d[2]]), u64::from_le_bytes(d[5..13].try_into().unwrap()))
+    (
+        d[0],
+        u16::from_le_bytes([d[1], d[2]]),
+        u64::from_le_bytes(d[5..13].try_into().unwrap()),
+    )
 }
 
 const DONE_ATTN: [u8; 13] = [0xFD, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -165,16 +190,46 @@ fn several_rpcs_in_one_message_and_more_bits() {
         target: RpcTarget::Id(ProcId::ExecuteSql),
         option_flags: 0,
         params: vec![
-            RpcParam { name: String::new(), output: false, default_value: false, ty: SqlType::NVarChar(None), value: SqlValue::NVarChar(sql.into()) },
-            RpcParam { name: String::new(), output: false, default_value: false, ty: SqlType::NVarChar(Some(4000)), value: SqlValue::NVarChar("@x int".into()) },
-            RpcParam { name: "@x".into(), output: false, default_value: false, ty: SqlType::Int, value: SqlValue::Int(9) },
+            RpcParam {
+                name: String::new(),
+                output: false,
+                default_value: false,
+                ty: SqlType::NVarChar(None),
+                value: SqlValue::NVarChar(sql.into()),
+            },
+            RpcParam {
+                name: String::new(),
+                output: false,
+                default_value: false,
+                ty: SqlType::NVarChar(Some(4000)),
+                value: SqlValue::NVarChar("@x int".into()),
+            },
+            RpcParam {
+                name: "@x".into(),
+                output: false,
+                default_value: false,
+                ty: SqlType::Int,
+                value: SqlValue::Int(9),
+            },
         ],
     };
-    let m = RpcMessage { headers: AllHeaders { transaction_descriptor: Some(0), outstanding_requests: Some(1), ..Default::default() }, requests: vec![call("select echo @x"), call("select 1")] };
+    let m = RpcMessage {
+        headers: AllHeaders {
+            transaction_descriptor: Some(0),
+            outstanding_requests: Some(1),
+            ..Default::default()
+        },
+        requests: vec![call("select echo @x"), call("select 1")],
+    };
     r.send(PacketType::Rpc, 0, &m.encode().unwrap());
     let (_, payload) = r.recv();
     // DONEINPROC(MORE) ... RETURNSTATUS DONEPROC(MORE) ... DONEPROC(final)
-    let doneprocs: Vec<usize> = payload.windows(3).enumerate().filter(|(_, w)| w[0] == 0xFE && w[2] == 0 && (w[1] & !0x15) == 0).map(|(i, _)| i).collect();
+    let doneprocs: Vec<usize> = payload
+        .windows(3)
+        .enumerate()
+        .filter(|(_, w)| w[0] == 0xFE && w[2] == 0 && (w[1] & !0x15) == 0)
+        .map(|(i, _)| i)
+        .collect();
     assert!(doneprocs.len() >= 2, "{doneprocs:?}");
     let last = done_at_end(&payload);
     assert_eq!(last.0, 0xFE);
@@ -186,17 +241,45 @@ fn several_rpcs_in_one_message_and_more_bits() {
 fn tm_requests() {
     let srv = start_server(false);
     let (mut r, _, _) = Raw::connect(&srv, PASSWORD, 4096);
-    let hs = AllHeaders { transaction_descriptor: Some(0), outstanding_requests: Some(1), ..Default::default() };
-    let tm = |req| TmMessage { headers: hs.clone(), request: req }.encode();
-    r.send(PacketType::TransactionManager, 0, &tm(TmRequest::GetDtcAddress));
+    let hs = AllHeaders {
+        transaction_descriptor: Some(0),
+        outstanding_requests: Some(1),
+        ..Default::default()
+    };
+    let tm = |req| {
+        TmMessage {
+            headers: hs.clone(),
+            request: req,
+        }
+        .encode()
+    };
+    r.send(
+        PacketType::TransactionManager,
+        0,
+        &tm(TmRequest::GetDtcAddress),
+    );
     let (_, p) = r.recv();
     assert_eq!(p[0], 0x81);
-    r.send(PacketType::TransactionManager, 0, &tm(TmRequest::Begin { isolation: tds::IsolationLevel::NoChange, name: String::new() }));
+    r.send(
+        PacketType::TransactionManager,
+        0,
+        &tm(TmRequest::Begin {
+            isolation: tds::IsolationLevel::NoChange,
+            name: String::new(),
+        }),
+    );
     let (_, p) = r.recv();
     // ENVCHANGE begin tran with an 8-byte descriptor, DONE with INXACT
     assert_eq!(&p[..5], &[0xE3, 11, 0, 8, 8]);
     assert_eq!(done_at_end(&p).1 & 0x4, 0x4);
-    r.send(PacketType::TransactionManager, 0, &tm(TmRequest::Commit { name: String::new(), then_begin: None }));
+    r.send(
+        PacketType::TransactionManager,
+        0,
+        &tm(TmRequest::Commit {
+            name: String::new(),
+            then_begin: None,
+        }),
+    );
     let (_, p) = r.recv();
     assert_eq!(&p[..5], &[0xE3, 11, 0, 9, 0]);
     assert_eq!(done_at_end(&p).1 & 0x4, 0);
@@ -206,7 +289,11 @@ fn tm_requests() {
 fn malformed_request_gets_error_not_disconnect() {
     let srv = start_server(false);
     let (mut r, _, _) = Raw::connect(&srv, PASSWORD, 4096);
-    r.send(PacketType::Rpc, 0, &[0xFF, 0xFF, 10, 0, 0, 0, 0, 0xE7, 0xFF]);
+    r.send(
+        PacketType::Rpc,
+        0,
+        &[0xFF, 0xFF, 10, 0, 0, 0, 0, 0xE7, 0xFF],
+    );
     let (_, p) = r.recv();
     assert_eq!(p[0], 0xAA);
     assert_eq!(done_at_end(&p).1 & 0x2, 0x2);

@@ -36,12 +36,19 @@ impl Session {
     fn begin(&mut self, out: &mut ResponseWriter<'_>) {
         self.next_descriptor += 1;
         self.descriptor = self.next_descriptor;
-        out.env_change(EnvChange::BeginTransaction { descriptor: self.descriptor });
+        out.env_change(EnvChange::BeginTransaction {
+            descriptor: self.descriptor,
+        });
         out.set_in_transaction(true);
     }
     fn end(&mut self, out: &mut ResponseWriter<'_>, commit: bool) {
         if !self.in_tran() {
-            out.error(3902, 16, 1, "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.");
+            out.error(
+                3902,
+                16,
+                1,
+                "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.",
+            );
             return;
         }
         let d = self.descriptor;
@@ -73,7 +80,13 @@ pub fn types_result() -> (Vec<Column>, Vec<SqlValue>) {
         Column::new("c_int", SqlType::Int),
         Column::new("c_bigint", SqlType::BigInt),
         Column::new("c_bit", SqlType::Bit),
-        Column::new("c_decimal", SqlType::Decimal { precision: 10, scale: 4 }),
+        Column::new(
+            "c_decimal",
+            SqlType::Decimal {
+                precision: 10,
+                scale: 4,
+            },
+        ),
         Column::new("c_float", SqlType::Float),
         Column::new("c_nvarchar", SqlType::NVarChar(Some(50))),
         Column::new("c_nvarcharmax", SqlType::NVarChar(None)),
@@ -88,12 +101,19 @@ pub fn types_result() -> (Vec<Column>, Vec<SqlValue>) {
         SqlValue::Int(-123456),
         SqlValue::BigInt(1234567890123),
         SqlValue::Bit(true),
-        SqlValue::Decimal(Decimal { value: 123456789, precision: 10, scale: 4 }),
+        SqlValue::Decimal(Decimal {
+            value: 123456789,
+            precision: 10,
+            scale: 4,
+        }),
         SqlValue::Float(3.5),
         SqlValue::NVarChar(NVARCHAR_TEXT.into()),
         SqlValue::NVarChar(big_text()),
         SqlValue::VarBinary(vec![0xDE, 0xAD, 0xBE, 0xEF, 0x00]),
-        SqlValue::Guid([0x6F, 0x96, 0x19, 0xFF, 0x8B, 0x86, 0xD0, 0x11, 0xB4, 0x2D, 0x00, 0xC0, 0x4F, 0xC9, 0x64, 0xFF]),
+        SqlValue::Guid([
+            0x6F, 0x96, 0x19, 0xFF, 0x8B, 0x86, 0xD0, 0x11, 0xB4, 0x2D, 0x00, 0xC0, 0x4F, 0xC9,
+            0x64, 0xFF,
+        ]),
         SqlValue::DateTime2(dt),
         SqlValue::Date(dt.date),
         SqlValue::Null,
@@ -104,7 +124,14 @@ pub fn types_result() -> (Vec<Column>, Vec<SqlValue>) {
 
 impl TestHandler {
     /// Runs `sql` (a marker statement language, not SQL) with `params` echoed on demand.
-    async fn exec(&self, s: &mut Session, sql: &str, params: &[tds::RpcParam], out: &mut ResponseWriter<'_>, in_proc: bool) {
+    async fn exec(
+        &self,
+        s: &mut Session,
+        sql: &str,
+        params: &[tds::RpcParam],
+        out: &mut ResponseWriter<'_>,
+        in_proc: bool,
+    ) {
         let done = |out: &mut ResponseWriter<'_>, rows: Option<u64>| {
             if in_proc {
                 out.done_in_proc(rows)
@@ -128,7 +155,14 @@ impl TestHandler {
                     .enumerate()
                     .map(|(i, p)| {
                         let name = p.name.trim_start_matches('@');
-                        Column::new(if name.is_empty() { format!("p{i}") } else { name.to_string() }, p.ty)
+                        Column::new(
+                            if name.is_empty() {
+                                format!("p{i}")
+                            } else {
+                                name.to_string()
+                            },
+                            p.ty,
+                        )
                     })
                     .collect();
                 let vals: Vec<SqlValue> = params.iter().map(|p| p.value.clone()).collect();
@@ -139,10 +173,17 @@ impl TestHandler {
                 done(out, Some(1));
             } else if stmt.contains("select big") {
                 // Streams rows until ATTENTION (or a large limit).
-                out.columns(vec![Column::new("n", SqlType::BigInt), Column::new("pad", SqlType::NVarChar(Some(100)))]);
+                out.columns(vec![
+                    Column::new("n", SqlType::BigInt),
+                    Column::new("pad", SqlType::NVarChar(Some(100))),
+                ]);
                 let pad = SqlValue::NVarChar("x".repeat(100));
                 for i in 0..2_000_000i64 {
-                    if out.send_row(&[SqlValue::BigInt(i), pad.clone()]).await.is_err() {
+                    if out
+                        .send_row(&[SqlValue::BigInt(i), pad.clone()])
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     if i % 1000 == 0 {
@@ -180,18 +221,30 @@ impl TestHandler {
                 done(out, None);
             } else if let Some(v) = stmt.strip_prefix("insert ") {
                 let v: i64 = v.trim().parse().unwrap_or(-1);
-                if s.in_tran() { s.pending.push(v) } else { s.committed.push(v) }
+                if s.in_tran() {
+                    s.pending.push(v)
+                } else {
+                    s.committed.push(v)
+                }
                 done(out, Some(1));
             } else if stmt.starts_with("select rows") {
                 out.columns(vec![Column::new("v", SqlType::BigInt)]);
-                let all: Vec<i64> = s.committed.iter().chain(s.pending.iter()).copied().collect();
+                let all: Vec<i64> = s
+                    .committed
+                    .iter()
+                    .chain(s.pending.iter())
+                    .copied()
+                    .collect();
                 for v in &all {
                     out.row(&[SqlValue::BigInt(*v)]).unwrap();
                 }
                 done(out, Some(all.len() as u64));
             } else if let Some(db) = stmt.strip_prefix("use ") {
                 let db = db.trim().trim_matches(|c| c == '[' || c == ']').to_string();
-                out.env_change(EnvChange::Database { new: db.clone(), old: s.database.clone() });
+                out.env_change(EnvChange::Database {
+                    new: db.clone(),
+                    old: s.database.clone(),
+                });
                 out.info(5701, format!("Changed database context to '{db}'."));
                 s.database = db;
                 done(out, None);
@@ -222,12 +275,27 @@ fn param_int(p: Option<&tds::RpcParam>) -> i32 {
 impl Handler for TestHandler {
     type Session = Session;
 
-    async fn login(&self, login: &Login7, _conn: &tds::ConnInfo) -> Result<LoginOk<Session>, LoginError> {
+    async fn login(
+        &self,
+        login: &Login7,
+        _conn: &tds::ConnInfo,
+    ) -> Result<LoginOk<Session>, LoginError> {
         if login.username != USER || login.password != PASSWORD {
             return Err(LoginError::login_failed(&login.username));
         }
-        let db = if login.database.is_empty() { "master".to_string() } else { login.database.clone() };
-        Ok(LoginOk::new(Session { database: db.clone(), next_handle: 1, ..Default::default() }, db))
+        let db = if login.database.is_empty() {
+            "master".to_string()
+        } else {
+            login.database.clone()
+        };
+        Ok(LoginOk::new(
+            Session {
+                database: db.clone(),
+                next_handle: 1,
+                ..Default::default()
+            },
+            db,
+        ))
     }
 
     async fn batch(&self, s: &mut Session, batch: SqlBatch, out: &mut ResponseWriter<'_>) {
@@ -241,7 +309,8 @@ impl Handler for TestHandler {
         match rpc.proc_id() {
             Some(ProcId::ExecuteSql) => {
                 let sql = param_str(p.first());
-                self.exec(s, &sql, p.get(2..).unwrap_or(&[]), out, true).await;
+                self.exec(s, &sql, p.get(2..).unwrap_or(&[]), out, true)
+                    .await;
             }
             Some(ProcId::PrepExec) | Some(ProcId::Prepare) => {
                 let sql = param_str(p.get(2));
@@ -249,17 +318,27 @@ impl Handler for TestHandler {
                 s.next_handle += 1;
                 s.prepared.insert(h, sql.clone());
                 if rpc.proc_id() == Some(ProcId::PrepExec) {
-                    self.exec(s, &sql, p.get(3..).unwrap_or(&[]), out, true).await;
+                    self.exec(s, &sql, p.get(3..).unwrap_or(&[]), out, true)
+                        .await;
                 }
                 let name = p.first().map(|x| x.name.clone()).unwrap_or_default();
                 out.return_status(0);
-                out.return_value(0, &name, &SqlType::Int, &SqlValue::Int(h)).unwrap();
+                out.return_value(0, &name, &SqlType::Int, &SqlValue::Int(h))
+                    .unwrap();
             }
             Some(ProcId::Execute) => {
                 let h = param_int(p.first());
                 match s.prepared.get(&h).cloned() {
-                    Some(sql) => self.exec(s, &sql, p.get(1..).unwrap_or(&[]), out, true).await,
-                    None => out.error(8179, 16, 2, format!("Could not find prepared statement with handle {h}.")),
+                    Some(sql) => {
+                        self.exec(s, &sql, p.get(1..).unwrap_or(&[]), out, true)
+                            .await
+                    }
+                    None => out.error(
+                        8179,
+                        16,
+                        2,
+                        format!("Could not find prepared statement with handle {h}."),
+                    ),
                 }
             }
             Some(ProcId::Unprepare) => {
@@ -270,7 +349,12 @@ impl Handler for TestHandler {
                     tds::RpcTarget::Name(n) => n.clone(),
                     tds::RpcTarget::Id(i) => format!("{i:?}"),
                 };
-                out.error(2812, 16, 62, format!("Could not find stored procedure '{name}'."));
+                out.error(
+                    2812,
+                    16,
+                    62,
+                    format!("Could not find stored procedure '{name}'."),
+                );
             }
         }
         out.return_status(0);
@@ -312,7 +396,13 @@ pub struct TestServer {
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
 }
 
 /// Starts a server on an ephemeral port in a shared background runtime.
@@ -321,15 +411,22 @@ pub fn start_server(tls: bool) -> TestServer {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let cert_dir = std::env::temp_dir().join(format!("tds-test-{}-{}", std::process::id(), rand_suffix()));
+    let cert_dir =
+        std::env::temp_dir().join(format!("tds-test-{}-{}", std::process::id(), rand_suffix()));
     let mut cfg = ServerConfig::new("milink-test");
     if tls {
-        let id = TlsIdentity::load_or_generate(&cert_dir, &["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let id = TlsIdentity::load_or_generate(
+            &cert_dir,
+            &["localhost".to_string(), "127.0.0.1".to_string()],
+        )
+        .unwrap();
         cfg = cfg.with_tls(&id).unwrap();
     }
     cfg.attention_grace = Duration::from_secs(2);
     let cfg = Arc::new(cfg);
-    let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = runtime()
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     runtime().spawn(tds::serve(listener, Arc::new(TestHandler), cfg));
     TestServer { addr, cert_dir }
@@ -338,7 +435,10 @@ pub fn start_server(tls: bool) -> TestServer {
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
     t ^ (N.fetch_add(1, Ordering::Relaxed) << 32)
 }
 
@@ -354,9 +454,18 @@ pub fn require(path: &std::path::Path, what: &str) -> bool {
     if path.exists() {
         return true;
     }
-    if std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false) {
-        panic!("{what} not installed at {} (run scripts/test.sh)", path.display());
+    if std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+    {
+        panic!(
+            "{what} not installed at {} (run scripts/test.sh)",
+            path.display()
+        );
     }
-    eprintln!("SKIP: {what} not installed at {} (run scripts/test.sh)", path.display());
+    eprintln!(
+        "SKIP: {what} not installed at {} (run scripts/test.sh)",
+        path.display()
+    );
     false
 }
