@@ -56,6 +56,10 @@ fn python() -> Option<PathBuf> {
 }
 
 fn py_client(driver: &str, tls: bool) {
+    py_client_mode(driver, tls, if tls { "1" } else { "0" });
+}
+
+fn py_client_mode(driver: &str, tls: bool, mode: &str) {
     let Some(py) = python() else { return };
     let srv = start_server(tls);
     let mut cmd = Command::new(py);
@@ -63,8 +67,9 @@ fn py_client(driver: &str, tls: bool) {
         driver,
         "127.0.0.1",
         &srv.addr.port().to_string(),
-        if tls { "1" } else { "0" },
+        mode,
     ]);
+    cmd.env("TDS_CERT", srv.cert_dir.join(tds::tls::CERT_FILE));
     let (ok, out, err) = run(cmd, None, Duration::from_secs(120));
     println!("{out}");
     eprintln!("{err}");
@@ -94,6 +99,17 @@ fn pymssql_plain() {
 #[test]
 fn mssql_python_tls() {
     py_client("mssql_python", true);
+}
+
+#[test]
+fn mssql_python_plain() {
+    py_client("mssql_python", false);
+}
+
+#[test]
+fn mssql_python_tds8_strict() {
+    // Encrypt=strict: TLS first (ALPN tds/8.0), PRELOGIN inside TLS.
+    py_client_mode("mssql_python", true, "strict");
 }
 
 fn tedious(encrypt: bool) {
@@ -133,9 +149,8 @@ fn tsql(encryption: &str, tls_server: bool) {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists());
-    let Some(tsql) = tsql.or_else(|| {
-        require(&PathBuf::from("/usr/bin/tsql"), "FreeTDS tsql").then(|| unreachable!())
-    }) else {
+    let Some(tsql) = tsql else {
+        require(&PathBuf::from("/usr/bin/tsql"), "FreeTDS tsql");
         return;
     };
     let srv = start_server(tls_server);

@@ -224,6 +224,14 @@ async fn tiberius_tls_login_only() {
 }
 
 #[tokio::test]
+async fn tiberius_tds8_strict() {
+    let srv = tokio::task::spawn_blocking(|| start_server(true))
+        .await
+        .unwrap();
+    check_all(&srv, EncryptionLevel::Strict).await;
+}
+
+#[tokio::test]
 async fn tiberius_many_sessions() {
     let srv = tokio::task::spawn_blocking(|| start_server(true))
         .await

@@ -4,11 +4,12 @@ usage: py_client.py <pytds|pymssql|mssql_python> <host> <port> <tls:0|1>
 Prints "PASS <check>" lines; exits non-zero on the first failure.
 """
 import datetime
+import os
 import decimal
 import sys
 import uuid
 
-DRIVER, HOST, PORT, TLS = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+DRIVER, HOST, PORT, TLS = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] != "0"
 USER, PASSWORD = "sa", "Secret123!"
 NVARCHAR_TEXT = "héllo wörld ✓ 日本"
 BIG = "abcdefghij" * 500
@@ -30,7 +31,8 @@ def connect(password=PASSWORD, autocommit=True):
                                database="testdb", tds_version="7.4", autocommit=autocommit,
                                login_timeout=10, timeout=10)
     import mssql_python
-    enc = "Encrypt=yes;TrustServerCertificate=yes" if TLS else "Encrypt=no"
+    enc = {"0": "Encrypt=no", "1": "Encrypt=yes;TrustServerCertificate=yes",
+           "strict": "Encrypt=strict;ServerCertificate=" + os.environ.get("TDS_CERT", "")}[sys.argv[4]]
     c = mssql_python.connect(f"Server={HOST},{PORT};UID={USER};PWD={password};Database=testdb;{enc}")
     c.autocommit = autocommit
     return c
@@ -161,10 +163,8 @@ def check_transaction():
     vals = [r[0] for r in cur.fetchall()]
     conn.commit()
     conn.close()
-    # mssql-python drives autocommit through its own statements; the handler only
-    # models explicit transactions, so only the round trips are checked there.
-    if DRIVER != "mssql_python":
-        assert vals == [2], vals
+    # python-tds and mssql-python use Transaction Manager requests, pymssql BEGIN/COMMIT TRAN
+    assert vals == [2], vals
     ok("transaction")
 
 

@@ -299,11 +299,13 @@ impl Handler for TestHandler {
     }
 
     async fn batch(&self, s: &mut Session, batch: SqlBatch, out: &mut ResponseWriter<'_>) {
+        tracing::debug!(sql = %batch.sql, "test handler: batch");
         out.set_in_transaction(s.in_tran());
         self.exec(s, &batch.sql, &[], out, false).await;
     }
 
     async fn rpc(&self, s: &mut Session, rpc: RpcRequest, out: &mut ResponseWriter<'_>) {
+        tracing::debug!(target = ?rpc.target, params = rpc.params.len(), "test handler: rpc");
         out.set_in_transaction(s.in_tran());
         let p = &rpc.params;
         match rpc.proc_id() {
@@ -362,6 +364,7 @@ impl Handler for TestHandler {
     }
 
     async fn tm(&self, s: &mut Session, req: TmRequest, out: &mut ResponseWriter<'_>) {
+        tracing::debug!(?req, "test handler: tm");
         match req {
             TmRequest::Begin { .. } => s.begin(out),
             TmRequest::Commit { then_begin, .. } => {
