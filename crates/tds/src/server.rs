@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// After ATTENTION, how long a handler may keep running before its future is dropped.
     pub attention_grace: Duration,
+    /// Time allowed from connect to a complete LOGIN7 (PRELOGIN and TLS included).
+    pub login_timeout: Duration,
     next_spid: AtomicU16,
 }
 
@@ -54,6 +56,7 @@ impl ServerConfig {
             product_name: "Microsoft SQL Server".into(),
             max_message_size: 256 << 20,
             attention_grace: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(30),
             next_spid: AtomicU16::new(51),
         }
     }
@@ -600,88 +603,99 @@ pub async fn serve_connection<H: Handler>(
     let peer = tcp.peer_addr().ok();
     let _ = tcp.set_nodelay(true);
     let max = config.max_message_size;
-    let mut first = [0u8; 1];
-    let n = tcp.peek(&mut first).await?;
-    if n == 0 {
-        return Ok(());
-    }
+    let cfg = config.clone();
+    let setup = async move {
+        let config = cfg;
+        let mut first = [0u8; 1];
+        let n = tcp.peek(&mut first).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
 
-    // --- PRELOGIN, TLS
-    let (io, login, encrypted): (Box<dyn Io>, PacketMessage, bool) = if first[0] == 0x16 {
-        // TDS 8.0: TLS ClientHello first.
-        let cfg = config
-            .tls_strict
-            .clone()
-            .ok_or_else(|| invalid("TDS 8.0 (strict) TLS not configured"))?;
-        let mut tls = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await?;
-        let pre = read_message_exact(&mut tls, max).await?;
-        if pre.ty != PacketType::PreLogin {
-            return Err(invalid("expected PRELOGIN"));
-        }
-        let req = PreLogin::decode(&pre.payload).map_err(|e| invalid(e.to_string()))?;
-        let reply = prelogin_reply(&config, req.encryption.unwrap_or(Encryption::NotSupported));
-        write_message(
-            &mut tls,
-            PacketType::TabularResult,
-            &reply.encode(),
-            DEFAULT_PACKET_SIZE as usize,
-            0,
-        )
-        .await?;
-        let login = read_message_exact(&mut tls, max).await?;
-        (Box::new(tls), login, true)
-    } else {
-        let mut tcp = tcp;
-        let pre = read_message_exact(&mut tcp, max).await?;
-        if pre.ty != PacketType::PreLogin {
-            return Err(invalid(format!("expected PRELOGIN, got {:?}", pre.ty)));
-        }
-        let req = PreLogin::decode(&pre.payload).map_err(|e| invalid(e.to_string()))?;
-        let client = req.encryption.unwrap_or(Encryption::NotSupported);
-        let ours = match (&config.tls, client) {
-            (None, _) | (_, Encryption::NotSupported) => Encryption::NotSupported,
-            (Some(_), Encryption::Off) => Encryption::Off,
-            (Some(_), _) => Encryption::On,
+        // --- PRELOGIN, TLS
+        let r: (Box<dyn Io>, PacketMessage, bool) = if first[0] == 0x16 {
+            // TDS 8.0: TLS ClientHello first.
+            let cfg = config
+                .tls_strict
+                .clone()
+                .ok_or_else(|| invalid("TDS 8.0 (strict) TLS not configured"))?;
+            let mut tls = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await?;
+            let pre = read_message_exact(&mut tls, max).await?;
+            if pre.ty != PacketType::PreLogin {
+                return Err(invalid("expected PRELOGIN"));
+            }
+            let req = PreLogin::decode(&pre.payload).map_err(|e| invalid(e.to_string()))?;
+            let reply = prelogin_reply(&config, req.encryption.unwrap_or(Encryption::NotSupported));
+            write_message(
+                &mut tls,
+                PacketType::TabularResult,
+                &reply.encode(),
+                DEFAULT_PACKET_SIZE as usize,
+                0,
+            )
+            .await?;
+            let login = read_message_exact(&mut tls, max).await?;
+            (Box::new(tls), login, true)
+        } else {
+            let mut tcp = tcp;
+            let pre = read_message_exact(&mut tcp, max).await?;
+            if pre.ty != PacketType::PreLogin {
+                return Err(invalid(format!("expected PRELOGIN, got {:?}", pre.ty)));
+            }
+            let req = PreLogin::decode(&pre.payload).map_err(|e| invalid(e.to_string()))?;
+            let client = req.encryption.unwrap_or(Encryption::NotSupported);
+            let ours = match (&config.tls, client) {
+                (None, _) | (_, Encryption::NotSupported) => Encryption::NotSupported,
+                (Some(_), Encryption::Off) => Encryption::Off,
+                (Some(_), _) => Encryption::On,
+            };
+            debug!(?client, ?ours, "prelogin encryption");
+            let reply = prelogin_reply(&config, ours);
+            write_message(
+                &mut tcp,
+                PacketType::TabularResult,
+                &reply.encode(),
+                DEFAULT_PACKET_SIZE as usize,
+                0,
+            )
+            .await?;
+            match (ours, config.tls.clone()) {
+                (Encryption::NotSupported, _) | (_, None) => {
+                    if matches!(client, Encryption::Required) {
+                        return Err(invalid("client requires encryption, none configured"));
+                    }
+                    let login = read_message_exact(&mut tcp, max).await?;
+                    (Box::new(tcp), login, false)
+                }
+                (Encryption::Off, Some(_)) if peek_byte(&tcp).await? == 0x10 => {
+                    // Client OFF that sends LOGIN7 in clear (tedious with encrypt=false):
+                    // SQL Server accepts this unless encryption is forced.
+                    let login = read_message_exact(&mut tcp, max).await?;
+                    (Box::new(tcp), login, false)
+                }
+                (mode, Some(cfg)) => {
+                    let mut tls = tokio_rustls::TlsAcceptor::from(cfg)
+                        .accept(PreloginFramed::new(tcp))
+                        .await?;
+                    tls.get_mut().0.passthrough = true;
+                    let login = read_message_exact(&mut tls, max).await?;
+                    if mode == Encryption::Off {
+                        // Login-only encryption: drop TLS silently (no close_notify).
+                        let (framed, _) = tls.into_inner();
+                        (Box::new(framed.into_inner()), login, false)
+                    } else {
+                        (Box::new(tls), login, true)
+                    }
+                }
+            }
         };
-        debug!(?client, ?ours, "prelogin encryption");
-        let reply = prelogin_reply(&config, ours);
-        write_message(
-            &mut tcp,
-            PacketType::TabularResult,
-            &reply.encode(),
-            DEFAULT_PACKET_SIZE as usize,
-            0,
-        )
-        .await?;
-        match (ours, config.tls.clone()) {
-            (Encryption::NotSupported, _) | (_, None) => {
-                if matches!(client, Encryption::Required) {
-                    return Err(invalid("client requires encryption, none configured"));
-                }
-                let login = read_message_exact(&mut tcp, max).await?;
-                (Box::new(tcp), login, false)
-            }
-            (Encryption::Off, Some(_)) if peek_byte(&tcp).await? == 0x10 => {
-                // Client OFF that sends LOGIN7 in clear (tedious with encrypt=false):
-                // SQL Server accepts this unless encryption is forced.
-                let login = read_message_exact(&mut tcp, max).await?;
-                (Box::new(tcp), login, false)
-            }
-            (mode, Some(cfg)) => {
-                let mut tls = tokio_rustls::TlsAcceptor::from(cfg)
-                    .accept(PreloginFramed::new(tcp))
-                    .await?;
-                tls.get_mut().0.passthrough = true;
-                let login = read_message_exact(&mut tls, max).await?;
-                if mode == Encryption::Off {
-                    // Login-only encryption: drop TLS silently (no close_notify).
-                    let (framed, _) = tls.into_inner();
-                    (Box::new(framed.into_inner()), login, false)
-                } else {
-                    (Box::new(tls), login, true)
-                }
-            }
-        }
+        Ok(r)
+    };
+    let (io, login, encrypted) = match tokio::time::timeout(config.login_timeout, setup).await {
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "login timed out")),
+        // A client that disconnects before logging in is not an error.
+        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+        Ok(r) => r?,
     };
     run_session(handler, io, login, encrypted, peer, config).await
 }
@@ -956,10 +970,139 @@ async fn read_loop<R: AsyncRead + Unpin>(
         match rd.read(&mut buf).await {
             Ok(0) => return,
             Ok(n) => re.push(&buf[..n]),
+            // Clients rarely send TLS close_notify; a plain close is normal.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Reassembler;
+
+    fn state(packet_size: usize) -> ConnState {
+        ConnState {
+            spid: 60,
+            packet_size,
+            tds_version: version::V7_4,
+            server_name: "srv".into(),
+        }
+    }
+
+    fn messages(wire: &[u8]) -> Vec<PacketMessage> {
+        let mut r = Reassembler::new(1 << 24);
+        r.push(wire);
+        std::iter::from_fn(|| r.next_message().unwrap()).collect()
+    }
+
+    /// (token, status) of the DONE-family tokens in a token stream of known shape.
+    fn dones(p: &[u8]) -> Vec<(u8, u16)> {
+        p.windows(13)
+            .filter(|w| matches!(w[0], 0xFD..=0xFF) && w[3] == 0xC1 || w[0] == 0xFE && w[3] == 0xE0)
+            .map(|w| (w[0], u16::from_le_bytes([w[1], w[2]])))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn more_bits_error_bits_and_splitting() {
+        let mut wire: Vec<u8> = Vec::new();
+        {
+            let w: &mut Writer<'_> = &mut wire;
+            let s = state(512);
+            let mut out = ResponseWriter::new(w, &s, CancelToken::new());
+            out.columns(vec![Column::new("a", SqlType::NVarChar(None))]);
+            for _ in 0..10 {
+                out.row(&[SqlValue::NVarChar("x".repeat(300))]).unwrap();
+            }
+            out.flush().await.unwrap();
+            out.done(Some(10));
+            out.error(50000, 16, 1, "bad");
+            out.done(None);
+            out.set_in_transaction(true);
+            out.done(Some(1));
+            out.finish(DoneKind::Done).await.unwrap();
+        }
+        let msgs = messages(&wire);
+        assert_eq!(msgs.len(), 1);
+        let d = dones(&msgs[0].payload);
+        assert_eq!(
+            d,
+            vec![
+                (0xFD, DoneStatus::MORE | DoneStatus::COUNT),
+                (0xFD, DoneStatus::MORE | DoneStatus::ERROR),
+                (0xFD, DoneStatus::COUNT | DoneStatus::INXACT),
+            ]
+        );
+        // every packet within the negotiated size, the SPID in each header
+        let mut pos = 0;
+        let mut n = 0;
+        while pos < wire.len() {
+            let h = PacketHeader::decode(&wire[pos..]).unwrap();
+            assert!(h.length as usize <= 512 && h.spid == 60);
+            assert_eq!(h.packet_id, (n + 1) as u8);
+            pos += h.length as usize;
+            n += 1;
+        }
+        assert!(n > 10);
+    }
+
+    #[tokio::test]
+    async fn missing_done_is_added_and_cancel_acks() {
+        let mut wire: Vec<u8> = Vec::new();
+        {
+            let w: &mut Writer<'_> = &mut wire;
+            let s = state(4096);
+            let mut out = ResponseWriter::new(w, &s, CancelToken::new());
+            out.return_status(0);
+            out.finish(DoneKind::DoneProc).await.unwrap();
+        }
+        let m = messages(&wire);
+        assert_eq!(
+            m[0].payload,
+            [0x79, 0, 0, 0, 0, 0xFE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+
+        let mut wire: Vec<u8> = Vec::new();
+        {
+            let w: &mut Writer<'_> = &mut wire;
+            let s = state(4096);
+            let cancel = CancelToken::new();
+            let mut out = ResponseWriter::new(w, &s, cancel.clone());
+            out.columns(vec![Column::new("a", SqlType::Int)]);
+            cancel.cancel();
+            assert!(out.flush().await.is_err());
+            out.finish_cancelled().await.unwrap();
+        }
+        let m = messages(&wire);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].payload, [0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(m[1].payload, [0xFD, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn version_negotiation() {
+        assert_eq!(negotiate_version(0x7400_0004), version::V7_4);
+        assert_eq!(negotiate_version(0x7500_0000), version::V7_4);
+        assert_eq!(negotiate_version(version::V8_0), version::V7_4);
+        assert_eq!(negotiate_version(0x730B_0003), version::V7_3B);
+        assert_eq!(negotiate_version(0x7100_0001), version::V7_1);
+    }
+
+    #[tokio::test]
+    async fn cancel_token() {
+        let t = CancelToken::new();
+        let t2 = t.clone();
+        let h = tokio::spawn(async move { t2.cancelled().await });
+        tokio::task::yield_now().await;
+        assert!(!t.is_cancelled());
+        t.cancel();
+        h.await.unwrap();
+        assert!(t.is_cancelled());
+        t.cancelled().await; // already cancelled: returns at once
     }
 }
