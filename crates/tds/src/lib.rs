@@ -1,5 +1,43 @@
 //! TDS 7.x wire protocol, server side: pure codecs (no I/O, fuzzable) plus an async
 //! connection driver generic over a [`Handler`]. No SQL lives here.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tds::*;
+//!
+//! struct Engine;
+//! struct Session { db: String }
+//!
+//! impl Handler for Engine {
+//!     type Session = Session;
+//!     async fn login(&self, l: &Login7, _c: &ConnInfo) -> Result<LoginOk<Session>, LoginError> {
+//!         if l.password != "secret" {
+//!             return Err(LoginError::login_failed(&l.username));
+//!         }
+//!         Ok(LoginOk::new(Session { db: "master".into() }, "master"))
+//!     }
+//!     async fn batch(&self, _s: &mut Session, b: SqlBatch, out: &mut ResponseWriter<'_>) {
+//!         out.columns(vec![Column::new("sql", SqlType::NVarChar(None))]);
+//!         out.row(&[SqlValue::NVarChar(b.sql)]).unwrap();
+//!         out.done(Some(1));
+//!     }
+//!     async fn rpc(&self, _s: &mut Session, _r: RpcRequest, out: &mut ResponseWriter<'_>) {
+//!         out.error(2812, 16, 62, "Could not find stored procedure.");
+//!         out.done_proc(None);
+//!     }
+//!     async fn tm(&self, _s: &mut Session, _r: TmRequest, out: &mut ResponseWriter<'_>) {
+//!         out.done(None);
+//!     }
+//!     fn reset(&self, _s: &mut Session, _keep_transaction: bool) {}
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let id = TlsIdentity::load_or_generate("data".as_ref(), &["localhost".into()])?;
+//! let config = Arc::new(ServerConfig::new("myhost").with_tls(&id)?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:1433").await?;
+//! serve(listener, Arc::new(Engine), config).await
+//! # }
+//! ```
 
 pub mod batch;
 pub mod fuzz;

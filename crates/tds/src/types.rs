@@ -1420,3 +1420,194 @@ mod tests {
         .is_err());
     }
 }
+
+// ---------------------------------------------------------------- conveniences
+
+impl SqlValue {
+    /// The column type a value of this kind is naturally sent as, for result sets
+    /// whose types are only known from their values. `None` for NULL.
+    pub fn natural_type(&self) -> Option<SqlType> {
+        Some(match self {
+            SqlValue::Null => return None,
+            SqlValue::Bit(_) => SqlType::Bit,
+            SqlValue::TinyInt(_) => SqlType::TinyInt,
+            SqlValue::SmallInt(_) => SqlType::SmallInt,
+            SqlValue::Int(_) => SqlType::Int,
+            SqlValue::BigInt(_) => SqlType::BigInt,
+            SqlValue::Real(_) => SqlType::Real,
+            SqlValue::Float(_) => SqlType::Float,
+            SqlValue::Decimal(d) => SqlType::Decimal {
+                precision: d.precision.clamp(1, 38),
+                scale: d.scale.min(38),
+            },
+            SqlValue::Money(_) => SqlType::Money,
+            SqlValue::NVarChar(s) if s.encode_utf16().count() <= 4000 => {
+                SqlType::NVarChar(Some(4000))
+            }
+            SqlValue::NVarChar(_) => SqlType::NVarChar(None),
+            SqlValue::VarChar(s) if s.len() <= 8000 => SqlType::VarChar(Some(8000)),
+            SqlValue::VarChar(_) => SqlType::VarChar(None),
+            SqlValue::VarBinary(b) if b.len() <= 8000 => SqlType::VarBinary(Some(8000)),
+            SqlValue::VarBinary(_) => SqlType::VarBinary(None),
+            SqlValue::Guid(_) => SqlType::Guid,
+            SqlValue::Date(_) => SqlType::Date,
+            SqlValue::Time(_) => SqlType::Time { scale: 7 },
+            SqlValue::DateTime(_) => SqlType::DateTime,
+            SqlValue::DateTime2(_) => SqlType::DateTime2 { scale: 7 },
+            SqlValue::DateTimeOffset(_) => SqlType::DateTimeOffset { scale: 7 },
+        })
+    }
+}
+
+impl Decimal {
+    /// Parses `-123.4500` style text; precision is the digit count (at least the scale).
+    pub fn parse(s: &str) -> Option<Decimal> {
+        let s = s.trim();
+        let (neg, digits) = match s.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if (int.is_empty() && frac.is_empty())
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let int = int.trim_start_matches('0');
+        let total = int.len() + frac.len();
+        if total > 38 {
+            return None;
+        }
+        let mut v: i128 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            v = v * 10 + (b - b'0') as i128;
+        }
+        let scale = frac.len() as u8;
+        Some(Decimal {
+            value: if neg { -v } else { v },
+            precision: (total as u8).max(scale).max(1),
+            scale,
+        })
+    }
+}
+
+impl std::fmt::Display for Decimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mag = self.value.unsigned_abs().to_string();
+        let scale = self.scale as usize;
+        let sign = if self.value < 0 { "-" } else { "" };
+        if scale == 0 {
+            return write!(f, "{sign}{mag}");
+        }
+        let padded = format!("{mag:0>width$}", width = scale + 1);
+        let (i, fr) = padded.split_at(padded.len() - scale);
+        write!(f, "{sign}{i}.{fr}")
+    }
+}
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (y, m, d) = self.to_ymd();
+        write!(f, "{y:04}-{m:02}-{d:02}")
+    }
+}
+
+impl std::fmt::Display for Time {
+    /// hh:mm:ss.fffffff (7 fractional digits, as SQL Server prints TIME(7)).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (h, m, s, n) = self.to_hms_nano();
+        write!(f, "{h:02}:{m:02}:{s:02}.{:07}", n / 100)
+    }
+}
+
+impl std::fmt::Display for DateTime2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.date, self.time)
+    }
+}
+
+impl std::fmt::Display for DateTimeOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = self.offset_minutes;
+        let sign = if o < 0 { '-' } else { '+' };
+        write!(
+            f,
+            "{} {sign}{:02}:{:02}",
+            self.local,
+            o.unsigned_abs() / 60,
+            o.unsigned_abs() % 60
+        )
+    }
+}
+
+/// Formats a canonical-order GUID as SQL Server prints it (upper case).
+pub fn guid_to_string(g: &[u8; 16]) -> String {
+    let h: Vec<String> = g.iter().map(|b| format!("{b:02X}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
+}
+
+/// Parses "6F9619FF-8B86-D011-B42D-00C04FC964FF" (braces optional) to canonical order.
+pub fn guid_parse(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s
+        .trim()
+        .trim_matches(|c| c == '{' || c == '}')
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut g = [0u8; 16];
+    for (i, b) in g.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(g)
+}
+
+#[cfg(test)]
+mod convenience_tests {
+    use super::*;
+
+    #[test]
+    fn decimal_text() {
+        for s in [
+            "0",
+            "-1.5",
+            "12345.6789",
+            "0.0001",
+            "-0.50",
+            "99999999999999999999999999999999999999",
+        ] {
+            let d = Decimal::parse(s).unwrap();
+            assert_eq!(d.to_string(), s.trim_start_matches('+'), "{s}");
+        }
+        assert_eq!(Decimal::parse("abc"), None);
+        assert_eq!(Decimal::parse("."), None);
+        assert_eq!(Decimal::parse(&"9".repeat(39)), None);
+    }
+
+    #[test]
+    fn guid_and_dates_text() {
+        let s = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+        assert_eq!(guid_to_string(&guid_parse(s).unwrap()), s);
+        assert_eq!(guid_parse("xyz"), None);
+        let dt = DateTime2 {
+            date: Date::from_ymd(2024, 2, 29).unwrap(),
+            time: Time::from_hms_nano(1, 2, 3, 4_500).unwrap(),
+        };
+        assert_eq!(dt.to_string(), "2024-02-29 01:02:03.0000045");
+        let o = DateTimeOffset {
+            local: dt,
+            offset_minutes: -90,
+        };
+        assert_eq!(o.to_string(), "2024-02-29 01:02:03.0000045 -01:30");
+        assert_eq!(SqlValue::Int(1).natural_type(), Some(SqlType::Int));
+    }
+}
