@@ -136,6 +136,7 @@ def check_error(cur):
             cur.fetchall()
     except Exception as e:  # noqa: BLE001
         num, sev, state, text = err_info(e)
+        print("error as seen by the client:", text.replace("\n", " "), flush=True)
         assert "boom" in text, text
         if DRIVER == "pytds":
             assert (num, sev, state) == (50000, 16, 3), (num, sev, state)
