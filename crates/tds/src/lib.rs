@@ -28,7 +28,7 @@
 //!     async fn tm(&self, _s: &mut Session, _r: TmRequest, out: &mut ResponseWriter<'_>) {
 //!         out.done(None);
 //!     }
-//!     fn reset(&self, _s: &mut Session, _keep_transaction: bool) {}
+//!     async fn reset(&self, _s: &mut Session, _keep_transaction: bool) {}
 //! }
 //!
 //! # async fn run() -> std::io::Result<()> {
@@ -59,8 +59,8 @@ pub use prelogin::{Encryption, PreLogin};
 pub use rpc::{ProcId, RpcParam, RpcRequest, RpcTarget};
 
 pub use server::{
-    serve, serve_connection, CancelToken, ConnInfo, Handler, LoginError, LoginOk, ResponseWriter,
-    SendError, ServerConfig,
+    serve, serve_connection, serve_until, CancelToken, ConnInfo, Handler, LoginError, LoginOk,
+    ResponseWriter, SendError, ServerConfig,
 };
 pub use tls::TlsIdentity;
 pub use tm::{IsolationLevel, TmRequest};

@@ -119,14 +119,14 @@ impl PacketHeader {
 
 /// A complete message (all packets up to EOM) from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct RawMessage {
     pub ty: PacketType,
     /// Status bits of the first packet (RESETCONNECTION lives there).
     pub status: u8,
     pub payload: Vec<u8>,
 }
 
-impl Message {
+impl RawMessage {
     pub fn reset_connection(&self) -> bool {
         self.status & (STATUS_RESET_CONNECTION | STATUS_RESET_CONNECTION_SKIP_TRAN) != 0
     }
@@ -140,7 +140,7 @@ impl Message {
 #[derive(Debug)]
 pub struct Reassembler {
     buf: Vec<u8>,
-    current: Option<Message>,
+    current: Option<RawMessage>,
     max_message: usize,
 }
 
@@ -156,7 +156,7 @@ impl Reassembler {
         self.buf.extend_from_slice(data);
     }
     /// Returns the next complete message, `Ok(None)` if more bytes are needed.
-    pub fn next_message(&mut self) -> Result<Option<Message>, DecodeError> {
+    pub fn next_message(&mut self) -> Result<Option<RawMessage>, DecodeError> {
         loop {
             if self.buf.len() < HEADER_LEN {
                 return Ok(None);
@@ -170,13 +170,13 @@ impl Reassembler {
             // ATTENTION is a signal, never merged into a pending message.
             if h.ty == PacketType::Attention {
                 self.buf.drain(..total);
-                return Ok(Some(Message {
+                return Ok(Some(RawMessage {
                     ty: h.ty,
                     status: h.status,
                     payload: Vec::new(),
                 }));
             }
-            let msg = self.current.get_or_insert_with(|| Message {
+            let msg = self.current.get_or_insert_with(|| RawMessage {
                 ty: h.ty,
                 status: h.status,
                 payload: Vec::new(),

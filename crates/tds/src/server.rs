@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use crate::batch::SqlBatch;
 use crate::login7::Login7;
 use crate::packet::{
-    encode_packets, Message as PacketMessage, PacketHeader, PacketType, Reassembler,
+    encode_packets, PacketHeader, PacketType, RawMessage as PacketMessage, Reassembler,
     DEFAULT_PACKET_SIZE, HEADER_LEN, MAX_PACKET_SIZE, MIN_PACKET_SIZE,
 };
 use crate::prelogin::{Encryption, PreLogin};
@@ -201,7 +201,11 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 
     /// RESETCONNECTION: restore session defaults; roll back unless `keep_transaction`.
-    fn reset(&self, session: &mut Self::Session, keep_transaction: bool);
+    fn reset(
+        &self,
+        session: &mut Self::Session,
+        keep_transaction: bool,
+    ) -> impl Future<Output = ()> + Send;
 
     /// Connection closed.
     fn disconnect(&self, session: Self::Session) {
@@ -524,8 +528,31 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     config: Arc<ServerConfig>,
 ) -> io::Result<()> {
+    serve_until(listener, handler, config, std::future::pending()).await
+}
+
+/// Like [`serve`], but stops accepting when `shutdown` completes. Connections already
+/// accepted keep running (their tasks are detached).
+pub async fn serve_until<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: Arc<ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // e.g. EMFILE: back off instead of ending the listener.
+                    warn!(error = %e, "tds accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
         let (h, c) = (handler.clone(), config.clone());
         tokio::spawn(async move {
             if let Err(e) = serve_connection(h, tcp, c).await {
@@ -828,7 +855,9 @@ async fn run_session<H: Handler>(
             *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel.clone());
             let mut out = ResponseWriter::new(w, &state, cancel.clone());
             if msg.reset_connection() {
-                handler.reset(&mut session, msg.reset_keeps_transaction());
+                handler
+                    .reset(&mut session, msg.reset_keeps_transaction())
+                    .await;
                 out.env_change(EnvChange::ResetConnectionAck);
             }
             let kind = dispatch(

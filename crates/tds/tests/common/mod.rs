@@ -384,7 +384,7 @@ impl Handler for TestHandler {
         out.done(None);
     }
 
-    fn reset(&self, s: &mut Session, keep_transaction: bool) {
+    async fn reset(&self, s: &mut Session, keep_transaction: bool) {
         if !keep_transaction {
             s.pending.clear();
             s.descriptor = 0;
