@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub attention_grace: Duration,
     /// Time allowed from connect to a complete LOGIN7 (PRELOGIN and TLS included).
     pub login_timeout: Duration,
+    /// "Force Encryption": every session fully encrypted, clients without TLS refused.
+    pub force_encryption: bool,
     next_spid: AtomicU16,
 }
 
@@ -57,6 +59,7 @@ impl ServerConfig {
             max_message_size: 256 << 20,
             attention_grace: Duration::from_secs(5),
             login_timeout: Duration::from_secs(30),
+            force_encryption: false,
             next_spid: AtomicU16::new(51),
         }
     }
@@ -671,9 +674,13 @@ pub async fn serve_connection<H: Handler>(
             }
             let req = PreLogin::decode(&pre.payload).map_err(|e| invalid(e.to_string()))?;
             let client = req.encryption.unwrap_or(Encryption::NotSupported);
+            let force = config.force_encryption;
             let ours = match (&config.tls, client) {
-                (None, _) | (_, Encryption::NotSupported) => Encryption::NotSupported,
-                (Some(_), Encryption::Off) => Encryption::Off,
+                (None, _) => Encryption::NotSupported,
+                // Forced: REQ tells the client it must encrypt; one that cannot gives up.
+                (Some(_), Encryption::NotSupported) if force => Encryption::Required,
+                (_, Encryption::NotSupported) => Encryption::NotSupported,
+                (Some(_), Encryption::Off) if !force => Encryption::Off,
                 (Some(_), _) => Encryption::On,
             };
             debug!(?client, ?ours, "prelogin encryption");
@@ -686,6 +693,11 @@ pub async fn serve_connection<H: Handler>(
                 0,
             )
             .await?;
+            if force && ours == Encryption::Required && client == Encryption::NotSupported {
+                return Err(invalid(
+                    "encryption is required but the client does not support it",
+                ));
+            }
             match (ours, config.tls.clone()) {
                 (Encryption::NotSupported, _) | (_, None) => {
                     if matches!(client, Encryption::Required) {

@@ -264,3 +264,16 @@ async fn tiberius_many_sessions() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn tiberius_forced_encryption() {
+    let srv = tokio::task::spawn_blocking(|| start_server_with(true, true))
+        .await
+        .unwrap();
+    // OFF is upgraded to full TLS; the whole check list runs encrypted
+    check_all(&srv, EncryptionLevel::Off).await;
+    // a client without TLS is refused
+    assert!(connect(&srv, EncryptionLevel::NotSupported, PASSWORD)
+        .await
+        .is_err());
+}

@@ -410,6 +410,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Starts a server on an ephemeral port in a shared background runtime.
 pub fn start_server(tls: bool) -> TestServer {
+    start_server_with(tls, false)
+}
+
+pub fn start_server_with(tls: bool, force_encryption: bool) -> TestServer {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -426,6 +430,7 @@ pub fn start_server(tls: bool) -> TestServer {
         cfg = cfg.with_tls(&id).unwrap();
     }
     cfg.attention_grace = Duration::from_secs(2);
+    cfg.force_encryption = force_encryption;
     let cfg = Arc::new(cfg);
     let listener = runtime()
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
