@@ -476,7 +476,7 @@ impl TypeInfo {
         }
     }
 
-    /// Decodes one value of this type (ROW / parameter value encoding).
+    /// Decodes one value of this type as sent in RPC parameters.
     pub(crate) fn decode_value(&self, r: &mut Reader<'_>) -> Result<SqlValue, DecodeError> {
         match self.wire_id {
             id::NULL => Ok(SqlValue::Null),
@@ -529,13 +529,12 @@ impl TypeInfo {
                 Some(b) => Ok(SqlValue::NVarChar(utf16le_to_string(&b))),
             },
             id::TEXT | id::NTEXT | id::IMAGE => {
-                let ptr_len = r.u8()?;
-                if ptr_len == 0 {
+                // RPC parameter form: a 4-byte length (0xFFFFFFFF = NULL), no text pointer.
+                let l = r.u32_le()?;
+                if l == 0xFFFF_FFFF {
                     return Ok(SqlValue::Null);
                 }
-                r.skip(ptr_len as usize + 8)?; // text pointer + timestamp
-                let l = r.u32_le()? as usize;
-                let b = r.take(l)?;
+                let b = r.take(l as usize)?;
                 Ok(self.bytes_to_value(b.to_vec()))
             }
             _ => {
@@ -1370,6 +1369,32 @@ mod tests {
         let mut b = Vec::new();
         encode_value(&SqlType::Money, &SqlValue::Money(10001), &mut b).unwrap();
         assert_eq!(b, [8, 0, 0, 0, 0, 0x11, 0x27, 0, 0]);
+    }
+
+    #[test]
+    fn legacy_lob_parameters() {
+        // NTEXT param: TYPE_INFO (len, collation) then a 4-byte length and UCS-2 data
+        let mut b = vec![
+            id::NTEXT,
+            0xFF,
+            0xFF,
+            0xFF,
+            0x7F,
+            0x09,
+            0x04,
+            0xD0,
+            0x00,
+            0x34,
+        ];
+        b.extend_from_slice(&4u32.to_le_bytes());
+        b.extend_from_slice(&[b'h', 0, b'i', 0]);
+        let (ty, v, used) = decode_typed_value(&b).unwrap();
+        assert_eq!(
+            (ty, v, used),
+            (SqlType::NText, SqlValue::NVarChar("hi".into()), b.len())
+        );
+        let b = [id::IMAGE, 0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF];
+        assert_eq!(decode_typed_value(&b).unwrap().1, SqlValue::Null);
     }
 
     #[test]
