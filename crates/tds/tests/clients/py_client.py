@@ -20,21 +20,23 @@ def ok(name):
     print("PASS", name, flush=True)
 
 
-def connect(password=PASSWORD, autocommit=True):
+def connect(password=PASSWORD, autocommit=True, timeout=10):
     if DRIVER == "pytds":
         import pytds
         return pytds.connect(HOST, "testdb", USER, password, port=PORT, autocommit=autocommit,
-                             login_timeout=10, timeout=10)
+                             login_timeout=10, timeout=timeout)
     if DRIVER == "pymssql":
         import pymssql
         return pymssql.connect(server=HOST, port=str(PORT), user=USER, password=password,
                                database="testdb", tds_version="7.4", autocommit=autocommit,
-                               login_timeout=10, timeout=10)
+                               login_timeout=10, timeout=timeout)
     import mssql_python
     enc = {"0": "Encrypt=no", "1": "Encrypt=yes;TrustServerCertificate=yes",
            "strict": "Encrypt=strict;ServerCertificate=" + os.environ.get("TDS_CERT", "")}[sys.argv[4]]
     c = mssql_python.connect(f"Server={HOST},{PORT};UID={USER};PWD={password};Database=testdb;{enc}")
     c.autocommit = autocommit
+    if timeout != 10:
+        c.timeout = timeout
     return c
 
 
@@ -169,6 +171,33 @@ def check_transaction():
     ok("transaction")
 
 
+def check_timeout():
+    """A query timeout makes the client send ATTENTION; the server must acknowledge it
+    and the connection must stay usable."""
+    import time
+    conn = connect(timeout=1)
+    cur = conn.cursor()
+    start = time.time()
+    try:
+        cur.execute("waitfor delay")
+        cur.fetchall()
+        raise AssertionError("no timeout")
+    except AssertionError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        print("timeout as seen by the client:", repr(e)[:200], flush=True)
+    assert time.time() - start < 8, "server did not stop on ATTENTION"
+    if DRIVER == "pymssql":
+        # db-lib marks the DBPROCESS dead after a timeout: nothing to reuse
+        ok("timeout(client closes)")
+        return
+    cur = conn.cursor()
+    cur.execute("select 1")
+    assert cur.fetchone()[0] == 1
+    conn.close()
+    ok("timeout_attention")
+
+
 def main():
     check_login_failure()
     conn = connect()
@@ -179,6 +208,8 @@ def main():
     check_after_error(cur)
     conn.close()
     check_transaction()
+    if os.environ.get("CHECK_TIMEOUT", "1") == "1":
+        check_timeout()
     print("ALL OK")
 
 
