@@ -35,9 +35,6 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(s)
     }
-    pub fn skip(&mut self, n: usize) -> R<()> {
-        self.take(n).map(|_| ())
-    }
     pub fn arr<const N: usize>(&mut self) -> R<[u8; N]> {
         let s = self.take(N)?;
         let mut a = [0u8; N];
