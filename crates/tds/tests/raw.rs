@@ -300,3 +300,22 @@ fn malformed_request_gets_error_not_disconnect() {
     r.batch("select 1", 0);
     assert_eq!(done_at_end(&r.recv().1), (0xFD, 0x10, 1));
 }
+
+#[test]
+fn handler_ignoring_attention_is_dropped_after_grace() {
+    let srv = start_server(false);
+    let (mut r, _, _) = Raw::connect(&srv, PASSWORD, 4096);
+    r.batch("ignore cancel", 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let start = std::time::Instant::now();
+    r.send(PacketType::Attention, 0, &[]);
+    loop {
+        if r.recv().1 == DONE_ATTN {
+            break;
+        }
+    }
+    // attention_grace is 2 s in the test server
+    assert!(start.elapsed() < Duration::from_secs(10));
+    r.batch("select 1", 0);
+    assert_eq!(done_at_end(&r.recv().1), (0xFD, 0x10, 1));
+}

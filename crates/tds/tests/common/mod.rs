@@ -191,6 +191,10 @@ impl TestHandler {
                     }
                 }
                 done(out, Some(2_000_000));
+            } else if stmt.contains("ignore cancel") {
+                // A misbehaving handler: the driver must drop it after the grace period.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                done(out, None);
             } else if stmt.contains("waitfor") {
                 let cancel = out.cancel_token();
                 tokio::select! {
