@@ -40,6 +40,8 @@
 //! ```
 
 pub mod batch;
+#[cfg(feature = "chrono")]
+mod chrono_conv;
 pub mod fuzz;
 pub mod login7;
 pub mod packet;
