@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use crate::batch::SqlBatch;
+use crate::batch::{AllHeaders, SqlBatch};
 use crate::login7::Login7;
 use crate::packet::{
     encode_packets, PacketHeader, PacketType, RawMessage as PacketMessage, Reassembler,
@@ -242,6 +242,7 @@ pub struct ResponseWriter<'a> {
     columns: Vec<Column>,
     server_name: String,
     failed: bool,
+    headers: AllHeaders,
 }
 
 /// Error from [`ResponseWriter::send_row`].
@@ -270,6 +271,7 @@ impl<'a> ResponseWriter<'a> {
             columns: Vec::new(),
             server_name: s.server_name.clone(),
             failed: false,
+            headers: AllHeaders::default(),
         }
     }
 
@@ -278,6 +280,11 @@ impl<'a> ResponseWriter<'a> {
     }
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+    /// ALL_HEADERS of the current request (transaction descriptor the client believes
+    /// current, outstanding request count); empty for requests without them.
+    pub fn request_headers(&self) -> &AllHeaders {
+        &self.headers
     }
     pub fn tds_version(&self) -> u32 {
         self.tds_version
@@ -917,6 +924,7 @@ async fn dispatch<H: Handler>(
         PacketType::SqlBatch => {
             match SqlBatch::decode(&msg.payload) {
                 Ok(b) => {
+                    out.headers = b.headers.clone();
                     tokio::select! {
                         _ = handler.batch(session, b, out) => {}
                         _ = stopped => warn!("batch handler ignored attention; dropped"),
@@ -936,6 +944,7 @@ async fn dispatch<H: Handler>(
         PacketType::Rpc => {
             match RpcMessage::decode(&msg.payload) {
                 Ok(m) => {
+                    out.headers = m.headers.clone();
                     tokio::select! {
                         _ = async {
                             for req in m.requests {
@@ -963,7 +972,10 @@ async fn dispatch<H: Handler>(
                     let _ = out.row(&[SqlValue::VarBinary(Vec::new())]);
                     out.done(Some(1));
                 }
-                Ok(m) => handler.tm(session, m.request, out).await,
+                Ok(m) => {
+                    out.headers = m.headers.clone();
+                    handler.tm(session, m.request, out).await
+                }
                 Err(e) => out.error(
                     8009,
                     16,
