@@ -992,6 +992,19 @@ async fn dispatch<H: Handler>(
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
+    rd: R,
+    tx: mpsc::Sender<io::Result<PacketMessage>>,
+    current: Arc<Mutex<Option<CancelToken>>>,
+    max: usize,
+) {
+    read_packets(rd, tx, current.clone(), max).await;
+    // The client is gone (or broke the protocol): stop whatever runs for it.
+    if let Some(t) = current.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        t.cancel();
+    }
+}
+
+async fn read_packets<R: AsyncRead + Unpin>(
     mut rd: R,
     tx: mpsc::Sender<io::Result<PacketMessage>>,
     current: Arc<Mutex<Option<CancelToken>>>,
