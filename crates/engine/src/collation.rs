@@ -27,12 +27,114 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
             match storage::call_function(fname, &args) {
                 Ok(v) => Ok(from_stored(v)),
                 Err(e) => Err(rusqlite::Error::UserFunctionError(
-                    format!("{ERROR_PREFIX}{}:{}:{}:{}", e.number, e.severity, e.state, e.message).into(),
+                    format!(
+                        "{ERROR_PREFIX}{}:{}:{}:{}",
+                        e.number, e.severity, e.state, e.message
+                    )
+                    .into(),
                 )),
             }
         })?;
     }
+    conn.create_aggregate_function(
+        "tsql_sum",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        ExactSum { avg: false },
+    )?;
+    conn.create_aggregate_function(
+        "tsql_avg",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        ExactSum { avg: true },
+    )?;
     Ok(())
+}
+
+/// SUM/AVG over DECIMAL/NUMERIC/MONEY stored as text: exact, never through floating point.
+struct ExactSum {
+    avg: bool,
+}
+
+fn tsql_err(e: tsql::SqlError) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(
+        format!(
+            "{ERROR_PREFIX}{}:{}:{}:{}",
+            e.number, e.severity, e.state, e.message
+        )
+        .into(),
+    )
+}
+
+fn exact(v: ValueRef<'_>) -> Result<Option<tsql::Value>, tsql::SqlError> {
+    use tsql::{DataType, Value as T};
+    Ok(Some(match v {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Integer(i) => T::BigInt(i),
+        ValueRef::Real(f) => T::Float(f),
+        ValueRef::Text(t) => {
+            let t = String::from_utf8_lossy(t).into_owned();
+            let scale = t.split_once('.').map(|(_, f)| f.len()).unwrap_or(0).min(38) as u8;
+            tsql::value::convert(
+                &T::VarChar(t),
+                &DataType::Decimal {
+                    precision: 38,
+                    scale,
+                    numeric: false,
+                },
+                None,
+            )?
+        }
+        ValueRef::Blob(_) => {
+            return Err(tsql::SqlError::new(
+                8117,
+                16,
+                "Operand data type varbinary is invalid for sum operator.",
+            ))
+        }
+    }))
+}
+
+impl rusqlite::functions::Aggregate<(Option<tsql::Value>, i64), Value> for ExactSum {
+    fn init(
+        &self,
+        _: &mut rusqlite::functions::Context<'_>,
+    ) -> rusqlite::Result<(Option<tsql::Value>, i64)> {
+        Ok((None, 0))
+    }
+
+    fn step(
+        &self,
+        ctx: &mut rusqlite::functions::Context<'_>,
+        acc: &mut (Option<tsql::Value>, i64),
+    ) -> rusqlite::Result<()> {
+        let Some(v) = exact(ctx.get_raw(0)).map_err(tsql_err)? else {
+            return Ok(());
+        };
+        acc.0 = Some(match acc.0.take() {
+            None => v,
+            Some(a) => tsql::eval::binary_op(tsql::ast::BinOp::Add, &a, &v).map_err(tsql_err)?,
+        });
+        acc.1 += 1;
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut rusqlite::functions::Context<'_>,
+        acc: Option<(Option<tsql::Value>, i64)>,
+    ) -> rusqlite::Result<Value> {
+        let Some((Some(sum), n)) = acc else {
+            return Ok(Value::Null);
+        };
+        let v = if self.avg {
+            tsql::eval::binary_op(tsql::ast::BinOp::Div, &sum, &tsql::Value::BigInt(n))
+                .map_err(tsql_err)?
+        } else {
+            sum
+        };
+        Ok(from_stored(storage::to_stored(&v)))
+    }
 }
 
 pub fn to_stored(v: ValueRef<'_>) -> Stored {
@@ -74,10 +176,18 @@ mod tests {
         let c = Connection::open_in_memory().unwrap();
         register(&c).unwrap();
         let eq: i64 = c
-            .query_row(&format!("SELECT 'Abc  ' = 'aBC' COLLATE \"{DEFAULT_COLLATION}\""), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT 'Abc  ' = 'aBC' COLLATE \"{DEFAULT_COLLATION}\""),
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(eq, 1);
-        let e = c.query_row("SELECT tsql_div(1, 0, 'int', 'int')", [], |r| r.get::<_, i64>(0)).unwrap_err();
+        let e = c
+            .query_row("SELECT tsql_div(1, 0, 'int', 'int')", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_err();
         let (n, ..) = parse_error(&e.to_string()).expect("tsql error code survives SQLite");
         assert_eq!(n, 8134);
     }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use engine::{DbOptions, Instance, InstanceConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,11 @@ struct ServeArgs {
     /// Fully qualified host name (default: the name).
     #[arg(long)]
     host: Option<String>,
+    /// TLS certificate (PEM) for the SQL endpoint; default: a self-signed one kept in the data directory.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -77,16 +83,39 @@ fn open_instance(name: &str, dir: PathBuf) -> Result<std::sync::Arc<Instance>> {
 
 fn serve(a: ServeArgs) -> Result<()> {
     let inst = open_instance(&a.name, a.data_dir.clone())?;
-    tracing::info!(name = %a.name, host = %a.host.as_deref().unwrap_or(&a.name), data_dir = %a.data_dir.display(), databases = inst.databases().len(), "instance started");
+    let host = a.host.clone().unwrap_or_else(|| a.name.clone());
+    let sa = std::env::var("MSSQL_SA_PASSWORD").ok();
+    sqlexec::logins::ensure_sa(&inst, sa.as_deref())
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => tds::TlsIdentity::from_pem_files(c, k)?,
+        _ => tds::TlsIdentity::load_or_generate(
+            &a.data_dir,
+            &[host.clone(), "localhost".into(), "127.0.0.1".into()],
+        )?,
+    };
+    let config = Arc::new(tds::ServerConfig::new(a.name.clone()).with_tls(&tls)?);
+    let server = Arc::new(sqlexec::Server {
+        inst: inst.clone(),
+        name: a.name.clone(),
+        host: host.clone(),
+        managed: false,
+    });
+    let handler = Arc::new(sqlexec::endpoint::Endpoint { server });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
+        tracing::info!(name = %a.name, host = %host, listen = %listener.local_addr()?, data_dir = %a.data_dir.display(), databases = inst.databases().len(), "instance started");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        };
+        tds::serve_until(listener, handler, config, shutdown).await?;
         anyhow::Ok(())
     })?;
     tracing::info!("shutting down");
