@@ -267,7 +267,7 @@ impl Conn {
                 Ok(Flow::Normal)
             }
             StatementKind::If { cond, then, else_ } => {
-                let c = tsql::eval_predicate(cond, &Ctx(self))?;
+                let c = self.predicate(cond)?;
                 if c == Some(true) {
                     self.run_block(std::slice::from_ref(then), out, in_try)
                 } else if let Some(e) = else_ {
@@ -278,7 +278,7 @@ impl Conn {
             }
             StatementKind::While { cond, body } => {
                 let mut guard = 0u64;
-                while tsql::eval_predicate(cond, &Ctx(self))? == Some(true) {
+                while self.predicate(cond)? == Some(true) {
                     guard += 1;
                     if self.session.is_cancelled() {
                         return Err(SqlError::new(3617, 25, "The query was cancelled."));
@@ -453,7 +453,7 @@ impl Conn {
             return Ok(None);
         }
         if let Some(w) = &s.selection {
-            if tsql::eval_predicate(w, &Ctx(self))? != Some(true) {
+            if self.predicate(w)? != Some(true) {
                 if s.items
                     .iter()
                     .all(|i| matches!(i, SelectItem::Assign { .. }))
@@ -686,8 +686,30 @@ impl Conn {
         Ok(())
     }
 
-    pub fn eval(&self, e: &tsql::Expr) -> Result<Value, SqlError> {
-        tsql::eval(e, &Ctx(self))
+    pub fn eval(&mut self, e: &tsql::Expr) -> Result<Value, SqlError> {
+        tsql::eval(e, &Ctx(std::cell::RefCell::new(self)))
+    }
+
+    fn predicate(&mut self, e: &tsql::Expr) -> Result<Option<bool>, SqlError> {
+        tsql::eval_predicate(e, &Ctx(std::cell::RefCell::new(self)))
+    }
+
+    /// Run a query for the evaluator (scalar subqueries, EXISTS), keeping @@ROWCOUNT as it was.
+    fn subquery_rows(&mut self, q: &Query) -> Result<Vec<Vec<Value>>, SqlError> {
+        let st = Statement {
+            line: 0,
+            kind: StatementKind::Query(Box::new(q.clone())),
+            span: (0, 0),
+        };
+        let rowcount = self.rowcount;
+        let mut tmp = Vec::new();
+        let r = self.run_statement(&st, &mut tmp, true);
+        self.rowcount = rowcount;
+        r?;
+        Ok(tmp
+            .into_iter()
+            .filter_map(|o| if let Out::Row(r) = o { Some(r) } else { None })
+            .collect())
     }
 
     pub fn global(&self, name: &str) -> Option<Value> {
@@ -1100,18 +1122,38 @@ impl tsql::Catalog for CatalogView<'_> {
     }
 }
 
-/// The evaluator's view of a session.
-pub struct Ctx<'a>(pub &'a Conn);
+/// The evaluator's view of a session. Subqueries need the session mutably; the evaluator never holds a
+/// variable borrow across a subquery call, so a RefCell is enough.
+pub struct Ctx<'a>(pub std::cell::RefCell<&'a mut Conn>);
 
 impl tsql::Context for Ctx<'_> {
     fn variable(&self, name: &str) -> Option<Value> {
-        self.0.var(name).ok()
+        self.0.borrow().var(name).ok()
     }
     fn global(&self, name: &str) -> Option<Value> {
-        self.0.global(name)
+        self.0.borrow().global(name)
     }
     fn function(&self, name: &str, args: &[Value]) -> Option<Result<Value, SqlError>> {
-        instance_function(&self.0.shared, &self.0.server, name, args)
+        let c = self.0.borrow();
+        instance_function(&c.shared, &c.server, name, args)
+    }
+    fn subquery(&self, q: &Query) -> Result<Value, SqlError> {
+        let rows = self.0.borrow_mut().subquery_rows(q)?;
+        if rows.len() > 1 {
+            return Err(SqlError::new(
+                512,
+                16,
+                "Subquery returned more than 1 value. This is not permitted when the subquery follows =, !=, <, <= , >, >= or when the subquery is used as an expression.",
+            ));
+        }
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or(Value::Null))
+    }
+    fn exists(&self, q: &Query) -> Result<bool, SqlError> {
+        Ok(!self.0.borrow_mut().subquery_rows(q)?.is_empty())
     }
 }
 

@@ -1432,21 +1432,21 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                         .unwrap_or(0.0)
                         .abs(),
                 ),
-                v => {
-                    match v.as_i64() {
-                        Some(i) => {
-                            int_result((i as i128).abs(), &v.data_type().unwrap_or(DataType::Int))?
-                        }
-                        None => return Err(SqlError::new(
+                v => match v.as_i64() {
+                    Some(i) => {
+                        int_result((i as i128).abs(), &v.data_type().unwrap_or(DataType::Int))?
+                    }
+                    None => {
+                        return Err(SqlError::new(
                             8116,
                             16,
                             format!(
                                 "Argument data type {} is invalid for argument 1 of abs function.",
                                 v.type_name()
                             ),
-                        )),
+                        ))
                     }
-                }
+                },
             })
         }
         "SIGN" => {
@@ -1562,14 +1562,16 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                             .map_err(|_| SqlError::overflow(&t.base_name()))?;
                         int_result(d.mantissa, &t)?
                     }
-                    None => return Err(SqlError::new(
-                        8116,
-                        16,
-                        format!(
+                    None => {
+                        return Err(SqlError::new(
+                            8116,
+                            16,
+                            format!(
                             "Argument data type {} is invalid for argument 1 of round function.",
                             v.type_name()
                         ),
-                    )),
+                        ))
+                    }
                 },
             })
         }
