@@ -19,9 +19,18 @@ fn setup() -> T {
         db_options: Default::default(),
     })
     .unwrap();
-    let server = Arc::new(Server { inst, name: "sqlserver1".into(), host: "sqlserver1.example".into(), managed: false });
+    let server = Arc::new(Server {
+        inst,
+        name: "sqlserver1".into(),
+        host: "sqlserver1.example".into(),
+        managed: false,
+    });
     let p = dir.path().to_path_buf();
-    T { conn: Conn::new(server, 51, "sa").unwrap(), _dir: dir, dir: p }
+    T {
+        conn: Conn::new(server, 51, "sa").unwrap(),
+        _dir: dir,
+        dir: p,
+    }
 }
 
 impl T {
@@ -73,15 +82,30 @@ fn databases_and_log_views() {
     assert_eq!(text(&r[0][1]), "ONLINE");
     assert_eq!(text(&r[0][2]), "FULL");
     let (cols, r) = t.rows("DBCC SQLPERF(LOGSPACE)");
-    assert_eq!(cols, vec!["Database Name", "Log Size (MB)", "Log Space Used (%)", "Status"]);
+    assert_eq!(
+        cols,
+        vec![
+            "Database Name",
+            "Log Size (MB)",
+            "Log Space Used (%)",
+            "Status"
+        ]
+    );
     assert_eq!(text(&r[0][0]), "Sales");
-    let (_, r) = t.rows("SELECT used_log_space_in_bytes, total_log_size_in_bytes FROM sys.dm_db_log_space_usage");
+    let (_, r) = t.rows(
+        "SELECT used_log_space_in_bytes, total_log_size_in_bytes FROM sys.dm_db_log_space_usage",
+    );
     assert!(matches!(r[0][0], Value::BigInt(n) if n > 0), "{:?}", r[0]);
     let (_, r) = t.rows("SELECT log_end_lsn, log_truncation_holdup_reason FROM sys.dm_db_log_stats WHERE database_id = DB_ID()");
     assert_eq!(r.len(), 1);
-    assert!(text(&r[0][0]).ends_with("00000"), "LSNs look like SQL Server's numeric(25,0): {:?}", r[0][0]);
+    assert!(
+        text(&r[0][0]).ends_with("00000"),
+        "LSNs look like SQL Server's numeric(25,0): {:?}",
+        r[0][0]
+    );
     t.ok("ALTER DATABASE Sales SET RECOVERY SIMPLE");
-    let (_, r) = t.rows("SELECT recovery_model_desc FROM sys.databases WHERE database_id = DB_ID('Sales')");
+    let (_, r) =
+        t.rows("SELECT recovery_model_desc FROM sys.databases WHERE database_id = DB_ID('Sales')");
     assert_eq!(text(&r[0][0]), "SIMPLE");
 }
 
@@ -90,19 +114,30 @@ fn backup_and_restore_in_tsql_with_the_seeds_options() {
     let mut t = setup();
     t.ok("CREATE DATABASE Shop");
     t.ok("USE Shop; CREATE TABLE t(id INT PRIMARY KEY, v NVARCHAR(20)); INSERT INTO t VALUES (1, N'one')");
-    let e = t.error(&format!("BACKUP LOG [Shop] TO DISK = N'{}/early.trn'", t.dir.display()));
+    let e = t.error(&format!(
+        "BACKUP LOG [Shop] TO DISK = N'{}/early.trn'",
+        t.dir.display()
+    ));
     assert_eq!(e.number, 4214);
     let full = format!("{}/shop.bak", t.dir.display());
-    let out = t.ok(&format!("BACKUP DATABASE Shop TO DISK = '{full}' WITH INIT, STATS = 50"));
-    assert!(out.iter().any(|o| matches!(o, Out::Info(3211, m) if m == "100 percent processed.")));
+    let out = t.ok(&format!(
+        "BACKUP DATABASE Shop TO DISK = '{full}' WITH INIT, STATS = 50"
+    ));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Out::Info(3211, m) if m == "100 percent processed.")));
     assert!(out.iter().any(|o| matches!(o, Out::Info(3014, m) if m.starts_with("BACKUP DATABASE successfully processed"))));
     t.ok("INSERT INTO t VALUES (2, N'two')");
     let log = format!("{}/shop.trn", t.dir.display());
     t.ok(&format!(
         "BACKUP LOG [Shop] TO DISK = N'{log}' WITH NOFORMAT, NOINIT, NAME = N'Shop-log', SKIP, NOREWIND, NOUNLOAD, COMPRESSION, STATS = 1"
     ));
-    let (_, r) = t.rows("SELECT database_name, type, name FROM msdb.dbo.backupset ORDER BY backup_set_id");
-    assert_eq!(r.iter().map(|r| text(&r[1])).collect::<Vec<_>>(), vec!["D", "L"]);
+    let (_, r) =
+        t.rows("SELECT database_name, type, name FROM msdb.dbo.backupset ORDER BY backup_set_id");
+    assert_eq!(
+        r.iter().map(|r| text(&r[1])).collect::<Vec<_>>(),
+        vec!["D", "L"]
+    );
     assert_eq!(text(&r[1][2]), "Shop-log");
     let (cols, r) = t.rows(&format!("RESTORE HEADERONLY FROM DISK = N'{log}'"));
     assert_eq!(cols[0], "BackupName");
@@ -111,12 +146,19 @@ fn backup_and_restore_in_tsql_with_the_seeds_options() {
     t.ok("USE master");
     let e = t.error(&format!("RESTORE DATABASE Shop FROM DISK = '{full}'"));
     assert_eq!(e.number, 3159);
-    t.ok(&format!("RESTORE DATABASE Shop2 FROM DISK = '{full}' WITH NORECOVERY"));
+    t.ok(&format!(
+        "RESTORE DATABASE Shop2 FROM DISK = '{full}' WITH NORECOVERY"
+    ));
     let (_, r) = t.rows("SELECT state_desc FROM sys.databases WHERE name = 'Shop2'");
     assert_eq!(text(&r[0][0]), "RESTORING");
-    t.ok(&format!("RESTORE LOG Shop2 FROM DISK = N'{log}' WITH RECOVERY"));
+    t.ok(&format!(
+        "RESTORE LOG Shop2 FROM DISK = N'{log}' WITH RECOVERY"
+    ));
     let (_, r) = t.rows("USE Shop2; SELECT v FROM t ORDER BY id");
-    assert_eq!(r.iter().map(|r| text(&r[0])).collect::<Vec<_>>(), vec!["one", "two"]);
+    assert_eq!(
+        r.iter().map(|r| text(&r[0])).collect::<Vec<_>>(),
+        vec!["one", "two"]
+    );
 }
 
 #[test]
