@@ -22,6 +22,9 @@ pub struct SqlArgs {
     /// Run this batch and exit.
     #[arg(short = 'Q')]
     pub query: Option<String>,
+    /// Run this batch, then stay interactive.
+    #[arg(short = 'q')]
+    pub interactive_query: Option<String>,
     /// Run this script file (batches separated by GO) and exit.
     #[arg(short = 'i')]
     pub input: Option<std::path::PathBuf>,
@@ -238,4 +241,38 @@ pub fn main(a: SqlArgs) -> Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// sqlcmd's interactive mode: numbered prompts, a batch runs at GO, QUIT/EXIT leaves.
+async fn interactive(client: &mut Client<tokio_util::compat::Compat<TcpStream>>) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let mut batch = String::new();
+    let mut line_no = 1;
+    loop {
+        if tty {
+            print!("{line_no}> ");
+            std::io::stdout().flush()?;
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            if !batch.trim().is_empty() {
+                run_batch(client, &batch).await?;
+            }
+            return Ok(());
+        }
+        let t = line.trim();
+        if t.eq_ignore_ascii_case("quit") || t.eq_ignore_ascii_case("exit") {
+            return Ok(());
+        }
+        if t.eq_ignore_ascii_case("go") {
+            run_batch(client, &batch).await?;
+            batch.clear();
+            line_no = 1;
+            continue;
+        }
+        batch.push_str(&line);
+        line_no += 1;
+    }
 }
