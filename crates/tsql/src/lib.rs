@@ -20,10 +20,12 @@ pub use admin::Admin;
 pub use ast::{Expr, Statement, StatementKind};
 pub use error::{Result, SqlError};
 pub use eval::{eval, eval_predicate, Context};
-pub use value::Value;
-pub use parser::{parse_batch, parse_data_type, parse_expression, parse_param_definitions, split_go};
+pub use parser::{
+    parse_batch, parse_data_type, parse_expression, parse_param_definitions, split_go,
+};
 pub use translate::{translate, Catalog, Translation};
 pub use types::DataType;
+pub use value::Value;
 
 #[cfg(test)]
 mod tests;
