@@ -1357,7 +1357,7 @@ impl<'c> Tx<'c> {
         })
     }
 
-    fn from_items(
+    fn translate_from(
         &mut self,
         from: &[TableWithJoins],
         scope: &mut Vec<ScopeTable>,
@@ -1393,7 +1393,7 @@ impl<'c> Tx<'c> {
 
     fn select(&mut self, s: &Select) -> Result<(String, Vec<ResultColumn>)> {
         let mut scope = Vec::new();
-        let from = self.from_items(&s.from, &mut scope)?;
+        let from = self.translate_from(&s.from, &mut scope)?;
         self.scopes.push(scope.clone());
         let r = self.select_rest(s, &from, &scope);
         self.scopes.pop();
@@ -1794,7 +1794,7 @@ impl<'c> Tx<'c> {
         let key = table_key(&real);
         let table_cols = self.lookup_table(&key);
         let mut scope = vec![self.scope_table(&real, alias.as_ref())];
-        let from_sql = self.from_items(&rest, &mut scope)?;
+        let from_sql = self.translate_from(&rest, &mut scope)?;
         self.scopes.push(scope);
         let r = self.update_rest(
             u,
@@ -1966,7 +1966,7 @@ impl<'c> Tx<'c> {
                     },
                 );
             }
-            let from_sql = self.from_items(&from, &mut scope)?;
+            let from_sql = self.translate_from(&from, &mut scope)?;
             self.scopes.push(scope);
             let w = d.selection.as_ref().map(|w| self.expr(w));
             let top = d.top.as_ref().map(|t| self.expr(&t.count));
