@@ -988,6 +988,27 @@ impl<'a> Parser<'a> {
 
     // ---- types -------------------------------------------------------------------------------------------------
 
+    /// In CAST/CONVERT a character or binary type without a length means 30, not 1.
+    fn parse_cast_type(&mut self) -> Result<DataType> {
+        let no_len = !matches!(self.peek_at(1).tok, Tok::LParen | Tok::Dot);
+        let ty = self.parse_type()?;
+        Ok(match ty {
+            DataType::Char(1) if no_len => DataType::Char(30),
+            DataType::NChar(1) if no_len => DataType::NChar(30),
+            DataType::Binary(1) if no_len => DataType::Binary(30),
+            DataType::VarChar(crate::types::Len::N(1)) if no_len => {
+                DataType::VarChar(crate::types::Len::N(30))
+            }
+            DataType::NVarChar(crate::types::Len::N(1)) if no_len => {
+                DataType::NVarChar(crate::types::Len::N(30))
+            }
+            DataType::VarBinary(crate::types::Len::N(1)) if no_len => {
+                DataType::VarBinary(crate::types::Len::N(30))
+            }
+            other => other,
+        })
+    }
+
     pub(crate) fn parse_type(&mut self) -> Result<DataType> {
         let line = self.line();
         let mut name = match &self.peek().tok {
@@ -1400,7 +1421,7 @@ impl<'a> Parser<'a> {
                         self.next();
                         let e = self.parse_expr()?;
                         self.expect_kw("AS")?;
-                        let ty = self.parse_type()?;
+                        let ty = self.parse_cast_type()?;
                         self.expect(&Tok::RParen)?;
                         Ok(Expr::Cast {
                             expr: Box::new(e),
@@ -1411,7 +1432,7 @@ impl<'a> Parser<'a> {
                     "CONVERT" | "TRY_CONVERT" => {
                         self.next();
                         self.expect(&Tok::LParen)?;
-                        let ty = self.parse_type()?;
+                        let ty = self.parse_cast_type()?;
                         self.expect(&Tok::Comma)?;
                         let e = self.parse_expr()?;
                         let style = if self.eat(&Tok::Comma) {

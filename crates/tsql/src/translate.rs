@@ -127,6 +127,42 @@ pub fn translate(stmt: &Statement, catalog: &dyn Catalog) -> Result<Translation>
     r.map_err(|e| e.at_line(stmt.line))
 }
 
+/// Translates a query on its own: what [`crate::eval::Context::subquery`] and `exists` receive, e.g. for
+/// `IF EXISTS (SELECT …)` or `SET @n = (SELECT COUNT(*) FROM t)`.
+pub fn translate_query(query: &Query, catalog: &dyn Catalog) -> Result<Translation> {
+    let mut t = Tx {
+        catalog,
+        params: Vec::new(),
+        scopes: Vec::new(),
+    };
+    t.top_query(query)
+}
+
+/// Translates `SELECT <expr>` for an expression the engine prefers to run inside SQLite.
+pub fn translate_expression(expr: &Expr, catalog: &dyn Catalog) -> Result<Translation> {
+    let q = Query {
+        ctes: vec![],
+        body: SetExpr::Select(Box::new(Select {
+            distinct: false,
+            top: None,
+            items: vec![SelectItem::Expr {
+                expr: expr.clone(),
+                alias: None,
+            }],
+            into: None,
+            from: vec![],
+            selection: None,
+            group_by: vec![],
+            having: None,
+        })),
+        order_by: vec![],
+        offset: None,
+        fetch: None,
+        option: None,
+    };
+    translate_query(&q, catalog)
+}
+
 /// Key of a table name for [`Catalog`] lookups and metadata.
 pub fn table_key(name: &ObjectName) -> String {
     let n = name.name();
@@ -550,7 +586,12 @@ impl<'c> Tx<'c> {
                 list,
                 negated,
             } => {
-                let (s, _) = self.expr(expr)?;
+                let (s, t) = self.expr(expr)?;
+                let s = if t.is_some_and(|t| t.is_string()) {
+                    format!("{} COLLATE TSQL_CI_AS", s)
+                } else {
+                    s
+                };
                 let mut items = Vec::new();
                 for i in list {
                     items.push(self.expr(i)?.0);
@@ -720,12 +761,14 @@ impl<'c> Tx<'c> {
             if matches!(op, BinOp::And | BinOp::Or) {
                 return Ok((format!("({} {} {})", l, sym, r), Some(DataType::Bit)));
             }
-            // Literal-to-literal (or variable) comparisons get the instance collation explicitly; a column
-            // operand brings its own declared collation.
-            let collate = if left_is_col || matches!(right, Expr::Column(_)) {
+            // String comparisons always use the instance collation explicitly, so system views and expressions
+            // compare case-insensitively too (declared columns carry the same collation, so indexes still apply).
+            let collate = if matches!(right, Expr::Collate { .. }) {
                 ""
             } else if lt.is_some_and(|t| t.is_string()) || rt.is_some_and(|t| t.is_string()) {
                 " COLLATE TSQL_CI_AS"
+            } else if left_is_col || matches!(right, Expr::Column(_)) {
+                ""
             } else if lt.is_some_and(|t| {
                 matches!(
                     t,

@@ -104,7 +104,7 @@ fn select_translation() {
     let t = tr("SELECT TOP 5 [name], amount + 1 AS a2, N'x' + name AS s FROM dbo.t WHERE name = N'abc' ORDER BY id DESC");
     assert_eq!(
         t.sql,
-        "SELECT \"name\" AS \"name\", tsql_add(\"amount\", 1, 'decimal(10,2)', 'int') AS \"a2\", ('x' || \"name\") AS \"s\" FROM \"t\" AS \"t\" WHERE (\"name\" = 'abc') ORDER BY \"id\" DESC LIMIT 5"
+        "SELECT \"name\" AS \"name\", tsql_add(\"amount\", 1, 'decimal(10,2)', 'int') AS \"a2\", ('x' || \"name\") AS \"s\" FROM \"t\" AS \"t\" WHERE (\"name\" = 'abc' COLLATE TSQL_CI_AS) ORDER BY \"id\" DESC LIMIT 5"
     );
     assert_eq!(t.columns[0].ty, Some(DataType::NVarChar(Len::N(50))));
     assert_eq!(
@@ -174,7 +174,7 @@ fn select_assign_and_into() {
     let t = tr("SELECT @a = id, @b += amount FROM t WHERE name = @n");
     assert_eq!(t.kind, TranslationKind::SelectAssign);
     assert_eq!(t.assign_to, vec!["@a", "@b"]);
-    assert_eq!(t.sql, "SELECT \"id\", tsql_add(?1, \"amount\", NULL, 'decimal(10,2)') FROM \"t\" WHERE (\"name\" = ?2)");
+    assert_eq!(t.sql, "SELECT \"id\", tsql_add(?1, \"amount\", NULL, 'decimal(10,2)') FROM \"t\" WHERE (\"name\" = ?2 COLLATE TSQL_CI_AS)");
     assert_eq!(tr_err("SELECT @a = id, name FROM t").number, 141);
     let t = tr("SELECT id, name INTO #copy FROM t");
     assert_eq!(t.kind, TranslationKind::SelectInto);
@@ -243,7 +243,7 @@ fn insert_update_delete() {
     let t = tr("DELETE t FROM t JOIN u ON u.id = t.id WHERE u.code = 'x'");
     assert_eq!(
         t.sql,
-        "DELETE FROM \"t\" WHERE rowid IN (SELECT \"t\".rowid FROM \"t\" JOIN \"u\" ON (\"u\".\"id\" = \"t\".\"id\") WHERE (\"u\".\"code\" = 'x'))"
+        "DELETE FROM \"t\" WHERE rowid IN (SELECT \"t\".rowid FROM \"t\" JOIN \"u\" ON (\"u\".\"id\" = \"t\".\"id\") WHERE (\"u\".\"code\" = 'x' COLLATE TSQL_CI_AS))"
     );
     let t = tr("DELETE TOP (1) FROM t");
     assert_eq!(
