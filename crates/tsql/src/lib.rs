@@ -11,6 +11,7 @@ pub mod eval;
 pub mod fuzz;
 pub mod lexer;
 pub mod parser;
+pub mod runtime;
 pub mod storage;
 pub mod translate;
 pub mod types;
