@@ -2167,7 +2167,14 @@ impl<'a> Parser<'a> {
         self.next();
         let top = self.parse_top()?;
         self.eat_kw("INTO");
-        let table = self.parse_object_name()?;
+        // INSERT INTO @table_variable: the variable names the table.
+        let table = if let Tok::Var(v) = &self.peek().tok {
+            let v = v.clone();
+            self.next();
+            ObjectName(vec![Ident::new(v)])
+        } else {
+            self.parse_object_name()?
+        };
         if self.is_kw("WITH") && matches!(self.peek_at(1).tok, Tok::LParen) {
             self.next();
             self.skip_parens()?;

@@ -163,6 +163,27 @@ pub fn translate_expression(expr: &Expr, catalog: &dyn Catalog) -> Result<Transl
     translate_query(&q, catalog)
 }
 
+/// `DECLARE @t TABLE (…)`: the table variable becomes a table in SQLite's temp schema named `@t` (the engine
+/// drops it when the batch ends); later statements reference it as `temp."@t"`, catalog key `@t`.
+pub fn translate_table_variable(
+    name: &str,
+    columns: &[ColumnDef],
+    constraints: &[TableConstraint],
+    catalog: &dyn Catalog,
+) -> Result<Translation> {
+    let ct = CreateTable {
+        name: ObjectName(vec![Ident::new(name)]),
+        columns: columns.to_vec(),
+        constraints: constraints.to_vec(),
+    };
+    let mut t = Tx {
+        catalog,
+        params: Vec::new(),
+        scopes: Vec::new(),
+    };
+    t.create_table(&ct)
+}
+
 /// Key of a table name for [`Catalog`] lookups and metadata.
 pub fn table_key(name: &ObjectName) -> String {
     let n = name.name();
@@ -183,7 +204,8 @@ fn lit_str(s: &str) -> String {
 /// SQLite reference to a table.
 fn table_sql(name: &ObjectName) -> String {
     let n = name.name();
-    if n.starts_with('#') {
+    // #temp tables and @table variables live in SQLite's per-connection temp schema.
+    if n.starts_with('#') || n.starts_with('@') {
         return format!("temp.{}", q(n));
     }
     let key = table_key(name);
@@ -1396,7 +1418,14 @@ impl<'c> Tx<'c> {
                     None => s,
                 }
             }
-            TableFactor::Variable { .. } => return Err(unsupported("table variables in queries")),
+            TableFactor::Variable { name, alias } => {
+                let tf = TableFactor::Table {
+                    name: ObjectName(vec![Ident::new(name.clone())]),
+                    alias: Some(alias.clone().unwrap_or_else(|| Ident::new(name.clone()))),
+                    hints: vec![],
+                };
+                return self.table_factor(&tf, scope);
+            }
         })
     }
 
@@ -1759,6 +1788,9 @@ impl<'c> Tx<'c> {
     fn target_of(&self, tf: &TableFactor) -> Result<(ObjectName, Option<Ident>)> {
         match tf {
             TableFactor::Table { name, alias, .. } => Ok((name.clone(), alias.clone())),
+            TableFactor::Variable { name, alias } => {
+                Ok((ObjectName(vec![Ident::new(name.clone())]), alias.clone()))
+            }
             _ => Err(unsupported(
                 "UPDATE/DELETE of a derived table or table variable",
             )),
@@ -2188,7 +2220,7 @@ impl<'c> Tx<'c> {
                             // AUTOINCREMENT continues from sqlite_sequence: start it at seed - 1.
                             extra.push(format!(
                                 "INSERT INTO {}sqlite_sequence (name, seq) VALUES ({}, {})",
-                                if ct.name.name().starts_with('#') {
+                                if ct.name.name().starts_with(['#', '@']) {
                                     "temp."
                                 } else {
                                     ""

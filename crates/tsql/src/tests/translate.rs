@@ -292,3 +292,46 @@ fn other_ddl() {
         .contains("APPLY"));
     assert_eq!(tr_err("PRINT 1").number, 40000);
 }
+
+#[test]
+fn table_variables() {
+    let stmts = parse_batch(
+        "DECLARE @t TABLE (id INT PRIMARY KEY, v NVARCHAR(10))
+INSERT INTO @t (id, v) VALUES (1, N'a')
+SELECT v FROM @t WHERE id = 1
+UPDATE @t SET v = N'b'
+DELETE FROM @t WHERE id = 1",
+    )
+    .unwrap();
+    match &stmts[0].kind {
+        crate::ast::StatementKind::Declare(d) => match &d[0] {
+            crate::ast::Declaration::Table {
+                name,
+                columns,
+                constraints,
+            } => {
+                let t = translate_table_variable(name, columns, constraints, &Cat).unwrap();
+                assert_eq!(t.sql, "CREATE TABLE temp.\"@t\" (\"id\" INTEGER PRIMARY KEY, \"v\" TEXT COLLATE TSQL_CI_AS)");
+                assert_eq!(t.table.unwrap().name, "@t");
+            }
+            other => panic!("{:?}", other),
+        },
+        other => panic!("{:?}", other),
+    }
+    assert!(translate(&stmts[1], &Cat)
+        .unwrap()
+        .sql
+        .starts_with("INSERT INTO temp.\"@t\" (\"id\", \"v\") VALUES"));
+    assert_eq!(
+        translate(&stmts[2], &Cat).unwrap().sql,
+        "SELECT \"v\" AS \"v\" FROM temp.\"@t\" AS \"@t\" WHERE (\"id\" = 1)"
+    );
+    assert_eq!(
+        translate(&stmts[3], &Cat).unwrap().sql,
+        "UPDATE temp.\"@t\" SET \"v\" = 'b'"
+    );
+    assert_eq!(
+        translate(&stmts[4], &Cat).unwrap().sql,
+        "DELETE FROM temp.\"@t\" WHERE (\"id\" = 1)"
+    );
+}
