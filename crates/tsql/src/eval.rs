@@ -2026,3 +2026,98 @@ fn date_function(fname: &str, part_raw: &str, args: &[Value]) -> Result<Value> {
         )),
     }
 }
+
+/// A SELECT that reads no table (`SELECT @@SPID`, `SELECT @x AS y`, `SELECT @a = 1, @b = N'x'`): the session can
+/// answer it with [`eval`] alone, keeping full T-SQL typing (e.g. VARBINARY from CERTENCODED) without SQLite.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TablelessSelect<'a> {
+    /// Result columns: (name as SQL Server reports it, expression).
+    Columns(Vec<(String, &'a Expr)>),
+    /// Variable assignments in order: (variable, operator, expression).
+    Assignments(Vec<(&'a str, crate::ast::AssignOp, &'a Expr)>),
+}
+
+/// Recognises a [`TablelessSelect`]; None when the query needs SQLite (FROM, WHERE, TOP, ORDER BY, set
+/// operations, CTEs, INTO, or a mix of assignments and columns).
+pub fn tableless_select(q: &Query) -> Option<TablelessSelect<'_>> {
+    use crate::ast::{SelectItem, SetExpr};
+    if !q.ctes.is_empty() || !q.order_by.is_empty() || q.offset.is_some() {
+        return None;
+    }
+    let s = match &q.body {
+        SetExpr::Select(s) => s,
+        _ => return None,
+    };
+    if !s.from.is_empty()
+        || s.selection.is_some()
+        || !s.group_by.is_empty()
+        || s.having.is_some()
+        || s.top.is_some()
+        || s.into.is_some()
+        || s.distinct
+    {
+        return None;
+    }
+    if s.items
+        .iter()
+        .all(|i| matches!(i, SelectItem::Assign { .. }))
+    {
+        return Some(TablelessSelect::Assignments(
+            s.items
+                .iter()
+                .filter_map(|i| match i {
+                    SelectItem::Assign { var, op, expr } => Some((var.as_str(), *op, expr)),
+                    _ => None,
+                })
+                .collect(),
+        ));
+    }
+    let mut cols = Vec::new();
+    for i in &s.items {
+        match i {
+            SelectItem::Expr { expr, alias } => {
+                if matches!(expr, Expr::Wildcard(_)) {
+                    return None;
+                }
+                cols.push((
+                    alias.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
+                    expr,
+                ));
+            }
+            SelectItem::Assign { .. } => return None,
+        }
+    }
+    Some(TablelessSelect::Columns(cols))
+}
+
+#[cfg(test)]
+mod tableless_tests {
+    use super::*;
+    use crate::ast::StatementKind;
+
+    #[test]
+    fn recognises_tableless_selects() {
+        let b = crate::parser::parse_batch(
+            "SELECT @@SPID, @x AS y; SELECT @a = 1, @b += 2; SELECT 1 FROM t; SELECT TOP 1 1",
+        )
+        .unwrap();
+        let q = |i: usize| match &b[i].kind {
+            StatementKind::Query(q) => q.clone(),
+            _ => unreachable!(),
+        };
+        let q0 = q(0);
+        match tableless_select(&q0) {
+            Some(TablelessSelect::Columns(c)) => assert_eq!(
+                c.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+                vec!["", "y"]
+            ),
+            other => panic!("{:?}", other),
+        }
+        let q1 = q(1);
+        assert!(
+            matches!(tableless_select(&q1), Some(TablelessSelect::Assignments(a)) if a.len() == 2)
+        );
+        assert!(tableless_select(&q(2)).is_none());
+        assert!(tableless_select(&q(3)).is_none());
+    }
+}
