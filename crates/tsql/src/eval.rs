@@ -819,7 +819,7 @@ fn days_since_1900(d: NaiveDateTime) -> f64 {
     delta.num_milliseconds() as f64 / 86_400_000.0
 }
 
-/// LIKE with %, _, [set], [^set], [a-z] and an optional escape character; case-insensitive (default collation).
+/// LIKE with `%`, `_`, `[set]`, `[^set]`, `[a-z]` and an optional escape character; case-insensitive (default collation).
 pub fn like(s: &str, pattern: &str, escape: Option<char>) -> bool {
     let s: Vec<char> = s.chars().flat_map(|c| c.to_lowercase()).collect();
     let p: Vec<char> = pattern.chars().flat_map(|c| c.to_lowercase()).collect();

@@ -7,7 +7,7 @@ use crate::error::{Result, SqlError};
 pub enum Tok {
     /// Unquoted identifier or keyword (also #temp, ##global); compare keywords case-insensitively.
     Word(String),
-    /// [bracketed] or "double-quoted" identifier (QUOTED_IDENTIFIER ON, the client default).
+    /// `[bracketed]` or "double-quoted" identifier (QUOTED_IDENTIFIER ON, the client default).
     QuotedId(String),
     Str(String),
     NStr(String),

@@ -103,7 +103,7 @@ pub struct Translation {
     pub sql: String,
     /// Further statements to run after `sql`, in order (e.g. DROP TABLE a, b).
     pub extra: Vec<String>,
-    /// Bound parameters: `?1` is params[0]. Variables by name with '@', globals with '@@'.
+    /// Bound parameters: `?1` is `params[0]`. Variables by name with '@', globals with '@@'.
     pub params: Vec<String>,
     /// Result set columns (SELECT, or RETURNING from OUTPUT).
     pub columns: Vec<ResultColumn>,
