@@ -51,6 +51,8 @@ pub enum TranslationKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// Result columns are empty when the shape could not be inferred (a `*` over a table the catalog does not
+/// know): use SQLite's column names then, with types by storage class.
 pub struct ResultColumn {
     /// Column name as SQL Server reports it ("" for an unnamed expression).
     pub name: String,
@@ -616,7 +618,14 @@ impl<'c> Tx<'c> {
                 };
                 let mut items = Vec::new();
                 for i in list {
-                    items.push(self.expr(i)?.0);
+                    let (x, xt) = self.expr(i)?;
+                    let x = match t {
+                        Some(tt) if tt.is_temporal() => {
+                            self.temporal_operand(x, xt, Some(i), tt)?
+                        }
+                        _ => x,
+                    };
+                    items.push(x);
                 }
                 (
                     format!(
@@ -646,9 +655,16 @@ impl<'c> Tx<'c> {
                 high,
                 negated,
             } => {
-                let (s, _) = self.expr(expr)?;
-                let (l, _) = self.expr(low)?;
-                let (h, _) = self.expr(high)?;
+                let (s, st) = self.expr(expr)?;
+                let (l, lt) = self.expr(low)?;
+                let (h, ht) = self.expr(high)?;
+                let (l, h) = match st {
+                    Some(t) if t.is_temporal() => (
+                        self.temporal_operand(l, lt, Some(low), t)?,
+                        self.temporal_operand(h, ht, Some(high), t)?,
+                    ),
+                    _ => (l, h),
+                };
                 (
                     format!(
                         "({} {}BETWEEN {} AND {})",
@@ -750,13 +766,44 @@ impl<'c> Tx<'c> {
         }
         let (mut acc, mut acc_ty) = self.expr(cur)?;
         let mut acc_is_col = matches!(cur, Expr::Column(_));
+        let mut acc_expr = Some(cur);
         for (op, right) in spine.into_iter().rev() {
-            let (s, t) = self.binary(op, acc, acc_ty, acc_is_col, right)?;
+            let (s, t) = self.binary(op, acc, acc_ty, acc_is_col, acc_expr, right)?;
             acc = s;
             acc_ty = t;
             acc_is_col = false;
+            acc_expr = None;
         }
         Ok((acc, acc_ty))
+    }
+
+    /// The other operand of a comparison with a date/time value, in the stored canonical text form: string
+    /// literals are converted now (241 if invalid), anything else through `tsql_convert` at run time.
+    fn temporal_operand(
+        &mut self,
+        sql: String,
+        ty: Option<DataType>,
+        e: Option<&Expr>,
+        target: DataType,
+    ) -> Result<String> {
+        if ty.is_some_and(|t| t.is_temporal()) {
+            return Ok(sql);
+        }
+        if let Some(Expr::Literal(Literal::String(s) | Literal::NString(s))) = e {
+            let v = crate::value::convert(&crate::value::Value::VarChar(s.clone()), &target, None)?;
+            if let crate::storage::Stored::Text(t) = crate::storage::to_stored(&v) {
+                return Ok(lit_str(&t));
+            }
+        }
+        if sql == "NULL" {
+            return Ok(sql);
+        }
+        Ok(format!(
+            "tsql_convert({}, {}, NULL, {})",
+            sql,
+            lit_str(&target.to_string()),
+            type_lit(&ty)
+        ))
     }
 
     fn binary(
@@ -765,9 +812,25 @@ impl<'c> Tx<'c> {
         l: String,
         lt: Option<DataType>,
         left_is_col: bool,
+        left_expr: Option<&Expr>,
         right: &Expr,
     ) -> Result<(String, Option<DataType>)> {
         let (r, rt) = self.expr(right)?;
+        // Date/time values are stored as canonical text: bring the other side of a comparison to that form.
+        let is_cmp = matches!(
+            op,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+        );
+        let temporal = |t: &Option<DataType>| t.is_some_and(|t| t.is_temporal());
+        let (l, r) = if is_cmp && temporal(&lt) && !temporal(&rt) {
+            let target = lt.unwrap_or(DataType::DateTime2(7));
+            (l, self.temporal_operand(r, rt, Some(right), target)?)
+        } else if is_cmp && temporal(&rt) && !temporal(&lt) {
+            let target = rt.unwrap_or(DataType::DateTime2(7));
+            (self.temporal_operand(l, lt, left_expr, target)?, r)
+        } else {
+            (l, r)
+        };
         let sym = match op {
             BinOp::Eq => "=",
             BinOp::Ne => "<>",
@@ -1480,6 +1543,8 @@ impl<'c> Tx<'c> {
     ) -> Result<(String, Vec<ResultColumn>)> {
         let mut items = Vec::new();
         let mut cols = Vec::new();
+        // An unexpanded * makes the result shape unknown: report no columns rather than misaligned ones.
+        let mut unknown_shape = false;
         for item in &s.items {
             match item {
                 SelectItem::Expr {
@@ -1508,6 +1573,7 @@ impl<'c> Tx<'c> {
                         }
                     } else {
                         let (x, _) = self.expr(&Expr::Wildcard(qual.clone()))?;
+                        unknown_shape = true;
                         items.push(x);
                     }
                 }
@@ -1565,6 +1631,9 @@ impl<'c> Tx<'c> {
         }
         if let Some(h) = &s.having {
             sql.push_str(&format!(" HAVING {}", self.expr(h)?.0));
+        }
+        if unknown_shape {
+            cols.clear();
         }
         Ok((sql, cols))
     }

@@ -335,3 +335,33 @@ DELETE FROM @t WHERE id = 1",
         "DELETE FROM temp.\"@t\" WHERE (\"id\" = 1)"
     );
 }
+
+struct DateCat;
+impl Catalog for DateCat {
+    fn column_types(&self, table: &str) -> Option<Vec<(String, DataType)>> {
+        (table == "ev").then(|| {
+            vec![
+                ("at".into(), DataType::DateTime2(3)),
+                ("d".into(), DataType::Date),
+            ]
+        })
+    }
+}
+
+#[test]
+fn temporal_comparisons_use_the_stored_form() {
+    let tr = |src: &str| {
+        let st = parse_batch(src).unwrap();
+        translate(&st[0], &DateCat).unwrap().sql
+    };
+    assert_eq!(
+        tr("SELECT at FROM ev WHERE at >= '2026-01-01' AND '2026-12-31' > at AND d = @x"),
+        "SELECT \"at\" AS \"at\" FROM \"ev\" WHERE (((\"at\" >= '2026-01-01 00:00:00.0000000' COLLATE TSQL_CI_AS) AND ('2026-12-31 00:00:00.0000000' > \"at\" COLLATE TSQL_CI_AS)) AND (\"d\" = tsql_convert(?1, 'date', NULL, NULL)))"
+    );
+    assert_eq!(
+        tr("SELECT 1 FROM ev WHERE d BETWEEN '20260101' AND '2026-02-01' OR d IN ('2026-03-01')"),
+        "SELECT 1 FROM \"ev\" WHERE ((\"d\" BETWEEN '2026-01-01' AND '2026-02-01') OR (\"d\" IN ('2026-03-01')))"
+    );
+    let st = parse_batch("SELECT 1 FROM ev WHERE d = 'not a date'").unwrap();
+    assert_eq!(translate(&st[0], &DateCat).unwrap_err().number, 241);
+}
