@@ -501,7 +501,11 @@ impl<'a> Parser<'a> {
                         Tok::LParen => depth += 1,
                         Tok::RParen => depth -= 1,
                         Tok::Word(w)
-                            if depth == 0 && is_statement_start(w) && !self.is_grant_word(w) =>
+                            if depth == 0
+                                && is_statement_start(w)
+                                && !self.is_grant_word(w)
+                                // WITH GRANT OPTION belongs to the GRANT.
+                                && !(w.eq_ignore_ascii_case("WITH") && self.is_kw_at(1, "GRANT")) =>
                         {
                             break
                         }
@@ -517,9 +521,10 @@ impl<'a> Parser<'a> {
             "CREATE" => self.parse_create(),
             "ALTER" => self.parse_alter(),
             "DROP" => self.parse_drop(),
-            "BACKUP" | "RESTORE" | "DBCC" | "CHECKPOINT" | "KILL" | "OPEN" | "CLOSE" => Ok(
-                StatementKind::Admin(Box::new(self.parse_admin_statement()?)),
-            ),
+            "BACKUP" | "RESTORE" | "DBCC" | "CHECKPOINT" | "KILL" | "OPEN" | "CLOSE"
+            | "RECONFIGURE" | "SHUTDOWN" => Ok(StatementKind::Admin(Box::new(
+                self.parse_admin_statement()?,
+            ))),
             "MERGE" => Err(SqlError::unsupported("MERGE", t.line)),
             "GOTO" => Err(SqlError::unsupported("GOTO", t.line)),
             _ => {
@@ -3022,6 +3027,12 @@ fn is_statement_start(w: &str) -> bool {
         "WITH",
         "TRUNCATE",
         "ELSE",
+        "SHUTDOWN",
+        "RECONFIGURE",
+        "WAITFOR",
+        "THROW",
+        "OPEN",
+        "CLOSE",
     ]
     .iter()
     .any(|k| k.eq_ignore_ascii_case(w))

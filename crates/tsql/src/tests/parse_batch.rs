@@ -422,3 +422,34 @@ SELECT CASE WHEN x IS NULL THEN 'n' ELSE CAST(x AS VARCHAR(10)) END, CONVERT(VAR
         other => panic!("{:?}", other),
     }
 }
+
+#[test]
+fn more_admin_statements() {
+    let k = kinds(
+        "EXEC sp_configure 'show advanced options', 1; RECONFIGURE WITH OVERRIDE
+CREATE USER app FOR LOGIN app
+CREATE USER nologin WITHOUT LOGIN
+DROP USER IF EXISTS app
+ALTER SERVER ROLE sysadmin ADD MEMBER [app]
+ALTER ROLE db_owner DROP MEMBER app
+BACKUP MASTER KEY TO FILE = '/tmp/mk' ENCRYPTION BY PASSWORD = 'p'
+GRANT CONNECT ON ENDPOINT::[Hadr_endpoint] TO [app]
+SHUTDOWN WITH NOWAIT",
+    );
+    assert_eq!(k.len(), 10);
+    assert!(
+        matches!(&k[1], StatementKind::Admin(a) if matches!(**a, Admin::Reconfigure { with_override: true }))
+    );
+    assert!(
+        matches!(&k[2], StatementKind::Admin(a) if matches!(&**a, Admin::CreateUser { login: Some(l), .. } if l.value == "app"))
+    );
+    assert!(
+        matches!(&k[5], StatementKind::Admin(a) if matches!(&**a, Admin::AlterRoleMember { server: true, add: true, .. }))
+    );
+    assert!(
+        matches!(&k[8], StatementKind::Grant { text } if text == "GRANT CONNECT ON ENDPOINT::[Hadr_endpoint] TO [app]")
+    );
+    assert!(
+        matches!(&k[9], StatementKind::Admin(a) if matches!(**a, Admin::Shutdown { nowait: true }))
+    );
+}
