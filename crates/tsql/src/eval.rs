@@ -71,10 +71,12 @@ fn literal_value(l: &Literal) -> Result<Value> {
     Ok(match l {
         Literal::Null => Value::Null,
         Literal::Int(n) => {
+            // SQL Server types integer constants beyond INT as NUMERIC(p, 0), not BIGINT.
             if *n >= i32::MIN as i64 && *n <= i32::MAX as i64 {
                 Value::Int(*n as i32)
             } else {
-                Value::BigInt(*n)
+                let p = n.unsigned_abs().to_string().len() as u8;
+                Value::Decimal(Decimal::new(*n as i128, p, 0))
             }
         }
         Literal::Decimal(s) => Value::Decimal(Decimal::parse(s).ok_or_else(|| {

@@ -482,7 +482,11 @@ impl<'c> Tx<'c> {
                     Some(if *n >= i32::MIN as i64 && *n <= i32::MAX as i64 {
                         DataType::Int
                     } else {
-                        DataType::BigInt
+                        DataType::Decimal {
+                            precision: n.unsigned_abs().to_string().len() as u8,
+                            scale: 0,
+                            numeric: true,
+                        }
                     }),
                 ),
                 // Exact literals travel as text so SQLite never rounds them through a double.
