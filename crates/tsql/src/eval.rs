@@ -1658,7 +1658,10 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             };
             let first =
                 NaiveDate::from_ymd_opt(d.year(), d.month(), 1).ok_or_else(date_overflow)?;
-            let shifted = add_months(first.and_hms_opt(0, 0, 0).unwrap_or_default(), add + 1)?;
+            let shifted = add_months(
+                first.and_hms_opt(0, 0, 0).unwrap_or_default(),
+                add.saturating_add(1),
+            )?;
             Ok(Value::Date(
                 shifted.date().pred_opt().ok_or_else(date_overflow)?,
             ))
@@ -1787,7 +1790,9 @@ fn add_months(d: NaiveDateTime, months: i64) -> Result<NaiveDateTime> {
     let r = if months >= 0 {
         d.checked_add_months(Months::new(months.min(u32::MAX as i64) as u32))
     } else {
-        d.checked_sub_months(Months::new((-months).min(u32::MAX as i64) as u32))
+        d.checked_sub_months(Months::new(
+            months.unsigned_abs().min(u32::MAX as u64) as u32
+        ))
     };
     r.ok_or_else(date_overflow)
 }

@@ -291,7 +291,11 @@ mod tests {
     #[test]
     fn deterministic_mutations_without_panic() {
         let corpus = corpus();
-        let mut rng = Rng(0x5eed_7501_2026_1127);
+        let seed = std::env::var("TSQL_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x5eed_7501_2026_1127);
+        let mut rng = Rng(seed | 1);
         let n = std::env::var("TSQL_FUZZ_ITERS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -520,7 +524,11 @@ mod tests {
 
     #[test]
     fn random_typed_expressions_without_panic() {
-        let mut rng = Rng(0x000d_ec13_a10f_5eed);
+        let seed = std::env::var("TSQL_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x000d_ec13_a10f_5eed);
+        let mut rng = Rng(seed | 1);
         let n = std::env::var("TSQL_FUZZ_ITERS")
             .ok()
             .and_then(|v| v.parse().ok())

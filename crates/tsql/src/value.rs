@@ -1188,7 +1188,7 @@ pub fn collate_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// Implicit conversion (as in `1 + '2'` or a comparison): same as CAST but string→number failures are 245.
+/// Implicit conversion (as in `1 + '2'` or a comparison): CAST plus the operand type clashes (206).
 pub fn implicit_convert(v: &Value, to: &DataType) -> Result<Value> {
     if let Some(t) = v.data_type() {
         if t.is_temporal()
@@ -1219,17 +1219,8 @@ pub fn implicit_convert(v: &Value, to: &DataType) -> Result<Value> {
             ));
         }
     }
-    match (v, to) {
-        (Value::VarChar(_) | Value::NVarChar(_), t) if t.is_numeric() => convert(v, to, None)
-            .map_err(|e| {
-                if e.number == 8114 || e.number == 235 {
-                    conversion_failed(v, to)
-                } else {
-                    e
-                }
-            }),
-        _ => convert(v, to, None),
-    }
+    // Failures keep SQL Server's numbers: 245 for integer targets, 8114 for numeric/float, 235 for money.
+    convert(v, to, None)
 }
 
 /// Converts for assignment to a variable or parameter of a declared type (strings truncate silently).
