@@ -247,6 +247,76 @@ pub fn bind_dynamic_sql(args: &[BoundArg]) -> Result<DynamicSql> {
     })
 }
 
+/// Binds EXEC arguments to a stored procedure's declared parameters (positional first, then @name = value;
+/// defaults fill the rest). Returns the bound values and the OUTPUT (inner, outer variable) pairs.
+#[allow(clippy::type_complexity)]
+pub fn bind_procedure_args(
+    proc_name: &str,
+    params: &[ProcParam],
+    args: &[BoundArg],
+) -> Result<(Vec<(ProcParam, Value)>, Vec<(String, String)>)> {
+    let positional: Vec<&BoundArg> = args.iter().take_while(|a| a.name.is_none()).collect();
+    if positional.len() > params.len() {
+        return Err(SqlError::new(
+            8144,
+            16,
+            format!(
+                "Procedure or function {} has too many arguments specified.",
+                proc_name
+            ),
+        ));
+    }
+    // A positional argument after a named one.
+    if args.iter().skip(positional.len()).any(|a| a.name.is_none()) {
+        return Err(SqlError::new(119, 15, "Must pass parameter number 2 and subsequent parameters as '@name = value'. After the form '@name = value' has been used, all subsequent parameters must be passed in the form '@name = value'."));
+    }
+    for a in args.iter().filter_map(|a| a.name.as_ref()) {
+        if !params.iter().any(|p| p.name.eq_ignore_ascii_case(a)) {
+            return Err(SqlError::new(
+                8145,
+                16,
+                format!("{} is not a parameter for procedure {}.", a, proc_name),
+            ));
+        }
+    }
+    let mut bound = Vec::new();
+    let mut outputs = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let arg = positional.get(i).copied().or_else(|| {
+            args.iter().find(|a| {
+                a.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&p.name))
+            })
+        });
+        let value = match arg {
+            Some(a) => {
+                if a.output && p.output {
+                    if let Some(v) = &a.variable {
+                        outputs.push((p.name.clone(), v.clone()));
+                    }
+                }
+                assign(&a.value, &p.ty)?
+            }
+            _ => match &p.default {
+                Some(d) => assign(&eval(d, &crate::eval::EmptyContext)?, &p.ty)?,
+                None => {
+                    return Err(SqlError::new(
+                        201,
+                        16,
+                        format!(
+                            "Procedure or function '{}' expects parameter '{}', which was not supplied.",
+                            proc_name, p.name
+                        ),
+                    ))
+                }
+            },
+        };
+        bound.push((p.clone(), value));
+    }
+    Ok((bound, outputs))
+}
+
 /// `EXEC sp_executesql …` from a batch: evaluates the arguments with the session's variables, then binds.
 pub fn bind_sp_executesql(exec: &Exec, ctx: &dyn Context) -> Result<DynamicSql> {
     let mut args = Vec::with_capacity(exec.args.len());
@@ -311,6 +381,53 @@ mod tests {
             }
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn procedure_binding() {
+        let params = crate::parser::parse_param_definitions(
+            "@a int, @b nvarchar(10) = N'dflt', @c int OUTPUT",
+        )
+        .unwrap();
+        let arg = |name: Option<&str>, v: Value, output: bool, var: Option<&str>| BoundArg {
+            name: name.map(String::from),
+            value: v,
+            output,
+            variable: var.map(String::from),
+        };
+        let (b, out) = bind_procedure_args(
+            "p",
+            &params,
+            &[
+                arg(None, Value::VarChar("5".into()), false, None),
+                arg(Some("@c"), Value::Null, true, Some("@res")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(b[0].1, Value::Int(5));
+        assert_eq!(b[1].1, Value::NVarChar("dflt".into()));
+        assert_eq!(out, vec![("@c".to_string(), "@res".to_string())]);
+        assert_eq!(
+            bind_procedure_args("p", &params, &[]).unwrap_err().number,
+            201
+        );
+        assert_eq!(
+            bind_procedure_args(
+                "p",
+                &params,
+                &[arg(Some("@zz"), Value::Int(1), false, None)]
+            )
+            .unwrap_err()
+            .number,
+            8145
+        );
+        let four: Vec<BoundArg> = (0..4)
+            .map(|i| arg(None, Value::Int(i), false, None))
+            .collect();
+        assert_eq!(
+            bind_procedure_args("p", &params, &four).unwrap_err().number,
+            8144
+        );
     }
 
     #[test]
