@@ -835,6 +835,9 @@ impl<'a> Parser<'a> {
 
     fn parse_exec(&mut self) -> Result<StatementKind> {
         self.next(); // EXEC
+        if self.is_kw("AS") {
+            return Err(SqlError::unsupported("EXECUTE AS", self.line()));
+        }
         if self.peek().tok == Tok::LParen {
             self.next();
             let mut parts = vec![self.parse_primary_or_concat()?];
