@@ -39,7 +39,7 @@
 //! * Instance functions: `tsql_getdate`, `tsql_getutcdate`, `tsql_sysdatetime`, `tsql_sysutcdatetime`,
 //!   `tsql_sysdatetimeoffset`, `tsql_newid`, `tsql_scope_identity`, and `tsql_<name>` for any other function a
 //!   query calls (DB_NAME → `tsql_db_name`, OBJECT_ID → `tsql_object_id`, …).
-//! * Aggregates `tsql_sum` and `tsql_avg` for DECIMAL/MONEY arguments (exact; use [`eval::binary_op`]).
+//! * Aggregates `tsql_sum` and `tsql_avg` for DECIMAL/MONEY arguments: [`storage::ExactAggregate`].
 //!
 //! Values are stored in one canonical form per type ([`storage::to_stored`] / [`storage::from_stored`]); read
 //! result columns with the `ty` the translation reports.
