@@ -417,7 +417,7 @@ pub enum Admin {
         if_exists: bool,
         name: Ident,
     },
-    /// ALTER [SERVER] ROLE role ADD|DROP MEMBER principal
+    /// `ALTER [SERVER] ROLE role ADD|DROP MEMBER principal`
     AlterRoleMember {
         server: bool,
         role: Ident,
