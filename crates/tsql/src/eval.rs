@@ -40,6 +40,14 @@ pub trait Context {
             "Subqueries are not allowed in this context.",
         ))
     }
+    /// `value IN (SELECT …)` in three-valued logic (None when no row matched but a NULL was seen).
+    fn in_subquery(&self, _value: &Value, _query: &Query) -> Result<Option<bool>> {
+        Err(SqlError::new(
+            40000,
+            16,
+            "Subqueries are not allowed in this context.",
+        ))
+    }
 }
 
 /// A context with no variables: for constant expressions.
@@ -470,12 +478,16 @@ impl<'c> Evaluator<'c> {
                 r.map(|x| x != *negated)
             }
             Expr::Exists { query, negated } => Some(self.ctx.exists(query)? != *negated),
-            Expr::InSubquery { .. } => {
-                return Err(SqlError::new(
-                    40000,
-                    16,
-                    "IN (subquery) is not supported outside a query.",
-                ));
+            Expr::InSubquery {
+                expr,
+                query,
+                negated,
+            } => {
+                let v = self.eval(expr)?;
+                if v.is_null() {
+                    return Ok(None);
+                }
+                self.ctx.in_subquery(&v, query)?.map(|b| b != *negated)
             }
             other => {
                 // A scalar used as a condition: SQL Server rejects it (4145); BIT values are accepted leniently.
