@@ -1,6 +1,10 @@
 //! Fuzz entry points: each takes arbitrary bytes and must never panic, whatever they are. A cargo-fuzz or
-//! AFL harness calls these directly; the unit test below replays `fuzz/corpus/` and a deterministic stream of
-//! mutations so CI exercises them on every run.
+//! AFL harness calls these directly; the unit tests below replay `fuzz/corpus/`, a deterministic stream of
+//! mutations and randomly generated typed expressions, so CI exercises them on every run.
+//!
+//! Long runs (minutes) use the same tests with more iterations and other seeds, e.g.
+//! `TSQL_FUZZ_SEED=7 TSQL_FUZZ_ITERS=1000000 cargo test -p tsql --release fuzz::`. A crashing input is added
+//! to `fuzz/corpus/` so the replay test keeps it fixed.
 
 use crate::error::Result;
 use crate::eval::Context;
