@@ -453,3 +453,34 @@ SHUTDOWN WITH NOWAIT",
         matches!(&k[9], StatementKind::Admin(a) if matches!(**a, Admin::Shutdown { nowait: true }))
     );
 }
+
+#[test]
+fn create_procedure_takes_the_rest_of_the_batch() {
+    let src = "CREATE PROCEDURE dbo.p @a INT = 5, @b NVARCHAR(10) OUTPUT AS\nBEGIN\n  SET @b = CAST(@a AS NVARCHAR(10))\nEND\nSELECT 1";
+    let k = kinds(src);
+    assert_eq!(k.len(), 1);
+    match &k[0] {
+        StatementKind::CreateProcedure {
+            name,
+            params,
+            body,
+            text,
+            or_alter,
+        } => {
+            assert_eq!(name.dotted(), "dbo.p");
+            assert_eq!(params.len(), 2);
+            assert!(params[1].output && params[0].default.is_some());
+            assert_eq!(body.len(), 2);
+            assert!(text.starts_with("BEGIN") && text.ends_with("SELECT 1"));
+            assert!(!or_alter);
+        }
+        other => panic!("{:?}", other),
+    }
+    // Statement spans slice the source.
+    let stmts = parse_batch("PRINT 'a'\nSELECT 1 + 2 AS x;").unwrap();
+    assert_eq!(
+        &"PRINT 'a'\nSELECT 1 + 2 AS x;"[stmts[1].span.0..stmts[1].span.1],
+        "SELECT 1 + 2 AS x"
+    );
+    assert_eq!(stmts[1].line, 2);
+}
