@@ -52,6 +52,7 @@
 //! different result.
 
 pub mod admin;
+pub mod analysis;
 pub mod ast;
 pub mod decimal;
 pub mod error;
