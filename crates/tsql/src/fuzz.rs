@@ -31,6 +31,11 @@ pub fn parse_batch(data: &[u8]) {
     if let Ok(stmts) = crate::parser::parse_batch(&s) {
         for st in &stmts {
             let _ = crate::translate::translate(st, &FuzzCatalog);
+            let _ = crate::analysis::referenced_tables(&st.kind);
+            let _ = st.kind.is_write();
+            if let crate::ast::StatementKind::Query(q) = &st.kind {
+                let _ = crate::eval::tableless_select(q);
+            }
             // Debug formatting walks the whole tree: it must not overflow either.
             let _ = format!("{:?}", st).len();
         }
@@ -52,6 +57,7 @@ pub fn eval(data: &[u8]) {
         Err(_) => return,
     };
     let _ = v.to_text();
+    let _ = crate::runtime::format_raiserror(&s, std::slice::from_ref(&v));
     let stored = to_stored(&v);
     if let Some(t) = v.data_type() {
         let _ = crate::storage::from_stored(&stored, Some(&t));
