@@ -309,7 +309,7 @@ mod tests {
         let n = std::env::var("TSQL_FUZZ_ITERS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(5000);
+            .unwrap_or(3000);
         for _ in 0..n {
             let base = if corpus.is_empty() {
                 Vec::new()
@@ -542,7 +542,7 @@ mod tests {
         let n = std::env::var("TSQL_FUZZ_ITERS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(5000);
+            .unwrap_or(3000);
         for _ in 0..n {
             let d = 1 + rng.below(3);
             let e = gen_expr(&mut rng, d);
