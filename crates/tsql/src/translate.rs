@@ -1989,11 +1989,11 @@ impl<'c> Tx<'c> {
                 },
                 None => a.value.clone(),
             };
-            let (s, _) = if matches!(value, Expr::Literal(Literal::Default)) {
-                ("NULL".to_string(), None)
-            } else {
-                self.expr(&value)?
-            };
+            // SQLite has no DEFAULT in UPDATE; NULL would be silently different.
+            if matches!(value, Expr::Literal(Literal::Default)) {
+                return Err(unsupported("UPDATE … SET column = DEFAULT"));
+            }
+            let (s, _) = self.expr(&value)?;
             sets.push(format!(
                 "{} = {}",
                 q(&col),
