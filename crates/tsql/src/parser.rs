@@ -2084,7 +2084,10 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 let name = self.parse_object_name()?;
-                if self.peek().tok == Tok::LParen {
+                // Legacy hint syntax `FROM t (NOLOCK)` is not a table-valued function call.
+                let legacy_hint = self.peek().tok == Tok::LParen
+                    && matches!(&self.peek_at(1).tok, Tok::Word(w) if is_table_hint(w));
+                if self.peek().tok == Tok::LParen && !legacy_hint {
                     self.next();
                     let mut args = Vec::new();
                     if self.peek().tok != Tok::RParen {
@@ -2107,8 +2110,17 @@ impl<'a> Parser<'a> {
                         alias,
                     });
                 }
-                let alias = self.parse_alias(true)?;
                 let mut hints = Vec::new();
+                if legacy_hint {
+                    self.parse_legacy_hints(&mut hints)?;
+                }
+                let alias = self.parse_alias(true)?;
+                if alias.is_some()
+                    && self.peek().tok == Tok::LParen
+                    && matches!(&self.peek_at(1).tok, Tok::Word(w) if is_table_hint(w))
+                {
+                    self.parse_legacy_hints(&mut hints)?;
+                }
                 if self.is_kw("WITH") && matches!(self.peek_at(1).tok, Tok::LParen) {
                     self.next();
                     self.next();
@@ -2127,6 +2139,21 @@ impl<'a> Parser<'a> {
                 Ok(TableFactor::Table { name, alias, hints })
             }
         }
+    }
+
+    /// `(NOLOCK, INDEX(ix))` after a table name or alias.
+    fn parse_legacy_hints(&mut self, hints: &mut Vec<String>) -> Result<()> {
+        self.expect(&Tok::LParen)?;
+        loop {
+            hints.push(self.parse_any_word()?);
+            if self.peek().tok == Tok::LParen {
+                self.skip_parens()?;
+            }
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        self.expect(&Tok::RParen)
     }
 
     fn parse_column_alias_list(&mut self) -> Result<Vec<Ident>> {
@@ -2985,6 +3012,30 @@ fn validate_type_args(name: &str, args: &[Option<u32>], line: u32) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// Table hints accepted in the legacy `FROM t (NOLOCK)` form.
+fn is_table_hint(w: &str) -> bool {
+    [
+        "NOLOCK",
+        "NOWAIT",
+        "READPAST",
+        "ROWLOCK",
+        "TABLOCK",
+        "TABLOCKX",
+        "UPDLOCK",
+        "XLOCK",
+        "HOLDLOCK",
+        "READUNCOMMITTED",
+        "READCOMMITTED",
+        "READCOMMITTEDLOCK",
+        "REPEATABLEREAD",
+        "SERIALIZABLE",
+        "PAGLOCK",
+        "NOEXPAND",
+    ]
+    .iter()
+    .any(|k| k.eq_ignore_ascii_case(w))
 }
 
 /// Non-reserved words that still cannot be implicit aliases because they continue the enclosing statement.

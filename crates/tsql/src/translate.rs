@@ -1478,12 +1478,12 @@ impl<'c> Tx<'c> {
                     q(&a)
                 )
             }
-            TableFactor::Function { call, alias } => {
-                let (s, _) = self.function(call)?;
-                match alias {
-                    Some(a) => format!("{} AS {}", s, q(&a.value)),
-                    None => s,
-                }
+            TableFactor::Function { call, .. } => {
+                // Table-valued functions would need SQLite virtual tables; name the gap instead.
+                return Err(unsupported(&format!(
+                    "table-valued function {}",
+                    call.name.name().to_ascii_uppercase()
+                )));
             }
             TableFactor::Variable { name, alias } => {
                 let tf = TableFactor::Table {
