@@ -493,6 +493,8 @@ impl<'a> Parser<'a> {
                 let start = t.start;
                 self.next();
                 let mut depth = 0i32;
+                // The statement ends after its principal list: TO|FROM p [, p] [WITH GRANT OPTION]
+                // [CASCADE] [AS p].
                 loop {
                     let tk = self.peek().clone();
                     match &tk.tok {
@@ -502,10 +504,29 @@ impl<'a> Parser<'a> {
                         Tok::RParen => depth -= 1,
                         Tok::Word(w)
                             if depth == 0
-                                && is_statement_start(w)
-                                && !self.is_grant_word(w)
-                                // WITH GRANT OPTION belongs to the GRANT.
-                                && !(w.eq_ignore_ascii_case("WITH") && self.is_kw_at(1, "GRANT")) =>
+                                && (w.eq_ignore_ascii_case("TO")
+                                    || w.eq_ignore_ascii_case("FROM")) =>
+                        {
+                            self.next();
+                            loop {
+                                self.parse_grant_principal()?;
+                                if !self.eat(&Tok::Comma) {
+                                    break;
+                                }
+                            }
+                            if self.is_kw("WITH") && self.is_kw_at(1, "GRANT") {
+                                self.next();
+                                self.next();
+                                self.expect_kw("OPTION")?;
+                            }
+                            self.eat_kw("CASCADE");
+                            if self.eat_kw("AS") {
+                                self.parse_grant_principal()?;
+                            }
+                            break;
+                        }
+                        Tok::Word(w)
+                            if depth == 0 && is_statement_start(w) && !self.is_grant_word(w) =>
                         {
                             break
                         }
@@ -540,6 +561,16 @@ impl<'a> Parser<'a> {
                 }
                 Err(self.error_here())
             }
+        }
+    }
+
+    fn parse_grant_principal(&mut self) -> Result<()> {
+        match &self.peek().tok {
+            Tok::Word(_) | Tok::QuotedId(_) => {
+                self.next();
+                Ok(())
+            }
+            _ => Err(self.error_here()),
         }
     }
 

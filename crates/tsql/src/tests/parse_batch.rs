@@ -484,3 +484,13 @@ fn create_procedure_takes_the_rest_of_the_batch() {
     );
     assert_eq!(stmts[1].line, 2);
 }
+
+#[test]
+fn grant_ends_after_its_principals() {
+    let k = kinds("GRANT SELECT, INSERT ON dbo.t TO app, [other] WITH GRANT OPTION\nSELECT 1\nREVOKE EXECUTE ON SCHEMA::dbo FROM app CASCADE SELECT 2\nDENY CONNECT SQL TO [x]");
+    assert_eq!(k.len(), 5);
+    assert!(
+        matches!(&k[0], StatementKind::Grant { text } if text == "GRANT SELECT, INSERT ON dbo.t TO app, [other] WITH GRANT OPTION")
+    );
+    assert!(matches!(&k[2], StatementKind::Grant { text } if text.ends_with("CASCADE")));
+}
