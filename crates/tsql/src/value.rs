@@ -858,6 +858,15 @@ fn parse_month(s: &str) -> Option<u32> {
 
 /// Parses the textual date/time forms SQL Server accepts most often (dateformat mdy).
 pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset>, bool)> {
+    parse_datetime_text_ordered(s, false)
+}
+
+/// As [`parse_datetime_text`], with day before month in d/m/y forms (`SET DATEFORMAT dmy`, CONVERT styles
+/// 3/103, 4/104, 5/105).
+pub fn parse_datetime_text_ordered(
+    s: &str,
+    day_first: bool,
+) -> Option<(NaiveDateTime, Option<FixedOffset>, bool)> {
     let t = s.trim();
     if t.is_empty() {
         return Some((base_1900().and_hms_opt(0, 0, 0)?, None, false));
@@ -900,6 +909,19 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
             };
             return Some((date.and_time(time), offset, false));
         }
+        // "27 Nov 2026 13:22" (styles 106/113)
+        if parts.len() >= 3 && parse_month(parts[1]).is_some() {
+            let d: u32 = parts[0].parse().ok()?;
+            let m = parse_month(parts[1])?;
+            let y: i32 = parts[2].parse().ok()?;
+            let date = NaiveDate::from_ymd_opt(y, m, d)?;
+            let time = if parts.len() > 3 {
+                parse_time_text(&parts[3..].join(" "))?
+            } else {
+                NaiveTime::MIN
+            };
+            return Some((date.and_time(time), offset, false));
+        }
         if parts.len() >= 2 && parts[0].contains(['-', '/', '.'])
             || parts.len() >= 2 && parts[0].len() == 8
         {
@@ -914,7 +936,7 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
             (body.clone(), None)
         }
     };
-    let date = parse_date_text(&date_part)?;
+    let date = parse_date_text(&date_part, day_first)?;
     let time = match time_part {
         Some(tp) if !tp.trim().is_empty() => parse_time_text(tp.trim())?,
         _ => NaiveTime::MIN,
@@ -922,7 +944,7 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
     Some((date.and_time(time), offset, false))
 }
 
-fn parse_date_text(s: &str) -> Option<NaiveDate> {
+fn parse_date_text(s: &str, day_first: bool) -> Option<NaiveDate> {
     let s = s.trim();
     if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
         return NaiveDate::from_ymd_opt(
@@ -951,13 +973,17 @@ fn parse_date_text(s: &str) -> Option<NaiveDate> {
     let (y, m, d) = if parts[0].len() == 4 {
         (nums[0], nums[1], nums[2])
     } else {
-        // mdy: the session default for us_english.
+        // mdy is the session default for us_english; dmy for the d/m/y styles.
         let y = if parts[2].len() <= 2 {
             2000 + nums[2] - if nums[2] >= 50 { 100 } else { 0 }
         } else {
             nums[2]
         };
-        (y, nums[0], nums[1])
+        if day_first {
+            (y, nums[1], nums[0])
+        } else {
+            (y, nums[0], nums[1])
+        }
     };
     NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)
 }
@@ -1009,11 +1035,13 @@ fn parse_time_text(s: &str) -> Option<NaiveTime> {
     NaiveTime::from_hms_nano_opt(h, m, sec, ns)
 }
 
-fn to_temporal(v: &Value, to: &DataType, _style: Option<i64>) -> Result<Value> {
+fn to_temporal(v: &Value, to: &DataType, style: Option<i64>) -> Result<Value> {
     use DataType as T;
+    let day_first = matches!(style, Some(3 | 103 | 4 | 104 | 5 | 105 | 13 | 113 | 131));
     let (dt, off): (NaiveDateTime, Option<FixedOffset>) = match v {
         Value::VarChar(s) | Value::NVarChar(s) => {
-            let (dt, off, _) = parse_datetime_text(s).ok_or_else(conversion_failed_datetime)?;
+            let (dt, off, _) =
+                parse_datetime_text_ordered(s, day_first).ok_or_else(conversion_failed_datetime)?;
             (dt, off)
         }
         Value::Date(d) => (d.and_hms_opt(0, 0, 0).unwrap_or_default(), None),
@@ -1334,6 +1362,18 @@ mod tests {
             s("Nov 27 2026  1:05PM")
         );
         let d = convert(&s("03/30/2025"), &DataType::Date, None).unwrap();
+        assert_eq!(
+            convert(&s("30/03/2025"), &DataType::Date, Some(103)).unwrap(),
+            d
+        );
+        assert_eq!(
+            convert(&s("30.03.2025"), &DataType::Date, Some(104)).unwrap(),
+            d
+        );
+        assert_eq!(
+            convert(&s("30 Mar 2025"), &DataType::Date, None).unwrap(),
+            d
+        );
         assert_eq!(
             d,
             Value::Date(NaiveDate::from_ymd_opt(2025, 3, 30).unwrap())
