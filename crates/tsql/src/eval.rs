@@ -1201,20 +1201,20 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 (Some(a), Some(b)) => (a, b),
                 _ => return Ok(Value::Null),
             };
+            // PATINDEX('%p%', s) is the first i where s[i..] LIKE 'p%'; without a leading % only i = 1 counts.
             let chars: Vec<char> = s.chars().collect();
-            let inner = pat
-                .trim_start_matches('%')
-                .trim_end_matches('%')
-                .to_string();
-            for i in 0..chars.len() {
-                for j in i + 1..=chars.len() {
-                    let sub: String = chars[i..j].iter().collect();
-                    if like(&sub, &inner, None) {
-                        return Ok(Value::Int(i as i32 + 1));
+            match pat.strip_prefix('%') {
+                Some(rest) => {
+                    for i in 0..chars.len() {
+                        let tail: String = chars[i..].iter().collect();
+                        if like(&tail, rest, None) {
+                            return Ok(Value::Int(i as i32 + 1));
+                        }
                     }
+                    Ok(Value::Int(0))
                 }
+                None => Ok(Value::Int(like(&s, &pat, None) as i32)),
             }
-            Ok(Value::Int(0))
         }
         "CONCAT" | "CONCAT_WS" => {
             let (sep, items) = if name == "CONCAT_WS" {

@@ -361,3 +361,12 @@ PRINT @short",
     .unwrap();
     assert_eq!(s.printed.borrow().as_slice(), ["ok", "abc"]);
 }
+
+#[test]
+fn patindex() {
+    assert_eq!(ok("PATINDEX('%b_d%', 'abcde')"), Value::Int(2));
+    assert_eq!(ok("PATINDEX('%[0-9]%', 'ab12')"), Value::Int(3));
+    assert_eq!(ok("PATINDEX('ab%', 'abc')"), Value::Int(1));
+    assert_eq!(ok("PATINDEX('%z%', 'abc')"), Value::Int(0));
+    assert_eq!(ok("PATINDEX('%c', 'abc')"), Value::Int(3));
+}
