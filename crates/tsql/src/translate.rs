@@ -2572,7 +2572,51 @@ impl<'c> Tx<'c> {
                 t.target = Some(key);
                 Ok(t)
             }
-            AlterTableAction::AddConstraint(_) => Err(unsupported("ALTER TABLE ADD CONSTRAINT")),
+            // SQLite cannot add constraints to a table, but a UNIQUE constraint is exactly a unique index.
+            AlterTableAction::AddConstraint(TableConstraint {
+                name: cname,
+                kind: TableConstraintKind::Unique { columns, clustered },
+            }) => {
+                let cols: Vec<String> = columns.iter().map(|(c, _)| c.value.clone()).collect();
+                let iname = cname
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| format!("UQ_{}_{}", name.name(), cols.join("_")));
+                let prefix = if name.name().starts_with(['#', '@']) {
+                    "temp."
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "CREATE UNIQUE INDEX {}{} ON {} ({})",
+                    prefix,
+                    q(&iname),
+                    q(&key),
+                    columns
+                        .iter()
+                        .map(|(c, d)| format!("{}{}", q(&c.value), if *d { " DESC" } else { "" }))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut t = self.base(TranslationKind::AlterTable, sql);
+                t.table = Some(TableMeta {
+                    name: key.clone(),
+                    schema: name.schema().unwrap_or("dbo").to_string(),
+                    columns: vec![],
+                    constraints: vec![ConstraintMeta {
+                        name: Some(iname),
+                        kind: "UNIQUE",
+                        columns: cols,
+                        clustered: *clustered,
+                        references: None,
+                    }],
+                });
+                t.target = Some(key);
+                Ok(t)
+            }
+            AlterTableAction::AddConstraint(_) => Err(unsupported(
+                "ALTER TABLE ADD CONSTRAINT (other than UNIQUE)",
+            )),
             AlterTableAction::DropConstraint { .. } => {
                 Err(unsupported("ALTER TABLE DROP CONSTRAINT"))
             }

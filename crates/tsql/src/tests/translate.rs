@@ -365,3 +365,15 @@ fn temporal_comparisons_use_the_stored_form() {
     let st = parse_batch("SELECT 1 FROM ev WHERE d = 'not a date'").unwrap();
     assert_eq!(translate(&st[0], &DateCat).unwrap_err().number, 241);
 }
+
+#[test]
+fn alter_table_add_unique() {
+    let t = tr("ALTER TABLE t ADD CONSTRAINT uq_name UNIQUE (name)");
+    assert_eq!(t.sql, "CREATE UNIQUE INDEX \"uq_name\" ON \"t\" (\"name\")");
+    assert_eq!(t.table.unwrap().constraints[0].kind, "UNIQUE");
+    assert!(
+        tr_err("ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES u (id)")
+            .message
+            .contains("ADD CONSTRAINT")
+    );
+}
