@@ -40,6 +40,10 @@ pub trait Context {
             "Subqueries are not allowed in this context.",
         ))
     }
+    /// True after `SET DATEFORMAT dmy`: d/m/y strings read day first in CAST/CONVERT.
+    fn date_format_dmy(&self) -> bool {
+        false
+    }
     /// `value IN (SELECT …)` in three-valued logic (None when no row matched but a NULL was seen).
     fn in_subquery(&self, _value: &Value, _query: &Query) -> Result<Option<bool>> {
         Err(SqlError::new(
@@ -103,6 +107,16 @@ fn literal_value(l: &Literal) -> Result<Value> {
 }
 
 impl<'c> Evaluator<'c> {
+    /// Without an explicit style, string-to-date conversions follow the session's DATEFORMAT (103 = d/m/y).
+    fn session_date_style(&self, v: &Value, ty: &DataType, style: Option<i64>) -> Option<i64> {
+        if style.is_none() && ty.is_temporal() && v.as_str().is_some() && self.ctx.date_format_dmy()
+        {
+            Some(103)
+        } else {
+            style
+        }
+    }
+
     fn eval(&mut self, e: &Expr) -> Result<Value> {
         self.depth += 1;
         if self.depth > MAX_EVAL_DEPTH {
@@ -220,7 +234,8 @@ impl<'c> Evaluator<'c> {
             }
             Expr::Cast { expr, ty, try_ } => {
                 let v = self.eval(expr)?;
-                match convert(&v, ty, None) {
+                let style = self.session_date_style(&v, ty, None);
+                match convert(&v, ty, style) {
                     Ok(x) => Ok(x),
                     Err(_) if *try_ => Ok(Value::Null),
                     Err(e) => Err(e),
@@ -237,6 +252,7 @@ impl<'c> Evaluator<'c> {
                     Some(s) => self.eval(s)?.as_i64(),
                     None => None,
                 };
+                let st = self.session_date_style(&v, ty, st);
                 match convert(&v, ty, st) {
                     Ok(x) => Ok(x),
                     Err(_) if *try_ => Ok(Value::Null),

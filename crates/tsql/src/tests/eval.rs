@@ -370,3 +370,29 @@ fn patindex() {
     assert_eq!(ok("PATINDEX('%z%', 'abc')"), Value::Int(0));
     assert_eq!(ok("PATINDEX('%c', 'abc')"), Value::Int(3));
 }
+
+#[test]
+fn dateformat_dmy_from_context() {
+    struct Dmy;
+    impl Context for Dmy {
+        fn variable(&self, _: &str) -> Option<Value> {
+            None
+        }
+        fn date_format_dmy(&self) -> bool {
+            true
+        }
+    }
+    let v = eval(
+        &parse_expression("CAST('30/03/2025' AS DATE)").unwrap(),
+        &Dmy,
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        eval(
+            &parse_expression("CAST('2025-03-30' AS DATE)").unwrap(),
+            &Dmy
+        )
+        .unwrap()
+    );
+}
