@@ -14,8 +14,11 @@
 //!    [`eval::eval`] / [`eval::eval_predicate`] against a [`Context`] the session implements (variables,
 //!    @@globals, instance functions such as GETDATE, NEWID, DB_NAME, SERVERPROPERTY, CERT_ID, CERTENCODED, and
 //!    subqueries). Assignment to a declared variable goes through [`value::assign`];
-//!    [`runtime`] has RAISERROR/THROW evaluation and sp_executesql binding ([`runtime::bind_sp_executesql`], the
-//!    same for RPC via [`runtime::bind_dynamic_sql`]). [`eval::tableless_select`] recognises `SELECT @@SPID`-like
+//!    [`runtime::run_statements`] drives the control flow (IF/WHILE/BREAK/CONTINUE/RETURN/TRY…CATCH/THROW) and
+//!    hands every leaf statement to the session's [`runtime::Session::execute`], which also decides per error
+//!    whether the batch goes on. [`runtime`] also has RAISERROR evaluation, stored procedure argument binding
+//!    and sp_executesql binding ([`runtime::bind_sp_executesql`], the same for RPC via
+//!    [`runtime::bind_dynamic_sql`]). [`eval::tableless_select`] recognises `SELECT @@SPID`-like
 //!    queries that need no SQLite.
 //! 4. Admin statements ([`admin::Admin`]: master key, certificates, endpoints, availability groups, BACKUP and
 //!    RESTORE, databases, logins, DBCC, CHECKPOINT, KILL) come typed; option values are literals or @variables

@@ -1,7 +1,7 @@
 //! Helpers the session layer uses to execute procedural statements with SQL Server's semantics: RAISERROR
 //! formatting, THROW, sp_executesql parameter binding, SET/SELECT compound assignment.
 
-use crate::ast::{AssignOp, Exec, ProcParam, Raiserror, Throw};
+use crate::ast::{AssignOp, Exec, ProcParam, Raiserror, Statement, StatementKind, Throw};
 use crate::error::{Result, SqlError};
 use crate::eval::{binary_op, eval, Context};
 use crate::parser::parse_param_definitions;
@@ -476,5 +476,152 @@ mod tests {
             .unwrap(),
             Value::SmallInt(3)
         );
+    }
+}
+
+/// The session side of [`run_statements`]: leaf statements, error reporting and the CATCH context.
+pub trait Session: Context {
+    /// Executes one leaf statement: anything but IF, WHILE, BEGIN…END, TRY…CATCH, BREAK, CONTINUE, RETURN and
+    /// THROW, which [`run_statements`] handles. RAISERROR below severity 11 is a message (return Ok); from 11 up
+    /// return it as the error so TRY…CATCH sees it.
+    fn execute(&mut self, stmt: &Statement) -> Result<()>;
+    /// An error escaped a statement outside any TRY: send it to the client. Return true to go on with the next
+    /// statement (a statement-level error), false to end the batch (XACT_ABORT, conversion errors, severity
+    /// 20+: the session's policy).
+    fn report_error(&mut self, err: &SqlError) -> bool;
+    /// Entering a CATCH block with the error it caught (ERROR_MESSAGE() and friends answer from it), and None
+    /// when the CATCH block ends.
+    fn set_catch_error(&mut self, err: Option<SqlError>);
+}
+
+/// How a block ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flow {
+    Normal,
+    Break,
+    Continue,
+    /// RETURN [value]: ends the batch or procedure.
+    Return(Option<Value>),
+    /// The batch was ended by an error the session chose not to continue after.
+    Aborted,
+}
+
+/// Runs statements with T-SQL control flow: IF/ELSE, WHILE with BREAK/CONTINUE, BEGIN…END, TRY…CATCH (an error
+/// of severity 11+ inside TRY goes to CATCH; `THROW;` rethrows it), THROW, RETURN. Every other statement goes to
+/// [`Session::execute`]. Errors outside TRY are reported through [`Session::report_error`], which decides whether
+/// the batch goes on.
+pub fn run_statements(session: &mut dyn Session, stmts: &[Statement]) -> Flow {
+    let mut catch_stack: Vec<SqlError> = Vec::new();
+    match run_block(session, stmts, &mut catch_stack, 0) {
+        Ok(flow) => flow,
+        Err(e) => {
+            // THROW outside TRY always ends the batch, whatever the session would do.
+            let _ = session.report_error(&e);
+            Flow::Aborted
+        }
+    }
+}
+
+/// Err means "an error inside a TRY block (try_depth > 0) or a THROW": the caller's TRY handles it.
+fn run_block(
+    session: &mut dyn Session,
+    stmts: &[Statement],
+    catch_stack: &mut Vec<SqlError>,
+    try_depth: usize,
+) -> Result<Flow> {
+    for st in stmts {
+        match run_one(session, st, catch_stack, try_depth) {
+            Ok(Flow::Normal) => {}
+            Ok(other) => return Ok(other),
+            Err(e) => {
+                let e = e.at_line(st.line);
+                if try_depth > 0 || is_throw(st) {
+                    return Err(e);
+                }
+                if !session.report_error(&e) {
+                    return Ok(Flow::Aborted);
+                }
+            }
+        }
+    }
+    Ok(Flow::Normal)
+}
+
+fn is_throw(st: &Statement) -> bool {
+    matches!(st.kind, StatementKind::Throw(_))
+}
+
+fn run_one(
+    session: &mut dyn Session,
+    st: &Statement,
+    catch_stack: &mut Vec<SqlError>,
+    try_depth: usize,
+) -> Result<Flow> {
+    match &st.kind {
+        StatementKind::Block(b) => run_block(session, b, catch_stack, try_depth),
+        StatementKind::If { cond, then, else_ } => {
+            let c = crate::eval::eval_predicate(cond, &*session)?;
+            if c == Some(true) {
+                run_block(
+                    session,
+                    std::slice::from_ref(&**then),
+                    catch_stack,
+                    try_depth,
+                )
+            } else if let Some(e) = else_ {
+                run_block(session, std::slice::from_ref(&**e), catch_stack, try_depth)
+            } else {
+                Ok(Flow::Normal)
+            }
+        }
+        StatementKind::While { cond, body } => loop {
+            if crate::eval::eval_predicate(cond, &*session)? != Some(true) {
+                return Ok(Flow::Normal);
+            }
+            match run_block(
+                session,
+                std::slice::from_ref(&**body),
+                catch_stack,
+                try_depth,
+            )? {
+                Flow::Break => return Ok(Flow::Normal),
+                Flow::Normal | Flow::Continue => {}
+                other => return Ok(other),
+            }
+        },
+        StatementKind::Break => Ok(Flow::Break),
+        StatementKind::Continue => Ok(Flow::Continue),
+        StatementKind::Return(v) => {
+            let value = match v {
+                Some(e) => Some(eval(e, &*session)?),
+                None => None,
+            };
+            Ok(Flow::Return(value))
+        }
+        StatementKind::TryCatch {
+            try_block,
+            catch_block,
+        } => match run_block(session, try_block, catch_stack, try_depth + 1) {
+            Ok(flow) => Ok(flow),
+            Err(e) if e.severity >= 11 && e.severity < 20 => {
+                catch_stack.push(e.clone());
+                session.set_catch_error(Some(e));
+                let r = run_block(session, catch_block, catch_stack, try_depth);
+                catch_stack.pop();
+                session.set_catch_error(catch_stack.last().cloned());
+                r
+            }
+            Err(e) => Err(e),
+        },
+        StatementKind::Throw(None) => match catch_stack.last() {
+            Some(e) => Err(e.clone()),
+            None => Err(SqlError::new(
+                10704,
+                15,
+                "To rethrow an error, a THROW statement must be used inside a CATCH block.",
+            )),
+        },
+        StatementKind::Throw(Some(t)) => Err(eval_throw(t, &*session)?),
+        _ => session.execute(st).map(|_| Flow::Normal),
     }
 }
