@@ -500,7 +500,7 @@ pub enum Flow {
     Normal,
     Break,
     Continue,
-    /// RETURN [value]: ends the batch or procedure.
+    /// `RETURN [value]`: ends the batch or procedure.
     Return(Option<Value>),
     /// The batch was ended by an error the session chose not to continue after.
     Aborted,
