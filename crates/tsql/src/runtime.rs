@@ -492,6 +492,11 @@ pub trait Session: Context {
     /// Entering a CATCH block with the error it caught (ERROR_MESSAGE() and friends answer from it), and None
     /// when the CATCH block ends.
     fn set_catch_error(&mut self, err: Option<SqlError>);
+    /// Checked before every statement and loop iteration: true (ATTENTION from the client, a query timeout)
+    /// ends the batch at once, even inside TRY, as SQL Server does.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// How a block ended.
@@ -530,6 +535,9 @@ fn run_block(
     try_depth: usize,
 ) -> Result<Flow> {
     for st in stmts {
+        if session.cancelled() {
+            return Ok(Flow::Aborted);
+        }
         match run_one(session, st, catch_stack, try_depth) {
             Ok(Flow::Normal) => {}
             Ok(other) => return Ok(other),
@@ -575,6 +583,9 @@ fn run_one(
             }
         }
         StatementKind::While { cond, body } => loop {
+            if session.cancelled() {
+                return Ok(Flow::Aborted);
+            }
             if crate::eval::eval_predicate(cond, &*session)? != Some(true) {
                 return Ok(Flow::Normal);
             }

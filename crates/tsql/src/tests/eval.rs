@@ -413,6 +413,7 @@ mod control_flow {
         printed: Vec<String>,
         reported: Vec<i32>,
         catch: Option<SqlError>,
+        cancel_after: Option<usize>,
     }
 
     impl Context for S {
@@ -485,6 +486,9 @@ mod control_flow {
         fn set_catch_error(&mut self, err: Option<SqlError>) {
             self.catch = err;
         }
+        fn cancelled(&self) -> bool {
+            self.cancel_after.is_some_and(|n| self.printed.len() >= n)
+        }
     }
 
     #[test]
@@ -534,6 +538,17 @@ PRINT 'never'";
         assert_eq!(run_statements(&mut s, &stmts), Flow::Aborted);
         assert_eq!(s.printed, vec!["a"]);
         assert_eq!(s.reported, vec![50000]);
+        // An endless loop ends when the session reports cancellation (ATTENTION).
+        let mut s = S {
+            cancel_after: Some(3),
+            ..S::default()
+        };
+        let stmts = parse_batch(
+            "WHILE 1 = 1 BEGIN TRY PRINT 'tick' END TRY BEGIN CATCH END CATCH PRINT 'no'",
+        )
+        .unwrap();
+        assert_eq!(run_statements(&mut s, &stmts), Flow::Aborted);
+        assert_eq!(s.printed.len(), 3);
         let mut s = S::default();
         let stmts = parse_batch("THROW").unwrap();
         run_statements(&mut s, &stmts);
