@@ -57,7 +57,7 @@ impl Value {
             Value::Float(_) => DataType::Float,
             Value::Real(_) => DataType::Real,
             Value::VarChar(s) => {
-                let n = s.len() as u32;
+                let n = s.chars().count() as u32;
                 DataType::VarChar(if n > 8000 { Len::Max } else { Len::N(n.max(1)) })
             }
             Value::NVarChar(s) => {
