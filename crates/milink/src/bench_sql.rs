@@ -59,7 +59,11 @@ async fn select1(args: &SqlArgs, conns: usize, dur: Duration) -> Result<f64> {
             let end = Instant::now() + dur;
             let mut n = 0u64;
             while Instant::now() < end {
-                let rows = c.simple_query("SELECT 1").await?.into_first_result().await?;
+                let rows = c
+                    .simple_query("SELECT 1")
+                    .await?
+                    .into_first_result()
+                    .await?;
                 anyhow::ensure!(rows.len() == 1);
                 n += 1;
             }
@@ -96,10 +100,17 @@ pub fn run(quick: bool) -> Result<()> {
         data_dir: tmp.path().join("data"),
         db_options: Default::default(),
     })?;
-    sqlexec::logins::ensure_sa(&inst, Some(PASSWORD)).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let server = Arc::new(sqlexec::Server { inst: inst.clone(), name: "bench".into(), host: "localhost".into(), managed: false });
+    sqlexec::logins::ensure_sa(&inst, Some(PASSWORD))
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let server = Arc::new(sqlexec::Server {
+        inst: inst.clone(),
+        name: "bench".into(),
+        host: "localhost".into(),
+        managed: false,
+    });
     {
-        let mut c = sqlexec::Conn::new(server.clone(), 50, "sa").map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let mut c = sqlexec::Conn::new(server.clone(), 50, "sa")
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let mut out = Vec::new();
         c.execute_batch(
             &format!(
@@ -108,14 +119,18 @@ pub fn run(quick: bool) -> Result<()> {
             ),
             &mut out,
         );
-        if let Some(sqlexec::Out::Error(e)) = out.iter().find(|o| matches!(o, sqlexec::Out::Error(_))) {
+        if let Some(sqlexec::Out::Error(e)) =
+            out.iter().find(|o| matches!(o, sqlexec::Out::Error(_)))
+        {
             anyhow::bail!("setup: {}", e.message);
         }
     }
     let tls = tds::TlsIdentity::load_or_generate(tmp.path(), &["localhost".into()])?;
     let config = Arc::new(tds::ServerConfig::new("bench").with_tls(&tls)?);
     let handler = Arc::new(sqlexec::endpoint::Endpoint { server });
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = l.local_addr()?.port();
