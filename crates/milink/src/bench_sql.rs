@@ -102,12 +102,7 @@ pub fn run(quick: bool) -> Result<()> {
     })?;
     sqlexec::logins::ensure_sa(&inst, Some(PASSWORD))
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let server = Arc::new(sqlexec::Server {
-        inst: inst.clone(),
-        name: "bench".into(),
-        host: "localhost".into(),
-        managed: false,
-    });
+    let server = sqlexec::Server::new(inst.clone(), "bench", "localhost", false);
     {
         let mut c = sqlexec::Conn::new(server.clone(), 50, "sa")
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;

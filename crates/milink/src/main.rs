@@ -111,12 +111,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         )?,
     };
     let config = Arc::new(tds::ServerConfig::new(a.name.clone()).with_tls(&tls)?);
-    let server = Arc::new(sqlexec::Server {
-        inst: inst.clone(),
-        name: a.name.clone(),
-        host: host.clone(),
-        managed: false,
-    });
+    let server = sqlexec::Server::new(inst.clone(), &a.name, &host, false);
     let handler = Arc::new(sqlexec::endpoint::Endpoint { server });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,12 +146,7 @@ fn quickstart(dir: PathBuf, listen: String, seconds: Option<u64>) -> Result<()> 
     let tls =
         tds::TlsIdentity::load_or_generate(&inst_dir, &["sqlserver1".into(), "localhost".into()])?;
     let config = Arc::new(tds::ServerConfig::new("sqlserver1").with_tls(&tls)?);
-    let server = Arc::new(sqlexec::Server {
-        inst: inst.clone(),
-        name: "sqlserver1".into(),
-        host: "sqlserver1".into(),
-        managed: false,
-    });
+    let server = sqlexec::Server::new(inst.clone(), "sqlserver1", "sqlserver1", false);
     let handler = Arc::new(sqlexec::endpoint::Endpoint {
         server: server.clone(),
     });

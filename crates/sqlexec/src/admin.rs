@@ -235,8 +235,16 @@ pub fn run(conn: &mut Conn, a: &Admin, line: u32, out: &mut Vec<Out>) -> Result<
         Admin::DropLogin { name } => logins::drop(&inst, &name.value)?,
         Admin::Kill(_) => return Err(SqlError::unsupported("KILL", line)),
         // Server configuration and database users have no effect here: one login owns everything it can reach.
-        Admin::Reconfigure { .. } | Admin::CreateUser { .. } | Admin::DropUser { .. } | Admin::AlterRoleMember { .. } => {}
-        Admin::Shutdown { .. } => return Err(SqlError::unsupported("SHUTDOWN (stop the milink process instead)", line)),
+        Admin::Reconfigure { .. }
+        | Admin::CreateUser { .. }
+        | Admin::DropUser { .. }
+        | Admin::AlterRoleMember { .. } => {}
+        Admin::Shutdown { .. } => {
+            return Err(SqlError::unsupported(
+                "SHUTDOWN (stop the milink process instead)",
+                line,
+            ))
+        }
         Admin::BackupMasterKey { .. } => return Err(not_yet("BACKUP MASTER KEY", line)),
         Admin::CreateMasterKey { .. }
         | Admin::OpenMasterKey { .. }

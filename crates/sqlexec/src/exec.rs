@@ -38,9 +38,28 @@ pub struct Server {
     pub name: String,
     pub host: String,
     pub managed: bool,
+    /// Live sessions, for sys.dm_exec_sessions.
+    pub sessions: Mutex<HashMap<i32, SessionInfo>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub login: String,
+    pub login_time: chrono::NaiveDateTime,
+    pub shared: Arc<Mutex<Shared>>,
 }
 
 impl Server {
+    pub fn new(inst: Arc<Instance>, name: &str, host: &str, managed: bool) -> Arc<Server> {
+        Arc::new(Server {
+            inst,
+            name: name.into(),
+            host: host.into(),
+            managed,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
     pub fn version_string(&self) -> String {
         format!(
             "Microsoft SQL Server 2022 (RTM) - 16.0.1000.6 (X64) milink {} on Linux (SQLite {})",
@@ -51,7 +70,7 @@ impl Server {
 }
 
 /// Session state that SQLite functions registered on the session's connections also read.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Shared {
     pub identity: Option<i64>,
     pub database: String,
@@ -119,6 +138,14 @@ impl Conn {
         session.set_conn_init(Arc::new(move |c| {
             register_functions(c, sh.clone(), srv.clone())
         }));
+        server.sessions.lock().insert(
+            spid,
+            SessionInfo {
+                login: login.to_string(),
+                login_time: chrono::Local::now().naive_local(),
+                shared: shared.clone(),
+            },
+        );
         let mem = rusqlite::Connection::open_in_memory().map_err(engine_err)?;
         engine::collation::register(&mem).map_err(engine_err)?;
         register_functions(&mem, shared.clone(), server.clone()).map_err(engine_err)?;
@@ -1050,6 +1077,13 @@ impl Conn {
 
     pub fn out_done(&mut self, out: &mut Vec<Out>, rows: Option<u64>) {
         self.done(out, rows)
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let spid = self.shared.lock().spid;
+        self.server.sessions.lock().remove(&spid);
     }
 }
 

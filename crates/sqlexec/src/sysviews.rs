@@ -103,6 +103,106 @@ fn views() -> Vec<View> {
             ],
         },
         View {
+            key: "sys.objects",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("object_id", Int),
+                ("principal_id", Int),
+                ("schema_id", Int),
+                ("parent_object_id", Int),
+                ("type", DataType::Char(2)),
+                ("type_desc", nv(60)),
+                ("create_date", DateTime),
+                ("modify_date", DateTime),
+                ("is_ms_shipped", Bit),
+            ],
+        },
+        View {
+            key: "sys.columns",
+            schema: "temp",
+            cols: vec![
+                ("object_id", Int),
+                ("name", sysname()),
+                ("column_id", Int),
+                ("system_type_id", TinyInt),
+                ("user_type_id", Int),
+                ("max_length", SmallInt),
+                ("precision", TinyInt),
+                ("scale", TinyInt),
+                ("collation_name", sysname()),
+                ("is_nullable", Bit),
+                ("is_identity", Bit),
+            ],
+        },
+        View {
+            key: "sys.schemas",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("schema_id", Int),
+                ("principal_id", Int),
+            ],
+        },
+        View {
+            key: "sys.types",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("system_type_id", TinyInt),
+                ("user_type_id", Int),
+                ("schema_id", Int),
+                ("max_length", SmallInt),
+                ("precision", TinyInt),
+                ("scale", TinyInt),
+                ("collation_name", sysname()),
+                ("is_nullable", Bit),
+                ("is_user_defined", Bit),
+            ],
+        },
+        View {
+            key: "sys.dm_exec_sessions",
+            schema: "temp",
+            cols: vec![
+                ("session_id", SmallInt),
+                ("login_time", DateTime),
+                ("host_name", nv(128)),
+                ("program_name", nv(128)),
+                ("login_name", nv(128)),
+                ("status", nv(30)),
+                ("database_id", SmallInt),
+                ("is_user_process", Bit),
+                ("transaction_isolation_level", SmallInt),
+            ],
+        },
+        View {
+            key: "INFORMATION_SCHEMA.TABLES",
+            schema: "temp",
+            cols: vec![
+                ("TABLE_CATALOG", nv(128)),
+                ("TABLE_SCHEMA", nv(128)),
+                ("TABLE_NAME", sysname()),
+                ("TABLE_TYPE", DataType::VarChar(Len::N(10))),
+            ],
+        },
+        View {
+            key: "INFORMATION_SCHEMA.COLUMNS",
+            schema: "temp",
+            cols: vec![
+                ("TABLE_CATALOG", nv(128)),
+                ("TABLE_SCHEMA", nv(128)),
+                ("TABLE_NAME", sysname()),
+                ("COLUMN_NAME", sysname()),
+                ("ORDINAL_POSITION", Int),
+                ("COLUMN_DEFAULT", nv(4000)),
+                ("IS_NULLABLE", DataType::VarChar(Len::N(3))),
+                ("DATA_TYPE", nv(128)),
+                ("CHARACTER_MAXIMUM_LENGTH", Int),
+                ("NUMERIC_PRECISION", TinyInt),
+                ("NUMERIC_SCALE", Int),
+            ],
+        },
+        View {
             key: "backupset",
             schema: "msdb",
             cols: vec![
@@ -286,37 +386,95 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                 ]
             })
             .collect(),
-        "sys.tables" => {
-            let db = conn.database();
-            if db == "master" {
-                vec![]
-            } else {
-                let r = conn
-                    .session
-                    .query(
-                        "SELECT name, rowid FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_milink%' ESCAPE '\\' ORDER BY name",
-                        &[],
-                    )
-                    .map_err(crate::exec::engine_err_sql)?;
-                r.rows
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, row)| {
-                        let name = match &row[0] {
-                            rusqlite::types::Value::Text(t) => t.clone(),
-                            _ => String::new(),
-                        };
-                        vec![
-                            text(&name),
-                            Value::Int(1_000_000 + i as i32),
-                            Value::Int(1),
-                            Value::VarChar("U ".into()),
-                            text("USER_TABLE"),
-                            Value::Null,
-                        ]
-                    })
-                    .collect()
-            }
+        "sys.tables" => user_objects(conn, "sys.objects")?
+            .into_iter()
+            .filter(|o| matches!(&o[6], Value::NVarChar(d) if d == "USER_TABLE"))
+            .map(|o| {
+                vec![
+                    o[0].clone(),
+                    o[1].clone(),
+                    o[3].clone(),
+                    o[5].clone(),
+                    o[6].clone(),
+                    Value::Null,
+                ]
+            })
+            .collect(),
+        "sys.objects"
+        | "sys.columns"
+        | "INFORMATION_SCHEMA.TABLES"
+        | "INFORMATION_SCHEMA.COLUMNS" => user_objects(conn, key)?,
+        "sys.schemas" => [
+            ("dbo", 1),
+            ("guest", 2),
+            ("INFORMATION_SCHEMA", 3),
+            ("sys", 4),
+        ]
+        .iter()
+        .map(|(n, id)| {
+            vec![
+                text(n),
+                Value::Int(*id),
+                Value::Int(if *id == 1 { 1 } else { *id }),
+            ]
+        })
+        .collect(),
+        "sys.types" => SYSTEM_TYPES
+            .iter()
+            .map(|(n, id, len, p, sc)| {
+                let coll = if n.contains("char") || *n == "text" || *n == "ntext" || *n == "sysname"
+                {
+                    text("SQL_Latin1_General_CP1_CI_AS")
+                } else {
+                    Value::Null
+                };
+                vec![
+                    text(n),
+                    Value::TinyInt(*id),
+                    Value::Int(if *n == "sysname" { 256 } else { *id as i32 }),
+                    Value::Int(4),
+                    Value::SmallInt(*len),
+                    Value::TinyInt(*p),
+                    Value::TinyInt(*sc),
+                    coll,
+                    Value::Bit(*n != "sysname"),
+                    Value::Bit(false),
+                ]
+            })
+            .collect(),
+        "sys.dm_exec_sessions" => {
+            let mut v: Vec<(i32, crate::exec::SessionInfo)> = conn
+                .server
+                .sessions
+                .lock()
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            v.sort_by_key(|x| x.0);
+            v.into_iter()
+                .map(|(spid, s)| {
+                    let db = s.shared.lock().database.clone();
+                    let dbid = match db.to_lowercase().as_str() {
+                        "master" => 1,
+                        _ => inst.database_id(&db).unwrap_or(1),
+                    };
+                    vec![
+                        Value::SmallInt(spid as i16),
+                        Value::DateTime(s.login_time),
+                        text(&conn.server.host),
+                        text(""),
+                        text(&s.login),
+                        text(if spid == conn.shared.lock().spid {
+                            "running"
+                        } else {
+                            "sleeping"
+                        }),
+                        Value::SmallInt(dbid as i16),
+                        Value::Bit(true),
+                        Value::SmallInt(2),
+                    ]
+                })
+                .collect()
         }
         "backupset" => {
             let mut rows = Vec::new();
@@ -349,6 +507,228 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
         }
         _ => vec![],
     })
+}
+
+/// (name, system_type_id, max_length, precision, scale) as SQL Server's sys.types lists them.
+const SYSTEM_TYPES: &[(&str, u8, i16, u8, u8)] = &[
+    ("image", 34, 16, 0, 0),
+    ("text", 35, 16, 0, 0),
+    ("uniqueidentifier", 36, 16, 0, 0),
+    ("date", 40, 3, 10, 0),
+    ("time", 41, 5, 16, 7),
+    ("datetime2", 42, 8, 27, 7),
+    ("datetimeoffset", 43, 10, 34, 7),
+    ("tinyint", 48, 1, 3, 0),
+    ("smallint", 52, 2, 5, 0),
+    ("int", 56, 4, 10, 0),
+    ("smalldatetime", 58, 4, 16, 0),
+    ("real", 59, 4, 24, 0),
+    ("money", 60, 8, 19, 4),
+    ("datetime", 61, 8, 23, 3),
+    ("float", 62, 8, 53, 0),
+    ("sql_variant", 98, 8016, 0, 0),
+    ("ntext", 99, 16, 0, 0),
+    ("bit", 104, 1, 1, 0),
+    ("decimal", 106, 17, 38, 38),
+    ("numeric", 108, 17, 38, 38),
+    ("smallmoney", 122, 4, 10, 4),
+    ("bigint", 127, 8, 19, 0),
+    ("varbinary", 165, 8000, 0, 0),
+    ("varchar", 167, 8000, 0, 0),
+    ("binary", 173, 8000, 0, 0),
+    ("char", 175, 8000, 0, 0),
+    ("nvarchar", 231, 8000, 0, 0),
+    ("nchar", 239, 8000, 0, 0),
+    ("xml", 241, -1, 0, 0),
+    ("sysname", 231, 256, 0, 0),
+];
+
+/// A column's type as sys.columns / INFORMATION_SCHEMA show it: (type name, system_type_id, max_length in bytes
+/// (-1 = MAX), precision, scale, character length).
+fn type_facts(t: &DataType) -> (String, u8, i16, u8, u8, Option<i32>) {
+    let name = match t {
+        DataType::SysName => "nvarchar".to_string(),
+        DataType::Decimal { numeric: true, .. } => "numeric".to_string(),
+        _ => t.base_name().to_lowercase(),
+    };
+    let base = SYSTEM_TYPES
+        .iter()
+        .find(|x| x.0 == name)
+        .copied()
+        .unwrap_or(("", 231, -1, 0, 0));
+    let chars = |l: &Len, unicode: bool| match l {
+        Len::Max => (-1i16, Some(-1)),
+        Len::N(n) => ((*n * if unicode { 2 } else { 1 }) as i16, Some(*n as i32)),
+    };
+    let (len, p, sc, clen) = match t {
+        DataType::VarChar(l) | DataType::VarBinary(l) => {
+            let (b, c) = chars(l, false);
+            (b, 0, 0, c)
+        }
+        DataType::NVarChar(l) => {
+            let (b, c) = chars(l, true);
+            (b, 0, 0, c)
+        }
+        DataType::SysName => (256, 0, 0, Some(128)),
+        DataType::Char(n) | DataType::Binary(n) => (*n as i16, 0, 0, Some(*n as i32)),
+        DataType::NChar(n) => ((*n * 2) as i16, 0, 0, Some(*n as i32)),
+        DataType::Decimal {
+            precision, scale, ..
+        } => (
+            if *precision <= 9 {
+                5
+            } else if *precision <= 19 {
+                9
+            } else if *precision <= 28 {
+                13
+            } else {
+                17
+            },
+            *precision,
+            *scale,
+            None,
+        ),
+        DataType::Time(s) | DataType::DateTime2(s) | DataType::DateTimeOffset(s) => {
+            (base.2, base.3, *s, None)
+        }
+        _ => (base.2, base.3, base.4, None),
+    };
+    (name, base.1, len, p, sc, clen)
+}
+
+/// A stable object id per table name (SQL Server's ids are arbitrary but stable).
+pub fn object_id(key: &str) -> i32 {
+    (crc32fast::hash(key.to_lowercase().as_bytes()) % 1_000_000_000) as i32 + 1_000_000
+}
+
+fn user_objects(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
+    let db = conn.database();
+    if db == "master" {
+        return Ok(vec![]);
+    }
+    let tables = conn
+        .session
+        .query(
+            "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_milink%' ESCAPE '\\' ORDER BY name",
+            &[],
+        )
+        .map_err(crate::exec::engine_err_sql)?;
+    let has_meta = conn
+        .session
+        .query(
+            "SELECT count(*) FROM sqlite_master WHERE name = '__milink_columns'",
+            &[],
+        )
+        .map_err(crate::exec::engine_err_sql)?;
+    let cols = if has_meta.rows.first().and_then(|r| r.first())
+        == Some(&rusqlite::types::Value::Integer(1))
+    {
+        conn.session
+            .query("SELECT table_key, name, type, is_nullable, is_identity, ordinal FROM __milink_columns ORDER BY table_key, ordinal", &[])
+            .map_err(crate::exec::engine_err_sql)?
+            .rows
+    } else {
+        vec![]
+    };
+    let s = |v: &rusqlite::types::Value| match v {
+        rusqlite::types::Value::Text(t) => t.clone(),
+        _ => String::new(),
+    };
+    let split = |k: &str| match k.split_once('.') {
+        Some((sch, n)) => (sch.to_string(), n.to_string()),
+        None => ("dbo".to_string(), k.to_string()),
+    };
+    let mut out = Vec::new();
+    match key {
+        "sys.objects" | "INFORMATION_SCHEMA.TABLES" => {
+            for t in &tables.rows {
+                let k = s(&t[0]);
+                let view = s(&t[1]) == "view";
+                let (sch, name) = split(&k);
+                if key == "sys.objects" {
+                    out.push(vec![
+                        text(&name),
+                        Value::Int(object_id(&k)),
+                        Value::Null,
+                        Value::Int(if sch == "dbo" { 1 } else { 5 }),
+                        Value::Int(0),
+                        Value::VarChar(if view { "V ".into() } else { "U ".into() }),
+                        text(if view { "VIEW" } else { "USER_TABLE" }),
+                        Value::Null,
+                        Value::Null,
+                        Value::Bit(false),
+                    ]);
+                } else {
+                    out.push(vec![
+                        text(&db),
+                        text(&sch),
+                        text(&name),
+                        Value::VarChar(if view {
+                            "VIEW".into()
+                        } else {
+                            "BASE TABLE".into()
+                        }),
+                    ]);
+                }
+            }
+        }
+        _ => {
+            for c in &cols {
+                let k = s(&c[0]);
+                let (sch, table) = split(&k);
+                let ty = tsql::parse_data_type(&s(&c[2])).unwrap_or(DataType::NVarChar(Len::Max));
+                let (tname, tid, len, p, sc, clen) = type_facts(&ty);
+                let nullable = c[3] == rusqlite::types::Value::Integer(1);
+                let ordinal = match c[5] {
+                    rusqlite::types::Value::Integer(i) => i as i32,
+                    _ => 0,
+                };
+                let string = ty.is_string();
+                if key == "sys.columns" {
+                    out.push(vec![
+                        Value::Int(object_id(&k)),
+                        text(&s(&c[1])),
+                        Value::Int(ordinal),
+                        Value::TinyInt(tid),
+                        Value::Int(tid as i32),
+                        Value::SmallInt(len),
+                        Value::TinyInt(p),
+                        Value::TinyInt(sc),
+                        if string {
+                            text("SQL_Latin1_General_CP1_CI_AS")
+                        } else {
+                            Value::Null
+                        },
+                        Value::Bit(nullable),
+                        Value::Bit(c[4] == rusqlite::types::Value::Integer(1)),
+                    ]);
+                } else {
+                    out.push(vec![
+                        text(&db),
+                        text(&sch),
+                        text(&table),
+                        text(&s(&c[1])),
+                        Value::Int(ordinal),
+                        Value::Null,
+                        Value::VarChar(if nullable { "YES".into() } else { "NO".into() }),
+                        text(&tname),
+                        clen.map(Value::Int).unwrap_or(Value::Null),
+                        if ty.is_numeric() {
+                            Value::TinyInt(p)
+                        } else {
+                            Value::Null
+                        },
+                        if ty.is_numeric() {
+                            Value::Int(sc as i32)
+                        } else {
+                            Value::Null
+                        },
+                    ]);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn lsn_plain(n: u64) -> Value {

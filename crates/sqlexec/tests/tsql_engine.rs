@@ -2,7 +2,6 @@
 //! with SQL — sys.databases, the log views, DBCC SQLPERF(LOGSPACE), BACKUP/RESTORE with the seed's options.
 
 use sqlexec::{Conn, Out, Server};
-use std::sync::Arc;
 use tsql::Value;
 
 struct T {
@@ -19,12 +18,7 @@ fn setup() -> T {
         db_options: Default::default(),
     })
     .unwrap();
-    let server = Arc::new(Server {
-        inst,
-        name: "sqlserver1".into(),
-        host: "sqlserver1.example".into(),
-        managed: false,
-    });
+    let server = Server::new(inst, "sqlserver1", "sqlserver1.example", false);
     let p = dir.path().to_path_buf();
     T {
         conn: Conn::new(server, 51, "sa").unwrap(),
@@ -179,4 +173,47 @@ fn seed_dynamic_sql_pattern_and_control_flow() {
     assert_eq!((e.number, e.severity), (8134, 16));
     let (_, r) = t.rows("BEGIN TRY RAISERROR('boom %d', 16, 1, 42) END TRY BEGIN CATCH SELECT ERROR_NUMBER(), ERROR_MESSAGE() END CATCH");
     assert_eq!(text(&r[0][1]), "boom 42");
+}
+
+#[test]
+fn catalog_views_join_each_other_and_user_tables() {
+    let mut t = setup();
+    t.ok("CREATE DATABASE cat; USE cat");
+    t.ok("CREATE TABLE dbo.Customers(id INT IDENTITY(1,1) PRIMARY KEY, name NVARCHAR(40) NOT NULL, balance DECIMAL(12,2) NULL)");
+    let (_, r) = t.rows(
+        "SELECT t.name, c.name, ty.name, c.max_length, c.precision, c.scale, c.is_nullable, c.is_identity
+         FROM sys.tables t JOIN sys.columns c ON c.object_id = t.object_id JOIN sys.types ty ON ty.user_type_id = c.user_type_id
+         ORDER BY c.column_id",
+    );
+    let got: Vec<String> = r
+        .iter()
+        .map(|r| r.iter().map(text).collect::<Vec<_>>().join("|"))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "Customers|id|int|4|10|0|0|1",
+            "Customers|name|nvarchar|80|0|0|0|0",
+            "Customers|balance|decimal|9|12|2|1|0"
+        ]
+    );
+    let (_, r) = t.rows("SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 'Customers' AND COLUMN_NAME = 'name'");
+    assert_eq!(
+        r.iter()
+            .map(|r| r.iter().map(text).collect::<Vec<_>>().join("|"))
+            .collect::<Vec<_>>(),
+        vec!["Customers|name|nvarchar|40"]
+    );
+    let (_, r) = t.rows("SELECT s.name FROM sys.objects o JOIN sys.schemas s ON s.schema_id = o.schema_id WHERE o.name = 'Customers'");
+    assert_eq!(text(&r[0][0]), "dbo");
+    let (_, r) = t.rows("SELECT login_name, DB_NAME(database_id) FROM sys.dm_exec_sessions WHERE session_id = @@SPID");
+    assert_eq!(
+        r.iter()
+            .map(|r| r.iter().map(text).collect::<Vec<_>>().join("|"))
+            .collect::<Vec<_>>(),
+        vec!["sa|cat"]
+    );
+    let (_, r) =
+        t.rows("SELECT TABLE_TYPE FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = 'Customers'");
+    assert_eq!(text(&r[0][0]), "BASE TABLE");
 }

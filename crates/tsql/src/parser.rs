@@ -1545,7 +1545,8 @@ impl<'a> Parser<'a> {
                     return Ok(Expr::Wildcard(Some(ObjectName(parts))));
                 }
                 self.next();
-                parts.push(self.parse_ident()?);
+                // After a period any word names a column: c.precision, o.type.
+                parts.push(self.parse_ident_or_callable()?);
             } else {
                 break;
             }
