@@ -738,6 +738,10 @@ pub fn restore_database(
             } else {
                 DbState::Restoring
             },
+            role: crate::database::Role::Primary,
+            consistent_at: None,
+            seed_next_page: 0,
+            log_holds: Default::default(),
         };
         Log::create(
             &staging.join("log"),
