@@ -582,9 +582,12 @@ impl TrustStore {
             ));
         }
         let now = now_utc();
+        let explicit_start = start.is_some();
         let start = start.unwrap_or(now);
         let expiry = expiry.unwrap_or_else(|| start + chrono::Duration::days(365));
-        if expiry <= start {
+        // Only an explicit START_DATE after EXPIRY_DATE is an error; a defaulted start with a
+        // past expiry (the seed's '03/30/2025') creates an already-expired certificate + warning.
+        if explicit_start && expiry <= start {
             return Err(TrustError::new(
                 codes::BAD_DATE,
                 format!("The certificate's EXPIRY_DATE ({expiry}) must be later than its START_DATE ({start})."),
