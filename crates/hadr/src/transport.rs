@@ -19,7 +19,9 @@ use pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, U
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{AlertDescription, CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{
+    AlertDescription, CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme,
+};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +32,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsStream;
-use trust::{now_utc, CertInfo, LocalIdentity, PeerAccepted, PeerRefusal, PeerTrust, TrustError, TrustStore};
+use trust::{
+    now_utc, CertInfo, LocalIdentity, PeerAccepted, PeerRefusal, PeerTrust, TrustError, TrustStore,
+};
 
 /// Protocol versions this build speaks (Hello lists them; the highest common one is used).
 pub const PROTOCOL_VERSIONS: &[u16] = &[1];
@@ -179,7 +183,11 @@ impl ConnectErrorLog {
     }
 
     fn record(&self, e: &ConnectError) {
-        tracing::warn!(number = e.number, "mirroring connection refused: {}", e.message);
+        tracing::warn!(
+            number = e.number,
+            "mirroring connection refused: {}",
+            e.message
+        );
         if let Ok(mut g) = self.0.lock() {
             *g = Some(e.clone());
         }
@@ -343,7 +351,9 @@ impl Message {
         }
         zstd::bulk::decompress(&self.payload, MAX_PAYLOAD)
             .map(Cow::Owned)
-            .map_err(|e| ConnectError::new(codes::TRANSPORT, format!("corrupt compressed payload: {e}")))
+            .map_err(|e| {
+                ConnectError::new(codes::TRANSPORT, format!("corrupt compressed payload: {e}"))
+            })
     }
 }
 
@@ -388,14 +398,18 @@ fn be32(b: &[u8], at: usize) -> u32 {
 
 pub fn decode_header(h: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, ConnectError> {
     if h[0..2] != FRAME_MAGIC {
-        return Err(frame_err("bad frame magic: the peer is not speaking the mirroring protocol"));
+        return Err(frame_err(
+            "bad frame magic: the peer is not speaking the mirroring protocol",
+        ));
     }
     if h[2] != FRAME_FORMAT {
         return Err(frame_err(format!("unsupported frame format {}", h[2])));
     }
     let len = be32(h, 8) as usize;
     if len > MAX_PAYLOAD {
-        return Err(frame_err(format!("frame of {len} bytes exceeds the {MAX_PAYLOAD}-byte limit")));
+        return Err(frame_err(format!(
+            "frame of {len} bytes exceeds the {MAX_PAYLOAD}-byte limit"
+        )));
     }
     Ok(FrameHeader {
         kind: MessageKind::from_code(h[3]),
@@ -405,7 +419,11 @@ pub fn decode_header(h: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, ConnectE
     })
 }
 
-fn check_crc(h: &[u8; FRAME_HEADER_LEN], hdr: &FrameHeader, payload: &[u8]) -> Result<(), ConnectError> {
+fn check_crc(
+    h: &[u8; FRAME_HEADER_LEN],
+    hdr: &FrameHeader,
+    payload: &[u8],
+) -> Result<(), ConnectError> {
     let mut c = crc32fast::Hasher::new();
     c.update(&h[..12]);
     c.update(payload);
@@ -437,7 +455,9 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Message, usize)>, ConnectError
     )))
 }
 
-async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Result<Message, ConnectError>> {
+async fn read_frame<S: AsyncRead + Unpin>(
+    s: &mut S,
+) -> std::io::Result<Result<Message, ConnectError>> {
     let mut h = [0u8; FRAME_HEADER_LEN];
     s.read_exact(&mut h).await?;
     let hdr = match decode_header(&h) {
@@ -474,7 +494,10 @@ pub fn decode_hello(b: &[u8]) -> Result<(Vec<u16>, String), ConnectError> {
     let n = *b.first().ok_or_else(bad)? as usize;
     let vend = 1 + 2 * n;
     let vb = b.get(1..vend).ok_or_else(bad)?;
-    let versions = vb.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    let versions = vb
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
     let nl = *b.get(vend).ok_or_else(bad)? as usize;
     let name = b.get(vend + 1..vend + 1 + nl).ok_or_else(bad)?;
     if b.len() != vend + 1 + nl {
@@ -554,7 +577,9 @@ impl Preamble {
     }
 
     /// Validates the fixed part; returns the name length still to read.
-    pub fn decode_fixed(b: &[u8; PREAMBLE_FIXED]) -> Result<(Encryption, Algorithm, usize), String> {
+    pub fn decode_fixed(
+        b: &[u8; PREAMBLE_FIXED],
+    ) -> Result<(Encryption, Algorithm, usize), String> {
         if b[0..4] != PREAMBLE_MAGIC {
             return Err(format!(
                 "it did not start the database mirroring handshake (first bytes 0x{}): a plaintext or non-mirroring client",
@@ -564,8 +589,10 @@ impl Preamble {
         if b[4] != PREAMBLE_VERSION {
             return Err(format!("unsupported preamble version {}", b[4]));
         }
-        let enc = Encryption::from_code(b[5]).ok_or_else(|| format!("unknown encryption setting {}", b[5]))?;
-        let alg = Algorithm::from_code(b[6]).ok_or_else(|| format!("unknown algorithm setting {}", b[6]))?;
+        let enc = Encryption::from_code(b[5])
+            .ok_or_else(|| format!("unknown encryption setting {}", b[5]))?;
+        let alg = Algorithm::from_code(b[6])
+            .ok_or_else(|| format!("unknown algorithm setting {}", b[6]))?;
         let nl = b[7] as usize;
         if nl == 0 {
             return Err("the connecting endpoint did not say who it is (empty name)".into());
@@ -580,8 +607,12 @@ impl Preamble {
             .and_then(|s| s.try_into().ok())
             .ok_or("short preamble")?;
         let (encryption, algorithm, nl) = Self::decode_fixed(fixed)?;
-        let name = b.get(PREAMBLE_FIXED..PREAMBLE_FIXED + nl).ok_or("short preamble name")?;
-        let claimed_name = std::str::from_utf8(name).map_err(|_| "name is not UTF-8")?.to_string();
+        let name = b
+            .get(PREAMBLE_FIXED..PREAMBLE_FIXED + nl)
+            .ok_or("short preamble name")?;
+        let claimed_name = std::str::from_utf8(name)
+            .map_err(|_| "name is not UTF-8")?
+            .to_string();
         Ok(Preamble {
             encryption,
             algorithm,
@@ -614,9 +645,13 @@ pub fn encode_preamble_reply(refusal: Option<(i32, &str)>) -> Vec<u8> {
 pub const PREAMBLE_REPLY_FIXED: usize = 11;
 
 /// Returns (status, number, message length still to read).
-pub fn decode_preamble_reply_fixed(b: &[u8; PREAMBLE_REPLY_FIXED]) -> Result<(u8, i32, usize), String> {
+pub fn decode_preamble_reply_fixed(
+    b: &[u8; PREAMBLE_REPLY_FIXED],
+) -> Result<(u8, i32, usize), String> {
     if b[0..4] != PREAMBLE_MAGIC {
-        return Err("the remote endpoint did not answer with the database mirroring handshake".into());
+        return Err(
+            "the remote endpoint did not answer with the database mirroring handshake".into(),
+        );
     }
     let status = b[4];
     if status > 1 {
@@ -632,7 +667,8 @@ pub fn decode_preamble_reply_fixed(b: &[u8; PREAMBLE_REPLY_FIXED]) -> Result<(u8
 
 // ------------------------------------------------------------------------------------ verifiers
 
-type Outcome = Arc<Mutex<Option<Result<(PeerAccepted, CertInfo), (PeerRefusal, Option<CertInfo>)>>>>;
+type Outcome =
+    Arc<Mutex<Option<Result<(PeerAccepted, CertInfo), (PeerRefusal, Option<CertInfo>)>>>>;
 
 /// Judges the peer's certificate with [`PeerTrust::verify`]; the outcome is kept for messages.
 #[derive(Debug)]
@@ -649,12 +685,13 @@ impl PeerVerifier {
         let err = match &r {
             Ok(_) => None,
             Err((PeerRefusal::NotImported, _)) => Some(CertificateError::UnknownIssuer),
-            Err((PeerRefusal::WrongCertificate { .. }, _)) | Err((PeerRefusal::NameMismatch, _)) => {
-                Some(CertificateError::NotValidForName)
-            }
+            Err((PeerRefusal::WrongCertificate { .. }, _))
+            | Err((PeerRefusal::NameMismatch, _)) => Some(CertificateError::NotValidForName),
             Err((PeerRefusal::Expired { .. }, _)) => Some(CertificateError::Expired),
             Err((PeerRefusal::NotYetValid { .. }, _)) => Some(CertificateError::NotValidYet),
-            Err((PeerRefusal::UntrustedIssuer { .. }, _)) => Some(CertificateError::ApplicationVerificationFailure),
+            Err((PeerRefusal::UntrustedIssuer { .. }, _)) => {
+                Some(CertificateError::ApplicationVerificationFailure)
+            }
             Err((PeerRefusal::Malformed(_), _)) => Some(CertificateError::BadEncoding),
         };
         if let Ok(mut g) = self.outcome.lock() {
@@ -669,8 +706,18 @@ impl PeerVerifier {
         }
     }
 
-    fn verify13(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 }
 
@@ -698,20 +745,35 @@ impl ServerCertVerifier for PeerVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity).map(|_| ServerCertVerified::assertion())
+        self.check(end_entity)
+            .map(|_| ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, _m: &[u8], _c: &CertificateDer<'_>, _d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         // TLS 1.2 is never negotiated (protocol versions are TLS 1.3 only).
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
     }
 
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.verify13(m, c, d)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -720,20 +782,40 @@ impl ClientCertVerifier for PeerVerifier {
         &[]
     }
 
-    fn verify_client_cert(&self, end_entity: &CertificateDer<'_>, _i: &[CertificateDer<'_>], _now: UnixTime) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity).map(|_| ClientCertVerified::assertion())
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _i: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|_| ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, _m: &[u8], _c: &CertificateDer<'_>, _d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
     }
 
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.verify13(m, c, d)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -762,12 +844,23 @@ fn cert_number(role: Role, local_lacks_peer_cert: bool) -> i32 {
 }
 
 fn describe(info: &CertInfo) -> String {
-    format!("subject '{}', thumbprint {}", info.subject, info.thumbprint_hex())
+    format!(
+        "subject '{}', thumbprint {}",
+        info.subject,
+        info.thumbprint_hex()
+    )
 }
 
 /// This side refused the peer's certificate.
-fn local_refusal(s: &EndpointSettings, peer: &str, r: &PeerRefusal, info: Option<&CertInfo>) -> ConnectError {
-    let presented = info.map(describe).unwrap_or_else(|| "an unreadable certificate".into());
+fn local_refusal(
+    s: &EndpointSettings,
+    peer: &str,
+    r: &PeerRefusal,
+    info: Option<&CertInfo>,
+) -> ConnectError {
+    let presented = info
+        .map(describe)
+        .unwrap_or_else(|| "an unreadable certificate".into());
     let me = &s.local_name;
     let detail = match r {
         PeerRefusal::NotImported => format!(
@@ -798,7 +891,12 @@ fn local_refusal(s: &EndpointSettings, peer: &str, r: &PeerRefusal, info: Option
 }
 
 /// The peer refused this side's certificate (known from the TLS alert it sent).
-fn remote_refusal(s: &EndpointSettings, peer: &str, alert: AlertDescription, mine: &LocalIdentity) -> ConnectError {
+fn remote_refusal(
+    s: &EndpointSettings,
+    peer: &str,
+    alert: AlertDescription,
+    mine: &LocalIdentity,
+) -> ConnectError {
     let me = &s.local_name;
     let cert = format!("'{}' ({})", mine.cert_name, describe(&mine.info));
     let why = match alert {
@@ -850,17 +948,29 @@ impl std::fmt::Debug for MirrorConnection {
 }
 
 fn io_err(peer: &str, e: std::io::Error) -> ConnectError {
-    ConnectError::new(codes::TRANSPORT, format!("Connection with '{peer}' failed: {e}"))
+    ConnectError::new(
+        codes::TRANSPORT,
+        format!("Connection with '{peer}' failed: {e}"),
+    )
 }
 
 impl MirrorConnection {
     pub async fn send(&mut self, msg: &Message) -> Result<(), ConnectError> {
         if msg.payload.len() > MAX_PAYLOAD {
-            return Err(frame_err(format!("payload of {} bytes exceeds the frame limit", msg.payload.len())));
+            return Err(frame_err(format!(
+                "payload of {} bytes exceeds the frame limit",
+                msg.payload.len()
+            )));
         }
         let buf = encode_frame(msg);
-        self.stream.write_all(&buf).await.map_err(|e| io_err(&self.peer_name, e))?;
-        self.stream.flush().await.map_err(|e| io_err(&self.peer_name, e))
+        self.stream
+            .write_all(&buf)
+            .await
+            .map_err(|e| io_err(&self.peer_name, e))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| io_err(&self.peer_name, e))
     }
 
     pub async fn recv(&mut self) -> Result<Message, ConnectError> {
@@ -875,7 +985,11 @@ impl MirrorConnection {
     }
 }
 
-async fn read_exact_timeout<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8], t: Duration) -> Result<(), String> {
+async fn read_exact_timeout<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut [u8],
+    t: Duration,
+) -> Result<(), String> {
     match tokio::time::timeout(t, s.read_exact(buf)).await {
         Err(_) => Err("timed out waiting for the handshake".into()),
         Ok(Err(e)) => Err(format!("connection closed during the handshake ({e})")),
@@ -897,7 +1011,10 @@ fn negotiate_encryption(server: &EndpointSettings, client: &Preamble) -> Result<
             ce.as_sql()
         ));
     }
-    if se != Disabled && ce != Disabled && !(server.algorithm.has_aes() && client.algorithm.has_aes()) {
+    if se != Disabled
+        && ce != Disabled
+        && !(server.algorithm.has_aes() && client.algorithm.has_aes())
+    {
         return Err(format!(
             "Connection handshake failed: there is no compatible encryption algorithm ('{}' ALGORITHM {}, '{}' ALGORITHM {}); RC4 is not available, use ALGORITHM AES.",
             server.local_name,
@@ -920,7 +1037,11 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Binds and starts accepting. Bind failures come back as 1418-style errors.
-    pub async fn start(listen: SocketAddr, settings: EndpointSettings, errors: ConnectErrorLog) -> Result<Endpoint, ConnectError> {
+    pub async fn start(
+        listen: SocketAddr,
+        settings: EndpointSettings,
+        errors: ConnectErrorLog,
+    ) -> Result<Endpoint, ConnectError> {
         let listener = TcpListener::bind(listen).await.map_err(|e| {
             ConnectError::new(
                 codes::TRANSPORT,
@@ -997,28 +1118,46 @@ impl Drop for Endpoint {
 
 /// Sends the refusal in the preamble reply (so the connecting side gets the precise message) and closes.
 async fn refuse(sock: &mut TcpStream, e: ConnectError) -> Result<MirrorConnection, ConnectError> {
-    let _ = sock.write_all(&encode_preamble_reply(Some((e.number, &e.message)))).await;
+    let _ = sock
+        .write_all(&encode_preamble_reply(Some((e.number, &e.message))))
+        .await;
     let _ = sock.shutdown().await;
     Err(e)
 }
 
-async fn accept_one(mut sock: TcpStream, peer_addr: SocketAddr, s: &EndpointSettings) -> Result<MirrorConnection, ConnectError> {
+async fn accept_one(
+    mut sock: TcpStream,
+    peer_addr: SocketAddr,
+    s: &EndpointSettings,
+) -> Result<MirrorConnection, ConnectError> {
     let t = s.handshake_timeout;
-    let refuse_plain = |who: &str, m: String| ConnectError::new(codes::TRANSPORT, format!("Connection from {who} refused by '{}': {m}", s.local_name));
+    let refuse_plain = |who: &str, m: String| {
+        ConnectError::new(
+            codes::TRANSPORT,
+            format!("Connection from {who} refused by '{}': {m}", s.local_name),
+        )
+    };
     let mut fixed = [0u8; PREAMBLE_FIXED];
     let who = format!("{peer_addr}");
-    read_exact_timeout(&mut sock, &mut fixed, t).await.map_err(|m| refuse_plain(&who, m))?;
+    read_exact_timeout(&mut sock, &mut fixed, t)
+        .await
+        .map_err(|m| refuse_plain(&who, m))?;
     let (encryption, algorithm, nl) = match Preamble::decode_fixed(&fixed) {
         Ok(x) => x,
         Err(m) => {
             let e = refuse_plain(&who, m);
-            let _ = sock.write_all(&encode_preamble_reply(Some((e.number, &e.message)))).await;
+            let _ = sock
+                .write_all(&encode_preamble_reply(Some((e.number, &e.message))))
+                .await;
             return Err(e);
         }
     };
     let mut name = vec![0u8; nl];
-    read_exact_timeout(&mut sock, &mut name, t).await.map_err(|m| refuse_plain(&who, m))?;
-    let claimed_name = String::from_utf8(name).map_err(|_| refuse_plain(&who, "the claimed name is not UTF-8".into()))?;
+    read_exact_timeout(&mut sock, &mut name, t)
+        .await
+        .map_err(|m| refuse_plain(&who, m))?;
+    let claimed_name = String::from_utf8(name)
+        .map_err(|_| refuse_plain(&who, "the claimed name is not UTF-8".into()))?;
     let pre = Preamble {
         encryption,
         algorithm,
@@ -1042,9 +1181,17 @@ async fn accept_one(mut sock: TcpStream, peer_addr: SocketAddr, s: &EndpointSett
     };
     let trust = match s.trust.peer_trust(peer) {
         Ok(t) => t,
-        Err(e) => return refuse(&mut sock, ConnectError::new(codes::TRANSPORT, format!("trust store: {}", e.message))).await,
+        Err(e) => {
+            return refuse(
+                &mut sock,
+                ConnectError::new(codes::TRANSPORT, format!("trust store: {}", e.message)),
+            )
+            .await
+        }
     };
-    sock.write_all(&encode_preamble_reply(None)).await.map_err(|e| io_err(peer, e))?;
+    sock.write_all(&encode_preamble_reply(None))
+        .await
+        .map_err(|e| io_err(peer, e))?;
 
     let provider = aes_gcm_provider();
     let outcome: Outcome = Arc::default();
@@ -1056,11 +1203,23 @@ async fn accept_one(mut sock: TcpStream, peer_addr: SocketAddr, s: &EndpointSett
     });
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .and_then(|b| b.with_client_cert_verifier(verifier).with_single_cert(vec![CertificateDer::from(identity.cert_der.clone())], key_der(&identity)))
-        .map_err(|e| ConnectError::new(codes::TRANSPORT, format!("TLS configuration failed: {e}")))?;
+        .and_then(|b| {
+            b.with_client_cert_verifier(verifier).with_single_cert(
+                vec![CertificateDer::from(identity.cert_der.clone())],
+                key_der(&identity),
+            )
+        })
+        .map_err(|e| {
+            ConnectError::new(codes::TRANSPORT, format!("TLS configuration failed: {e}"))
+        })?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let tls = match tokio::time::timeout(t, acceptor.accept(sock)).await {
-        Err(_) => return Err(refuse_plain(&format!("'{peer}' ({who})"), "timed out during the TLS handshake".into())),
+        Err(_) => {
+            return Err(refuse_plain(
+                &format!("'{peer}' ({who})"),
+                "timed out during the TLS handshake".into(),
+            ))
+        }
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let recorded = outcome.lock().ok().and_then(|g| g.clone());
@@ -1084,7 +1243,12 @@ async fn accept_one(mut sock: TcpStream, peer_addr: SocketAddr, s: &EndpointSett
     };
     let accepted = match outcome.lock().ok().and_then(|g| g.clone()) {
         Some(Ok(a)) => a,
-        _ => return Err(refuse_plain(peer, "the peer's certificate was not verified".into())),
+        _ => {
+            return Err(refuse_plain(
+                peer,
+                "the peer's certificate was not verified".into(),
+            ))
+        }
     };
     let mut conn = MirrorConnection {
         cipher_suite: tls.get_ref().1.negotiated_cipher_suite().map(|c| c.suite()),
@@ -1102,16 +1266,26 @@ async fn accept_one(mut sock: TcpStream, peer_addr: SocketAddr, s: &EndpointSett
         Ok(Ok(m)) => m,
     };
     if hello.kind != MessageKind::Hello {
-        return Err(refuse_plain(peer, format!("expected Hello, got {:?}", hello.kind)));
+        return Err(refuse_plain(
+            peer,
+            format!("expected Hello, got {:?}", hello.kind),
+        ));
     }
     let (theirs, hello_name) = decode_hello(&hello.payload)?;
     if !hello_name.eq_ignore_ascii_case(&claimed_name) {
-        return Err(refuse_plain(peer, format!("Hello names '{hello_name}', preamble named '{claimed_name}'")));
+        return Err(refuse_plain(
+            peer,
+            format!("Hello names '{hello_name}', preamble named '{claimed_name}'"),
+        ));
     }
     match choose_version(&s.protocol_versions, &theirs) {
         Some(v) => {
             conn.version = v;
-            conn.send(&Message::new(MessageKind::HelloAck, v.to_be_bytes().to_vec())).await?;
+            conn.send(&Message::new(
+                MessageKind::HelloAck,
+                v.to_be_bytes().to_vec(),
+            ))
+            .await?;
             Ok(conn)
         }
         None => {
@@ -1122,14 +1296,24 @@ async fn accept_one(mut sock: TcpStream, peer_addr: SocketAddr, s: &EndpointSett
                     s.local_name, s.local_name, s.protocol_versions
                 ),
             );
-            let _ = conn.send(&Message::new(MessageKind::Refuse, encode_refuse(e.number, &e.message))).await;
+            let _ = conn
+                .send(&Message::new(
+                    MessageKind::Refuse,
+                    encode_refuse(e.number, &e.message),
+                ))
+                .await;
             Err(e)
         }
     }
 }
 
 /// Connects to the endpoint of `peer_name` at `addr`. Any failure is recorded in `errors`.
-pub async fn connect(s: &EndpointSettings, errors: &ConnectErrorLog, peer_name: &str, addr: SocketAddr) -> Result<MirrorConnection, ConnectError> {
+pub async fn connect(
+    s: &EndpointSettings,
+    errors: &ConnectErrorLog,
+    peer_name: &str,
+    addr: SocketAddr,
+) -> Result<MirrorConnection, ConnectError> {
     let r = connect_inner(s, peer_name, addr).await;
     if let Err(e) = &r {
         errors.record(e);
@@ -1137,15 +1321,25 @@ pub async fn connect(s: &EndpointSettings, errors: &ConnectErrorLog, peer_name: 
     r
 }
 
-async fn connect_inner(s: &EndpointSettings, peer: &str, addr: SocketAddr) -> Result<MirrorConnection, ConnectError> {
+async fn connect_inner(
+    s: &EndpointSettings,
+    peer: &str,
+    addr: SocketAddr,
+) -> Result<MirrorConnection, ConnectError> {
     let t = s.handshake_timeout;
     let identity = s.trust.local_identity().map_err(|e| {
         ConnectError::new(
             cert_number(s.role, false),
-            format!("'{}' cannot connect to '{peer}': its endpoint certificate cannot be used: {}", s.local_name, e.message),
+            format!(
+                "'{}' cannot connect to '{peer}': its endpoint certificate cannot be used: {}",
+                s.local_name, e.message
+            ),
         )
     })?;
-    let trust = s.trust.peer_trust(peer).map_err(|e| ConnectError::new(codes::TRANSPORT, format!("trust store: {}", e.message)))?;
+    let trust = s
+        .trust
+        .peer_trust(peer)
+        .map_err(|e| ConnectError::new(codes::TRANSPORT, format!("trust store: {}", e.message)))?;
     let unreachable = |why: String| {
         ConnectError::new(
             codes::UNREACHABLE,
@@ -1157,7 +1351,9 @@ async fn connect_inner(s: &EndpointSettings, peer: &str, addr: SocketAddr) -> Re
     let mut sock = match tokio::time::timeout(t, TcpStream::connect(addr)).await {
         Err(_) => return Err(unreachable("connect timed out".into())),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(unreachable(format!("connection refused: the endpoint of '{peer}' is stopped or not listening")))
+            return Err(unreachable(format!(
+                "connection refused: the endpoint of '{peer}' is stopped or not listening"
+            )))
         }
         Ok(Err(e)) => return Err(unreachable(e.to_string())),
         Ok(Ok(x)) => x,
@@ -1168,15 +1364,27 @@ async fn connect_inner(s: &EndpointSettings, peer: &str, addr: SocketAddr) -> Re
         algorithm: s.algorithm,
         claimed_name: s.local_name.clone(),
     };
-    sock.write_all(&pre.encode()).await.map_err(|e| io_err(peer, e))?;
-    let hs = |m: String| ConnectError::new(codes::TRANSPORT, format!("Connection from '{}' to '{peer}' failed: {m}", s.local_name));
+    sock.write_all(&pre.encode())
+        .await
+        .map_err(|e| io_err(peer, e))?;
+    let hs = |m: String| {
+        ConnectError::new(
+            codes::TRANSPORT,
+            format!("Connection from '{}' to '{peer}' failed: {m}", s.local_name),
+        )
+    };
     let mut fixed = [0u8; PREAMBLE_REPLY_FIXED];
-    read_exact_timeout(&mut sock, &mut fixed, t).await.map_err(hs)?;
+    read_exact_timeout(&mut sock, &mut fixed, t)
+        .await
+        .map_err(hs)?;
     let (status, number, ml) = decode_preamble_reply_fixed(&fixed).map_err(hs)?;
     if status != 0 {
         let mut m = vec![0u8; ml];
         read_exact_timeout(&mut sock, &mut m, t).await.map_err(hs)?;
-        return Err(ConnectError::new(number, String::from_utf8_lossy(&m).into_owned()));
+        return Err(ConnectError::new(
+            number,
+            String::from_utf8_lossy(&m).into_owned(),
+        ));
     }
 
     let provider = aes_gcm_provider();
@@ -1192,18 +1400,27 @@ async fn connect_inner(s: &EndpointSettings, peer: &str, addr: SocketAddr) -> Re
         .and_then(|b| {
             b.dangerous()
                 .with_custom_certificate_verifier(verifier)
-                .with_client_auth_cert(vec![CertificateDer::from(identity.cert_der.clone())], key_der(&identity))
+                .with_client_auth_cert(
+                    vec![CertificateDer::from(identity.cert_der.clone())],
+                    key_der(&identity),
+                )
         })
-        .map_err(|e| ConnectError::new(codes::TRANSPORT, format!("TLS configuration failed: {e}")))?;
+        .map_err(|e| {
+            ConnectError::new(codes::TRANSPORT, format!("TLS configuration failed: {e}"))
+        })?;
     // Our verifier ignores the SNI name (identity comes from the preamble binding); send a valid one.
-    let sni = ServerName::try_from(peer.to_string()).unwrap_or_else(|_| ServerName::try_from("milink-peer.invalid").expect("static name is valid"));
+    let sni = ServerName::try_from(peer.to_string()).unwrap_or_else(|_| {
+        ServerName::try_from("milink-peer.invalid").expect("static name is valid")
+    });
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let classify = |e: std::io::Error| {
         let recorded = outcome.lock().ok().and_then(|g| g.clone());
         match (recorded, rustls_error(&e)) {
             (Some(Err((r, info))), _) => local_refusal(s, peer, &r, info.as_ref()),
             (_, Some(rustls::Error::AlertReceived(a))) => remote_refusal(s, peer, *a, &identity),
-            _ => hs(format!("TLS failed ({e}); see last_connect_error on '{peer}' for its side of the story")),
+            _ => hs(format!(
+                "TLS failed ({e}); see last_connect_error on '{peer}' for its side of the story"
+            )),
         }
     };
     let tls = match tokio::time::timeout(t, connector.connect(sni, sock)).await {
@@ -1241,7 +1458,9 @@ async fn connect_inner(s: &EndpointSettings, peer: &str, addr: SocketAddr) -> Re
         MessageKind::HelloAck => {
             let v = decode_hello_ack(&reply.payload)?;
             if !s.protocol_versions.contains(&v) {
-                return Err(hs(format!("the peer chose protocol version {v}, which this instance does not speak")));
+                return Err(hs(format!(
+                    "the peer chose protocol version {v}, which this instance does not speak"
+                )));
             }
             conn.version = v;
             Ok(conn)
@@ -1294,7 +1513,7 @@ pub mod fuzz {
     pub struct Rng(pub u64);
 
     impl Rng {
-        pub fn next(&mut self) -> u64 {
+        pub fn next_u64(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -1304,7 +1523,7 @@ pub mod fuzz {
             if n == 0 {
                 0
             } else {
-                (self.next() % n as u64) as usize
+                (self.next_u64() % n as u64) as usize
             }
         }
     }
@@ -1324,7 +1543,7 @@ pub mod fuzz {
                 }
                 2 => {
                     let i = rng.below(v.len() + 1);
-                    v.insert(i, rng.next() as u8);
+                    v.insert(i, rng.next_u64() as u8);
                 }
                 3 if !v.is_empty() => {
                     let i = rng.below(v.len());
@@ -1341,7 +1560,7 @@ pub mod fuzz {
                     v[i..i + 4].copy_from_slice(&x.to_be_bytes());
                 }
                 _ => {
-                    let extra: Vec<u8> = (0..rng.below(32)).map(|_| rng.next() as u8).collect();
+                    let extra: Vec<u8> = (0..rng.below(32)).map(|_| rng.next_u64() as u8).collect();
                     v.extend_from_slice(&extra);
                 }
             }
@@ -1365,12 +1584,21 @@ mod tests {
         b[last] ^= 1;
         assert!(decode_frame(&b).unwrap_err().message.contains("checksum"));
         let unknown = Message::new(MessageKind::Other(0x77), vec![]);
-        assert_eq!(decode_frame(&encode_frame(&unknown)).unwrap().unwrap().0.kind, MessageKind::Other(0x77));
+        assert_eq!(
+            decode_frame(&encode_frame(&unknown))
+                .unwrap()
+                .unwrap()
+                .0
+                .kind,
+            MessageKind::Other(0x77)
+        );
     }
 
     #[test]
     fn compression_roundtrip() {
-        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 100).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 100).to_le_bytes())
+            .collect();
         let m = Message::compressed(MessageKind::Data, &data, 1).unwrap();
         assert!(m.payload.len() < data.len() / 10);
         assert_eq!(m.plain_payload().unwrap().as_ref(), &data[..]);
@@ -1384,7 +1612,10 @@ mod tests {
         assert_eq!(choose_version(&[1, 2, 3], &[1, 2]), Some(2));
         assert_eq!(choose_version(&[1], &[2, 3]), None);
         let h = encode_hello(&[1, 2], "sql1.domain.com");
-        assert_eq!(decode_hello(&h).unwrap(), (vec![1, 2], "sql1.domain.com".to_string()));
+        assert_eq!(
+            decode_hello(&h).unwrap(),
+            (vec![1, 2], "sql1.domain.com".to_string())
+        );
         assert!(decode_hello(&h[..h.len() - 1]).is_err());
     }
 
@@ -1431,13 +1662,16 @@ mod tests {
         }
         .encode()];
         replay(&pre, fuzz::preamble, 3000, 7);
-        let replies = vec![encode_preamble_reply(None), encode_preamble_reply(Some((1418, "m")))];
+        let replies = vec![
+            encode_preamble_reply(None),
+            encode_preamble_reply(Some((1418, "m"))),
+        ];
         replay(&replies, fuzz::preamble_reply, 3000, 99);
         // Pure random inputs too.
         let mut rng = fuzz::Rng(1234567);
         for _ in 0..2000 {
             let n = rng.below(64);
-            let v: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let v: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
             fuzz::frame(&v);
             fuzz::hello(&v);
             fuzz::preamble(&v);

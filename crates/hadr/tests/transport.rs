@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use trust::{now_utc, parse_sql_date, LocalIdentity, PeerAccepted, PeerTrust, TrustError, TrustStore};
+use trust::{
+    now_utc, parse_sql_date, LocalIdentity, PeerAccepted, PeerTrust, TrustError, TrustStore,
+};
 
 const SQL: &str = "sqlserver1.domain.com";
 const MI: &str = "mi1.6d710bcf372b.database.windows.net";
@@ -27,7 +29,11 @@ impl Side {
         let c = Connection::open(&db).unwrap();
         c.pragma_update(None, "journal_mode", "WAL").unwrap();
         let store = Arc::new(TrustStore::open(&c, dir.path()).unwrap());
-        Side { _dir: dir, db, store }
+        Side {
+            _dir: dir,
+            db,
+            store,
+        }
     }
     fn c(&self) -> Connection {
         Connection::open(&self.db).unwrap()
@@ -53,11 +59,24 @@ fn pair(exchange: bool) -> Pair {
     let (sc, mc) = (sql.c(), mi.c());
     sql.store.create_master_key(&sc, PW).unwrap();
     sql.store
-        .create_self_signed(&sc, SQL_CERT, "Certificate for Cert_sqlserver1_endpoint", None, Some(now_utc() + Duration::days(365)))
+        .create_self_signed(
+            &sc,
+            SQL_CERT,
+            "Certificate for Cert_sqlserver1_endpoint",
+            None,
+            Some(now_utc() + Duration::days(365)),
+        )
         .unwrap();
-    mi.store.ensure_instance_ca(&mc, "milink managed instance CA").unwrap();
     mi.store
-        .issue_endpoint_certificate(&mc, MI, now_utc() - Duration::hours(1), now_utc() + Duration::days(30))
+        .ensure_instance_ca(&mc, "milink managed instance CA")
+        .unwrap();
+    mi.store
+        .issue_endpoint_certificate(
+            &mc,
+            MI,
+            now_utc() - Duration::hours(1),
+            now_utc() + Duration::days(30),
+        )
         .unwrap();
     if exchange {
         import_sql_on_mi(&sql, &mi);
@@ -75,16 +94,28 @@ fn import_sql_on_mi(sql: &Side, mi: &Side) {
 
 fn import_mi_on_sql(sql: &Side, mi: &Side) {
     // sp_get_endpoint_certificate @endpoint_type = 4 → CREATE CERTIFICATE [<MI FQDN>] FROM BINARY.
-    let der = mi.store.endpoint_certificate_public_key(&mi.c(), MI).unwrap();
+    let der = mi
+        .store
+        .endpoint_certificate_public_key(&mi.c(), MI)
+        .unwrap();
     sql.store.import_public(&sql.c(), MI, &der).unwrap();
 }
 
 impl Pair {
     fn sql_settings(&self) -> EndpointSettings {
-        EndpointSettings::new(SQL, Role::SqlServer, self.sql.trust(IdentitySource::Certificate(SQL_CERT.into())))
+        EndpointSettings::new(
+            SQL,
+            Role::SqlServer,
+            self.sql.trust(IdentitySource::Certificate(SQL_CERT.into())),
+        )
     }
     fn mi_settings(&self) -> EndpointSettings {
-        EndpointSettings::new(MI, Role::ManagedInstance, self.mi.trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }))
+        EndpointSettings::new(
+            MI,
+            Role::ManagedInstance,
+            self.mi
+                .trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
+        )
     }
 }
 
@@ -126,9 +157,13 @@ async fn accepted_with_exchanged_certificates_both_directions() {
     let p = pair(true);
     // SQL Server connects to the MI's endpoint.
     let mi_log = ConnectErrorLog::default();
-    let mut ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone()).await.unwrap();
+    let mut ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone())
+        .await
+        .unwrap();
     let sql_log = ConnectErrorLog::default();
-    let mut c = connect(&p.sql_settings(), &sql_log, MI, ep.local_addr()).await.unwrap();
+    let mut c = connect(&p.sql_settings(), &sql_log, MI, ep.local_addr())
+        .await
+        .unwrap();
     let mut s = ep.accept().await.unwrap();
     assert_eq!(c.version, 1);
     assert_eq!(s.version, 1);
@@ -137,26 +172,45 @@ async fn accepted_with_exchanged_certificates_both_directions() {
     assert!(matches!(&s.accepted_by, PeerAccepted::Pinned { cert_name } if cert_name == SQL));
     assert!(matches!(
         c.cipher_suite,
-        Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384) | Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384)
+            | Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
     ));
 
-    c.send(&Message::new(MessageKind::Data, b"log block 1".to_vec())).await.unwrap();
+    c.send(&Message::new(MessageKind::Data, b"log block 1".to_vec()))
+        .await
+        .unwrap();
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
-    c.send(&Message::compressed(MessageKind::Data, &big, 1).unwrap()).await.unwrap();
+    c.send(&Message::compressed(MessageKind::Data, &big, 1).unwrap())
+        .await
+        .unwrap();
     let m1 = s.recv().await.unwrap();
     assert_eq!(m1.payload, b"log block 1");
     let m2 = s.recv().await.unwrap();
     assert_eq!(m2.plain_payload().unwrap().as_ref(), &big[..]);
-    s.send(&Message::new(MessageKind::Pong, vec![])).await.unwrap();
+    s.send(&Message::new(MessageKind::Pong, vec![]))
+        .await
+        .unwrap();
     assert_eq!(c.recv().await.unwrap().kind, MessageKind::Pong);
     assert!(mi_log.last().is_none() && sql_log.last().is_none());
 
     // The MI connects to SQL Server's endpoint.
-    let mut ep2 = Endpoint::start(loopback(), p.sql_settings(), ConnectErrorLog::default()).await.unwrap();
-    let c2 = connect(&p.mi_settings(), &ConnectErrorLog::default(), SQL, ep2.local_addr()).await.unwrap();
+    let mut ep2 = Endpoint::start(loopback(), p.sql_settings(), ConnectErrorLog::default())
+        .await
+        .unwrap();
+    let c2 = connect(
+        &p.mi_settings(),
+        &ConnectErrorLog::default(),
+        SQL,
+        ep2.local_addr(),
+    )
+    .await
+    .unwrap();
     let s2 = ep2.accept().await.unwrap();
     assert_eq!(s2.peer_name, MI);
-    assert_eq!(c2.peer_certificate.subject, "Certificate for Cert_sqlserver1_endpoint");
+    assert_eq!(
+        c2.peer_certificate.subject,
+        "Certificate for Cert_sqlserver1_endpoint"
+    );
 }
 
 #[tokio::test]
@@ -166,43 +220,80 @@ async fn rotation_of_mi_certificate_with_trusted_issuer() {
     // SQL Server trusts the MI's CA for *.database.windows.net instead of pinning.
     let (sc, mc) = (p.sql.c(), p.mi.c());
     let ca = p.mi.store.instance_ca_certificate(&mc).unwrap().unwrap();
-    let root = p.sql.store.import_public(&sc, "mi_root", &ca).unwrap().certificate_id;
-    p.sql.store.add_issuer(&sc, root, "*.database.windows.net").unwrap();
+    let root = p
+        .sql
+        .store
+        .import_public(&sc, "mi_root", &ca)
+        .unwrap()
+        .certificate_id;
+    p.sql
+        .store
+        .add_issuer(&sc, root, "*.database.windows.net")
+        .unwrap();
     p.sql.store.validate_ca_chain(&sc, root, now_utc()).unwrap();
     // And pins the first certificate in a second store, to show pinning alone breaks.
     let first = p.mi.store.endpoint_certificate_public_key(&mc, MI).unwrap();
 
-    let mut ep = Endpoint::start(loopback(), p.mi_settings(), ConnectErrorLog::default()).await.unwrap();
+    let mut ep = Endpoint::start(loopback(), p.mi_settings(), ConnectErrorLog::default())
+        .await
+        .unwrap();
     let log = ConnectErrorLog::default();
-    let mut before = connect(&p.sql_settings(), &log, MI, ep.local_addr()).await.unwrap();
+    let mut before = connect(&p.sql_settings(), &log, MI, ep.local_addr())
+        .await
+        .unwrap();
     let mut before_srv = ep.accept().await.unwrap();
     assert!(matches!(before.accepted_by, PeerAccepted::ByIssuer { .. }));
-    assert_eq!(before.peer_certificate.thumbprint, trust::crypto::sha1(&first));
+    assert_eq!(
+        before.peer_certificate.thumbprint,
+        trust::crypto::sha1(&first)
+    );
 
     // Rotate: renew when within 60 days of expiry (the first one has 30) → a new certificate now.
-    let next = p
-        .mi
-        .store
-        .rotate_endpoint_certificate(&mc, MI, now_utc(), Duration::days(90), Duration::days(60))
-        .unwrap()
-        .expect("rotation due");
+    let next =
+        p.mi.store
+            .rotate_endpoint_certificate(&mc, MI, now_utc(), Duration::days(90), Duration::days(60))
+            .unwrap()
+            .expect("rotation due");
     assert_ne!(next, first);
-    let mut after = connect(&p.sql_settings(), &log, MI, ep.local_addr()).await.unwrap();
+    let mut after = connect(&p.sql_settings(), &log, MI, ep.local_addr())
+        .await
+        .unwrap();
     let _after_srv = ep.accept().await.unwrap();
-    assert_eq!(after.peer_certificate.thumbprint, trust::crypto::sha1(&next));
-    assert!(matches!(after.accepted_by, PeerAccepted::ByIssuer { ref pattern, .. } if pattern == "*.database.windows.net"));
+    assert_eq!(
+        after.peer_certificate.thumbprint,
+        trust::crypto::sha1(&next)
+    );
+    assert!(
+        matches!(after.accepted_by, PeerAccepted::ByIssuer { ref pattern, .. } if pattern == "*.database.windows.net")
+    );
     // The connection made before the rotation keeps working (overlap, no downtime).
-    before.send(&Message::new(MessageKind::Data, b"still up".to_vec())).await.unwrap();
+    before
+        .send(&Message::new(MessageKind::Data, b"still up".to_vec()))
+        .await
+        .unwrap();
     assert_eq!(before_srv.recv().await.unwrap().payload, b"still up");
-    after.send(&Message::new(MessageKind::Ping, vec![])).await.unwrap();
+    after
+        .send(&Message::new(MessageKind::Ping, vec![]))
+        .await
+        .unwrap();
     assert!(log.last().is_none());
 
     // A peer that only pinned the first certificate refuses the rotated one, naming both.
     let pinned_only = Side::new();
-    pinned_only.store.create_master_key(&pinned_only.c(), PW).unwrap();
+    pinned_only
+        .store
+        .create_master_key(&pinned_only.c(), PW)
+        .unwrap();
     // Reuse SQL's identity (so the MI accepts it) but pinned_only's trust: MI imported under its old name.
-    pinned_only.store.import_public(&pinned_only.c(), MI, &first).unwrap();
-    let id = p.sql.store.local_identity(&sc, SQL_CERT, now_utc()).unwrap();
+    pinned_only
+        .store
+        .import_public(&pinned_only.c(), MI, &first)
+        .unwrap();
+    let id = p
+        .sql
+        .store
+        .local_identity(&sc, SQL_CERT, now_utc())
+        .unwrap();
     let s = EndpointSettings::new(
         SQL,
         Role::SqlServer,
@@ -212,9 +303,16 @@ async fn rotation_of_mi_certificate_with_trusted_issuer() {
             now: None,
         }),
     );
-    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap_err();
+    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
+        .await
+        .unwrap_err();
     assert_eq!(e.number, 41974, "{e}");
-    assert!(e.message.contains("is not the certificate") && e.message.contains(&trust::crypto::hex_upper(&trust::crypto::sha1(&next))), "{e}");
+    assert!(
+        e.message.contains("is not the certificate")
+            && e.message
+                .contains(&trust::crypto::hex_upper(&trust::crypto::sha1(&next))),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -223,30 +321,66 @@ async fn refused_when_peer_certificate_not_imported() {
     let p = pair(false);
     import_mi_on_sql(&p.sql, &p.mi);
     let mi_log = ConnectErrorLog::default();
-    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone()).await.unwrap();
+    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone())
+        .await
+        .unwrap();
     let sql_log = ConnectErrorLog::default();
-    let e = connect(&p.sql_settings(), &sql_log, MI, ep.local_addr()).await.unwrap_err();
+    let e = connect(&p.sql_settings(), &sql_log, MI, ep.local_addr())
+        .await
+        .unwrap_err();
     assert_eq!(e.number, 41973, "{e}");
-    assert!(e.message.contains(&format!("'{MI}' has no certificate imported for '{SQL}'")), "{e}");
-    assert!(e.message.contains(SQL_CERT) && e.message.contains("thumbprint 0x"), "{e}");
+    assert!(
+        e.message
+            .contains(&format!("'{MI}' has no certificate imported for '{SQL}'")),
+        "{e}"
+    );
+    assert!(
+        e.message.contains(SQL_CERT) && e.message.contains("thumbprint 0x"),
+        "{e}"
+    );
     assert_eq!(sql_log.last().unwrap(), e);
     let srv = wait_err(&mi_log).await;
     assert_eq!(srv.number, 41973);
-    assert!(srv.message.contains(&format!("'{MI}' has no certificate imported for '{SQL}'")), "{srv:?}");
-    assert!(srv.message.contains("subject 'Certificate for Cert_sqlserver1_endpoint'"), "{srv:?}");
+    assert!(
+        srv.message
+            .contains(&format!("'{MI}' has no certificate imported for '{SQL}'")),
+        "{srv:?}"
+    );
+    assert!(
+        srv.message
+            .contains("subject 'Certificate for Cert_sqlserver1_endpoint'"),
+        "{srv:?}"
+    );
 
     // SQL Server lacks the MI's certificate → 41974.
     let p = pair(false);
     import_sql_on_mi(&p.sql, &p.mi);
     let mi_log = ConnectErrorLog::default();
-    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone()).await.unwrap();
-    let e = connect(&p.sql_settings(), &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap_err();
+    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone())
+        .await
+        .unwrap();
+    let e = connect(
+        &p.sql_settings(),
+        &ConnectErrorLog::default(),
+        MI,
+        ep.local_addr(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.number, 41974, "{e}");
-    assert!(e.message.contains(&format!("'{SQL}' has no certificate imported for '{MI}'")), "{e}");
+    assert!(
+        e.message
+            .contains(&format!("'{SQL}' has no certificate imported for '{MI}'")),
+        "{e}"
+    );
     assert!(e.message.contains(&format!("subject '{MI}'")), "{e}");
     let srv = wait_err(&mi_log).await;
     assert_eq!(srv.number, 41974, "{srv:?}");
-    assert!(srv.message.contains(&format!("'{SQL}' has no certificate imported for '{MI}'")), "{srv:?}");
+    assert!(
+        srv.message
+            .contains(&format!("'{SQL}' has no certificate imported for '{MI}'")),
+        "{srv:?}"
+    );
 }
 
 #[tokio::test]
@@ -257,30 +391,58 @@ async fn refused_wrong_certificate_and_name_binding() {
     let mi2_name = "mi2.6d710bcf372b.database.windows.net";
     mi2.store.ensure_instance_ca(&mi2.c(), "other CA").unwrap();
     mi2.store
-        .issue_endpoint_certificate(&mi2.c(), mi2_name, now_utc() - Duration::hours(1), now_utc() + Duration::days(30))
+        .issue_endpoint_certificate(
+            &mi2.c(),
+            mi2_name,
+            now_utc() - Duration::hours(1),
+            now_utc() + Duration::days(30),
+        )
         .unwrap();
-    let mi2_der = mi2.store.endpoint_certificate_public_key(&mi2.c(), mi2_name).unwrap();
-    p.sql.store.import_public(&p.sql.c(), mi2_name, &mi2_der).unwrap();
+    let mi2_der = mi2
+        .store
+        .endpoint_certificate_public_key(&mi2.c(), mi2_name)
+        .unwrap();
+    p.sql
+        .store
+        .import_public(&p.sql.c(), mi2_name, &mi2_der)
+        .unwrap();
 
     let sql_log = ConnectErrorLog::default();
-    let mut ep = Endpoint::start(loopback(), p.sql_settings(), sql_log.clone()).await.unwrap();
-    let mi2_id = mi2.store.instance_endpoint_identity(&mi2.c(), mi2_name, now_utc()).unwrap();
+    let mut ep = Endpoint::start(loopback(), p.sql_settings(), sql_log.clone())
+        .await
+        .unwrap();
+    let mi2_id = mi2
+        .store
+        .instance_endpoint_identity(&mi2.c(), mi2_name, now_utc())
+        .unwrap();
     // mi2 claiming to be mi1: its certificate is bound to mi2 → refused as the wrong certificate.
     let mut impostor = EndpointSettings::new(
         MI,
         Role::ManagedInstance,
         Arc::new(Fixed {
             id: mi2_id.clone(),
-            inner: p.mi.trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
+            inner: p
+                .mi
+                .trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
             now: None,
         }),
     );
-    let e = connect(&impostor, &ConnectErrorLog::default(), SQL, ep.local_addr()).await.unwrap_err();
+    let e = connect(&impostor, &ConnectErrorLog::default(), SQL, ep.local_addr())
+        .await
+        .unwrap_err();
     assert_eq!(e.number, 41974, "{e}");
     let srv = wait_err(&sql_log).await;
     assert_eq!(srv.number, 41974);
-    assert!(srv.message.contains(&format!("'{MI}' presented subject '{mi2_name}'")), "{srv:?}");
-    assert!(srv.message.contains("is not the certificate") && srv.message.contains(&format!("'{MI}' (subject '{MI}'")), "{srv:?}");
+    assert!(
+        srv.message
+            .contains(&format!("'{MI}' presented subject '{mi2_name}'")),
+        "{srv:?}"
+    );
+    assert!(
+        srv.message.contains("is not the certificate")
+            && srv.message.contains(&format!("'{MI}' (subject '{MI}'")),
+        "{srv:?}"
+    );
     // The same certificate under its own name is accepted.
     impostor.local_name = mi2_name.into();
     let ok = connect(&impostor, &ConnectErrorLog::default(), SQL, ep.local_addr()).await;
@@ -295,7 +457,9 @@ async fn refused_wrong_certificate_and_name_binding() {
             Role::ManagedInstance,
             Arc::new(Fixed {
                 id: mi2_id,
-                inner: p.mi.trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
+                inner: p
+                    .mi
+                    .trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
                 now: None,
             }),
         ),
@@ -303,9 +467,21 @@ async fn refused_wrong_certificate_and_name_binding() {
     )
     .await
     .unwrap();
-    let e = connect(&p.sql_settings(), &ConnectErrorLog::default(), MI, ep2.local_addr()).await.unwrap_err();
+    let e = connect(
+        &p.sql_settings(),
+        &ConnectErrorLog::default(),
+        MI,
+        ep2.local_addr(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.number, 41974);
-    assert!(e.message.contains(&format!("'{MI}' presented subject '{mi2_name}'")) && e.message.contains("is not the certificate"), "{e}");
+    assert!(
+        e.message
+            .contains(&format!("'{MI}' presented subject '{mi2_name}'"))
+            && e.message.contains("is not the certificate"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -316,25 +492,49 @@ async fn refused_expired_certificates_either_side() {
     let created = p
         .sql
         .store
-        .create_self_signed(&sc, "old", "Certificate for old", Some(parse_sql_date("01/01/2024").unwrap()), Some(parse_sql_date("03/30/2025").unwrap()))
+        .create_self_signed(
+            &sc,
+            "old",
+            "Certificate for old",
+            Some(parse_sql_date("01/01/2024").unwrap()),
+            Some(parse_sql_date("03/30/2025").unwrap()),
+        )
         .unwrap();
     assert!(created.warning.unwrap().contains("'old'"));
     // Configured through the store, the expired certificate is refused before anything is sent.
-    let s = EndpointSettings::new(SQL, Role::SqlServer, p.sql.trust(IdentitySource::Certificate("old".into())));
+    let s = EndpointSettings::new(
+        SQL,
+        Role::SqlServer,
+        p.sql.trust(IdentitySource::Certificate("old".into())),
+    );
     let mi_log = ConnectErrorLog::default();
-    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone()).await.unwrap();
+    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone())
+        .await
+        .unwrap();
     let log = ConnectErrorLog::default();
     let e = connect(&s, &log, MI, ep.local_addr()).await.unwrap_err();
     assert_eq!(e.number, 41973);
-    assert!(e.message.contains("'old'") && e.message.contains("expired on 2025-03-30"), "{e}");
+    assert!(
+        e.message.contains("'old'") && e.message.contains("expired on 2025-03-30"),
+        "{e}"
+    );
     assert_eq!(log.last().unwrap().number, 41973);
 
     // Presented anyway (a peer that does not check its own expiry): the MI refuses it.
     let mc = p.mi.c();
-    let old_der = p.sql.store.cert_encoded(&sc, created.certificate_id).unwrap().unwrap();
+    let old_der = p
+        .sql
+        .store
+        .cert_encoded(&sc, created.certificate_id)
+        .unwrap()
+        .unwrap();
     p.mi.store.drop_certificate(&mc, SQL).unwrap();
     p.mi.store.import_public(&mc, SQL, &old_der).unwrap();
-    let old_id = p.sql.store.local_identity(&sc, "old", parse_sql_date("2025-01-01").unwrap()).unwrap();
+    let old_id = p
+        .sql
+        .store
+        .local_identity(&sc, "old", parse_sql_date("2025-01-01").unwrap())
+        .unwrap();
     let s = EndpointSettings::new(
         SQL,
         Role::SqlServer,
@@ -344,18 +544,30 @@ async fn refused_expired_certificates_either_side() {
             now: None,
         }),
     );
-    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap_err();
+    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
+        .await
+        .unwrap_err();
     assert_eq!(e.number, 41973, "{e}");
     assert!(e.message.contains("expired"), "{e}");
     let srv = wait_err(&mi_log).await;
-    assert!(srv.message.contains("subject 'Certificate for old'") && srv.message.contains("expired on 2025-03-30"), "{srv:?}");
+    assert!(
+        srv.message.contains("subject 'Certificate for old'")
+            && srv.message.contains("expired on 2025-03-30"),
+        "{srv:?}"
+    );
 
     // The MI's certificate expired: SQL Server refuses it (41974).
     let mi = Side::new();
     mi.store.ensure_instance_ca(&mi.c(), "ca").unwrap();
     let t0 = now_utc() - Duration::days(10);
-    let der = mi.store.issue_endpoint_certificate(&mi.c(), MI, t0, t0 + Duration::days(5)).unwrap();
-    let id = mi.store.instance_endpoint_identity(&mi.c(), MI, t0 + Duration::days(1)).unwrap();
+    let der = mi
+        .store
+        .issue_endpoint_certificate(&mi.c(), MI, t0, t0 + Duration::days(5))
+        .unwrap();
+    let id = mi
+        .store
+        .instance_endpoint_identity(&mi.c(), MI, t0 + Duration::days(1))
+        .unwrap();
     let p2 = pair(false);
     import_sql_on_mi(&p2.sql, &mi);
     p2.sql.store.import_public(&p2.sql.c(), MI, &der).unwrap();
@@ -374,21 +586,41 @@ async fn refused_expired_certificates_either_side() {
     )
     .await
     .unwrap();
-    let e = connect(&p2.sql_settings(), &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap_err();
+    let e = connect(
+        &p2.sql_settings(),
+        &ConnectErrorLog::default(),
+        MI,
+        ep.local_addr(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.number, 41974, "{e}");
-    assert!(e.message.contains(&format!("'{MI}' presented subject '{MI}'")) && e.message.contains("which expired on"), "{e}");
+    assert!(
+        e.message
+            .contains(&format!("'{MI}' presented subject '{MI}'"))
+            && e.message.contains("which expired on"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn refused_when_endpoint_stopped() {
     let p = pair(true);
-    let ep = Endpoint::start(loopback(), p.mi_settings(), ConnectErrorLog::default()).await.unwrap();
+    let ep = Endpoint::start(loopback(), p.mi_settings(), ConnectErrorLog::default())
+        .await
+        .unwrap();
     let addr = ep.local_addr();
     ep.stop().await;
     let log = ConnectErrorLog::default();
-    let e = connect(&p.sql_settings(), &log, MI, addr).await.unwrap_err();
+    let e = connect(&p.sql_settings(), &log, MI, addr)
+        .await
+        .unwrap_err();
     assert_eq!(e.number, 1418, "{e}");
-    assert!(e.message.contains(&format!("TCP://{addr}")) && e.message.contains("stopped or not listening"), "{e}");
+    assert!(
+        e.message.contains(&format!("TCP://{addr}"))
+            && e.message.contains("stopped or not listening"),
+        "{e}"
+    );
     assert_eq!(log.last().unwrap().number, 1418);
 }
 
@@ -396,46 +628,69 @@ async fn refused_when_endpoint_stopped() {
 async fn refused_encryption_disabled_against_required() {
     let p = pair(true);
     let mi_log = ConnectErrorLog::default();
-    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone()).await.unwrap();
+    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone())
+        .await
+        .unwrap();
     let mut s = p.sql_settings();
     s.encryption = Encryption::Disabled;
-    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap_err();
+    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
+        .await
+        .unwrap_err();
     assert_eq!(e.number, codes::TRANSPORT);
     assert!(
-        e.message.contains(&format!("'{MI}' has ENCRYPTION = REQUIRED")) && e.message.contains(&format!("'{SQL}' has ENCRYPTION = DISABLED")),
+        e.message
+            .contains(&format!("'{MI}' has ENCRYPTION = REQUIRED"))
+            && e.message
+                .contains(&format!("'{SQL}' has ENCRYPTION = DISABLED")),
         "{e}"
     );
     assert_eq!(wait_err(&mi_log).await.message, e.message);
     // RC4 only: no compatible algorithm.
     let mut s = p.sql_settings();
     s.algorithm = Algorithm::Rc4;
-    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap_err();
-    assert!(e.message.contains("no compatible encryption algorithm"), "{e}");
+    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("no compatible encryption algorithm"),
+        "{e}"
+    );
     // SUPPORTED against REQUIRED and AES RC4 against AES are fine.
     let mut s = p.sql_settings();
     s.encryption = Encryption::Supported;
     s.algorithm = Algorithm::Rc4Aes;
-    connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap();
+    connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn refused_plaintext_clients() {
     let p = pair(true);
     let mi_log = ConnectErrorLog::default();
-    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone()).await.unwrap();
+    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone())
+        .await
+        .unwrap();
     // Something that is not the mirroring protocol at all.
-    let mut raw = tokio::net::TcpStream::connect(ep.local_addr()).await.unwrap();
+    let mut raw = tokio::net::TcpStream::connect(ep.local_addr())
+        .await
+        .unwrap();
     raw.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut reply = Vec::new();
     let _ = raw.read_to_end(&mut reply).await;
     assert!(reply.starts_with(b"MLNK\x01"), "refusal reply sent");
     let e = wait_err(&mi_log).await;
     assert_eq!(e.number, codes::TRANSPORT);
-    assert!(e.message.contains("plaintext or non-mirroring client"), "{e:?}");
+    assert!(
+        e.message.contains("plaintext or non-mirroring client"),
+        "{e:?}"
+    );
 
     // Our preamble, then frames in plaintext instead of TLS.
     mi_log.clear();
-    let mut raw = tokio::net::TcpStream::connect(ep.local_addr()).await.unwrap();
+    let mut raw = tokio::net::TcpStream::connect(ep.local_addr())
+        .await
+        .unwrap();
     let pre = Preamble {
         encryption: Encryption::Required,
         algorithm: Algorithm::Aes,
@@ -445,11 +700,19 @@ async fn refused_plaintext_clients() {
     let mut ok = [0u8; PREAMBLE_REPLY_FIXED];
     raw.read_exact(&mut ok).await.unwrap();
     assert_eq!(ok[4], 0);
-    raw.write_all(&encode_frame(&Message::new(MessageKind::Hello, encode_hello(&[1], SQL)))).await.unwrap();
+    raw.write_all(&encode_frame(&Message::new(
+        MessageKind::Hello,
+        encode_hello(&[1], SQL),
+    )))
+    .await
+    .unwrap();
     let mut sink = Vec::new();
     let _ = raw.read_to_end(&mut sink).await;
     let e = wait_err(&mi_log).await;
-    assert!(e.message.contains(&format!("'{SQL}'")) && e.message.contains("did not negotiate TLS 1.3"), "{e:?}");
+    assert!(
+        e.message.contains(&format!("'{SQL}'")) && e.message.contains("did not negotiate TLS 1.3"),
+        "{e:?}"
+    );
 }
 
 /// Accepts any server certificate: only for the no-client-certificate test.
@@ -492,8 +755,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
 async fn refused_tls_client_without_certificate() {
     let p = pair(true);
     let mi_log = ConnectErrorLog::default();
-    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone()).await.unwrap();
-    let mut raw = tokio::net::TcpStream::connect(ep.local_addr()).await.unwrap();
+    let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone())
+        .await
+        .unwrap();
+    let mut raw = tokio::net::TcpStream::connect(ep.local_addr())
+        .await
+        .unwrap();
     let pre = Preamble {
         encryption: Encryption::Required,
         algorithm: Algorithm::Aes,
@@ -512,14 +779,26 @@ async fn refused_tls_client_without_certificate() {
     let conn = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let name = pki_types::ServerName::try_from(MI).unwrap();
     if let Ok(mut tls) = conn.connect(name, raw).await {
-        let _ = tls.write_all(&encode_frame(&Message::new(MessageKind::Hello, encode_hello(&[1], SQL)))).await;
+        let _ = tls
+            .write_all(&encode_frame(&Message::new(
+                MessageKind::Hello,
+                encode_hello(&[1], SQL),
+            )))
+            .await;
         let mut b = [0u8; 16];
         let r = tls.read(&mut b).await;
-        assert!(r.is_err() || r.unwrap() == 0, "no data for a client without certificate");
+        assert!(
+            r.is_err() || r.unwrap() == 0,
+            "no data for a client without certificate"
+        );
     }
     let e = wait_err(&mi_log).await;
     assert_eq!(e.number, 41973, "{e:?}");
-    assert!(e.message.contains(&format!("'{SQL}' presented no certificate")), "{e:?}");
+    assert!(
+        e.message
+            .contains(&format!("'{SQL}' presented no certificate")),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -527,15 +806,21 @@ async fn version_handshake_picks_highest_common() {
     let p = pair(true);
     let mut mi = p.mi_settings();
     mi.protocol_versions = vec![1, 2, 3];
-    let mut ep = Endpoint::start(loopback(), mi.clone(), ConnectErrorLog::default()).await.unwrap();
+    let mut ep = Endpoint::start(loopback(), mi.clone(), ConnectErrorLog::default())
+        .await
+        .unwrap();
     let mut sql = p.sql_settings();
     sql.protocol_versions = vec![1, 2];
-    let c = connect(&sql, &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap();
+    let c = connect(&sql, &ConnectErrorLog::default(), MI, ep.local_addr())
+        .await
+        .unwrap();
     assert_eq!(c.version, 2);
     assert_eq!(ep.accept().await.unwrap().version, 2);
     // No common version: refused with both lists named. ALTER-like reconfigure applies live.
     mi.protocol_versions = vec![3];
     ep.reconfigure(mi);
-    let e = connect(&sql, &ConnectErrorLog::default(), MI, ep.local_addr()).await.unwrap_err();
+    let e = connect(&sql, &ConnectErrorLog::default(), MI, ep.local_addr())
+        .await
+        .unwrap_err();
     assert!(e.message.contains("no common protocol version"), "{e}");
 }

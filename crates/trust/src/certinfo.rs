@@ -61,7 +61,7 @@ fn ts(t: &x509_parser::time::ASN1Time) -> NaiveDateTime {
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>> {
     match X509Certificate::from_der(der) {
-        Ok((rest, c)) if rest.is_empty() => Ok(c),
+        Ok(([], c)) => Ok(c),
         Ok(_) => Err(invalid("trailing bytes after the certificate")),
         Err(e) => Err(invalid(format!("not a DER X.509 certificate: {e}"))),
     }
@@ -178,9 +178,18 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert!(name_matches("*.database.windows.net", "mi1.abc.database.windows.net"));
-        assert!(name_matches("*.database.windows.net", "MI1.database.windows.net"));
-        assert!(!name_matches("*.database.windows.net", "database.windows.net"));
+        assert!(name_matches(
+            "*.database.windows.net",
+            "mi1.abc.database.windows.net"
+        ));
+        assert!(name_matches(
+            "*.database.windows.net",
+            "MI1.database.windows.net"
+        ));
+        assert!(!name_matches(
+            "*.database.windows.net",
+            "database.windows.net"
+        ));
         assert!(!name_matches("*.database.windows.net", "evil.windows.net"));
         assert!(name_matches("host.example", "HOST.example"));
         assert!(!name_matches("", "x"));
@@ -188,7 +197,12 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        for bad in [&b""[..], b"\x30\x03\x02\x01", b"hello", b"-----BEGIN CERTIFICATE-----\nzz\n-----END CERTIFICATE-----\n"] {
+        for bad in [
+            &b""[..],
+            b"\x30\x03\x02\x01",
+            b"hello",
+            b"-----BEGIN CERTIFICATE-----\nzz\n-----END CERTIFICATE-----\n",
+        ] {
             let e = decode_cert_input(bad).unwrap_err();
             assert_eq!(e.number, codes::CERT_INVALID);
         }

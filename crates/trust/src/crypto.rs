@@ -65,7 +65,7 @@ pub fn open(key: &[u8; 32], aad: &str, blob: &[u8]) -> Option<Zeroizing<Vec<u8>>
     let nonce = Nonce::try_assume_unique_for_key(n).ok()?;
     let mut buf = Zeroizing::new(ct.to_vec());
     let len = k
-        .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut *buf)
+        .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf)
         .ok()?
         .len();
     buf.truncate(len);
@@ -80,10 +80,11 @@ pub fn sha1(data: &[u8]) -> Vec<u8> {
 
 pub fn hex_upper(b: &[u8]) -> String {
     use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02X}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02X}");
+            s
+        })
 }
 
 /// A GUID-formatted string from 16 random bytes (key_guid).

@@ -27,7 +27,9 @@ pub fn parse_sql_date(s: &str) -> Result<NaiveDateTime> {
     }
     Err(TrustError::new(
         codes::BAD_DATE,
-        format!("Conversion failed when converting date and/or time from character string. ('{t}')"),
+        format!(
+            "Conversion failed when converting date and/or time from character string. ('{t}')"
+        ),
     ))
 }
 

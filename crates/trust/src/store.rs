@@ -129,22 +129,35 @@ pub enum PeerRefusal {
     /// No certificate imported under the peer's name and no issuer registered for it.
     NotImported,
     /// Certificates exist for the peer's name but the presented one is none of them.
-    WrongCertificate { expected: Vec<String> },
+    WrongCertificate {
+        expected: Vec<String>,
+    },
     /// The presented certificate is outside its validity period.
-    Expired { expiry: NaiveDateTime },
-    NotYetValid { start: NaiveDateTime },
+    Expired {
+        expiry: NaiveDateTime,
+    },
+    NotYetValid {
+        start: NaiveDateTime,
+    },
     /// Signed by a registered issuer but not naming the peer (binding violated).
     NameMismatch,
     /// Not signed by any registered issuer whose pattern covers the peer.
-    UntrustedIssuer { issuers: Vec<String> },
+    UntrustedIssuer {
+        issuers: Vec<String>,
+    },
     Malformed(String),
 }
 
 /// Which rule accepted a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAccepted {
-    Pinned { cert_name: String },
-    ByIssuer { issuer_cert: String, pattern: String },
+    Pinned {
+        cert_name: String,
+    },
+    ByIssuer {
+        issuer_cert: String,
+        pattern: String,
+    },
 }
 
 /// Everything needed to judge one peer's certificate, loaded from the store at connect time so
@@ -159,6 +172,8 @@ pub struct PeerTrust {
 }
 
 impl PeerTrust {
+    // One verdict per handshake: the size of the error value does not matter here.
+    #[allow(clippy::result_large_err)]
     pub fn verify(
         &self,
         der: &[u8],
@@ -362,7 +377,9 @@ impl TrustStore {
 
     pub fn master_key_exists(&self, conn: &Connection) -> Result<bool> {
         Ok(conn
-            .query_row("SELECT 1 FROM trust_master_key WHERE id = 101", [], |_| Ok(()))
+            .query_row("SELECT 1 FROM trust_master_key WHERE id = 101", [], |_| {
+                Ok(())
+            })
             .optional()?
             .is_some())
     }
@@ -388,11 +405,20 @@ impl TrustStore {
         Ok(())
     }
 
-    fn wrap_dmk(&self, dmk: &Key32, password: &str, guid: &str) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    fn wrap_dmk(
+        &self,
+        dmk: &Key32,
+        password: &str,
+        guid: &str,
+    ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         let salt = crypto::random_bytes::<16>()?.to_vec();
         let pw_key = crypto::derive_key(password, &salt, PBKDF2_ITERATIONS);
         let by_pw = crypto::seal(&pw_key, &format!("dmk/password/{guid}"), &dmk[..])?;
-        let by_inst = crypto::seal(&self.instance_key, &format!("dmk/instance/{guid}"), &dmk[..])?;
+        let by_inst = crypto::seal(
+            &self.instance_key,
+            &format!("dmk/instance/{guid}"),
+            &dmk[..],
+        )?;
         Ok((salt, by_pw, by_inst))
     }
 
@@ -456,14 +482,17 @@ impl TrustStore {
         let (salt, by_pw, by_inst) = self.wrap_dmk(&new, password, &guid)?;
         let tx = conn.unchecked_transaction()?;
         let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = {
-            let mut st = tx.prepare("SELECT certificate_id, der, pvk FROM trust_certificates WHERE pvk IS NOT NULL")?;
+            let mut st = tx.prepare(
+                "SELECT certificate_id, der, pvk FROM trust_certificates WHERE pvk IS NOT NULL",
+            )?;
             let it = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             it.collect::<rusqlite::Result<_>>()?
         };
         for (id, der, pvk) in rows {
             let aad = pvk_aad(&der);
-            let plain = crypto::open(&old, &aad, &pvk)
-                .ok_or_else(|| TrustError::internal(format!("private key of certificate {id} does not decrypt")))?;
+            let plain = crypto::open(&old, &aad, &pvk).ok_or_else(|| {
+                TrustError::internal(format!("private key of certificate {id} does not decrypt"))
+            })?;
             let blob = crypto::seal(&new, &aad, &plain)?;
             tx.execute(
                 "UPDATE trust_certificates SET pvk = ?1 WHERE certificate_id = ?2",
@@ -479,10 +508,19 @@ impl TrustStore {
     }
 
     /// ALTER MASTER KEY ... ENCRYPTION BY PASSWORD change: same key, new password (needs the old).
-    pub fn change_master_key_password(&self, conn: &Connection, old_password: &str, new_password: &str) -> Result<()> {
+    pub fn change_master_key_password(
+        &self,
+        conn: &Connection,
+        old_password: &str,
+        new_password: &str,
+    ) -> Result<()> {
         let dmk = self.dmk_by_password(conn, old_password)?;
         check_password_policy(new_password)?;
-        let guid: String = conn.query_row("SELECT key_guid FROM trust_master_key WHERE id = 101", [], |r| r.get(0))?;
+        let guid: String = conn.query_row(
+            "SELECT key_guid FROM trust_master_key WHERE id = 101",
+            [],
+            |r| r.get(0),
+        )?;
         let (salt, by_pw, by_inst) = self.wrap_dmk(&dmk, new_password, &guid)?;
         conn.execute(
             "UPDATE trust_master_key SET modify_date = ?1, salt = ?2, iterations = ?3, by_password = ?4, by_instance = ?5 WHERE id = 101",
@@ -518,7 +556,8 @@ impl TrustStore {
 
     /// sys.symmetric_keys (the master key row, if any).
     pub fn symmetric_keys(&self, conn: &Connection) -> Result<Vec<SymmetricKeyRow>> {
-        let mut st = conn.prepare("SELECT key_guid, create_date, modify_date FROM trust_master_key")?;
+        let mut st =
+            conn.prepare("SELECT key_guid, create_date, modify_date FROM trust_master_key")?;
         let rows = st.query_map([], |r| {
             Ok(SymmetricKeyRow {
                 name: MASTER_KEY_NAME.to_string(),
@@ -538,7 +577,11 @@ impl TrustStore {
     // ---------------------------------------------------------------- certificates
 
     fn next_certificate_id(conn: &Connection) -> Result<i64> {
-        let max: Option<i64> = conn.query_row("SELECT MAX(certificate_id) FROM trust_certificates", [], |r| r.get(0))?;
+        let max: Option<i64> = conn.query_row(
+            "SELECT MAX(certificate_id) FROM trust_certificates",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(max.map_or(FIRST_CERTIFICATE_ID, |m| (m + 1).max(FIRST_CERTIFICATE_ID)))
     }
 
@@ -546,11 +589,17 @@ impl TrustStore {
         if name.trim().is_empty() || name.chars().count() > 128 {
             return Err(TrustError::new(
                 15032,
-                format!("The certificate name '{name}' is not valid: it must have 1 to 128 characters."),
+                format!(
+                    "The certificate name '{name}' is not valid: it must have 1 to 128 characters."
+                ),
             ));
         }
         let exists = conn
-            .query_row("SELECT 1 FROM trust_certificates WHERE name = ?1", [name], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM trust_certificates WHERE name = ?1",
+                [name],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some();
         if exists {
@@ -601,7 +650,8 @@ impl TrustStore {
         .map_err(rcgen_err)?;
         let mut p = rcgen::CertificateParams::default();
         p.distinguished_name = rcgen::DistinguishedName::new();
-        p.distinguished_name.push(rcgen::DnType::CommonName, subject);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, subject);
         p.not_before = to_offset(start)?;
         p.not_after = to_offset(expiry)?;
         p.serial_number = Some(random_serial()?);
@@ -622,7 +672,12 @@ impl TrustStore {
 
     /// CREATE CERTIFICATE name FROM BINARY = 0x… / FROM FILE = '…' (public part only; DER or PEM).
     /// Malformed input stores nothing.
-    pub fn import_public(&self, conn: &Connection, name: &str, bytes: &[u8]) -> Result<CreatedCertificate> {
+    pub fn import_public(
+        &self,
+        conn: &Connection,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<CreatedCertificate> {
         let der = decode_cert_input(bytes)?;
         Self::ensure_name_free(conn, name)?;
         let info = parse_cert(&der)?;
@@ -632,7 +687,9 @@ impl TrustStore {
             "INSERT INTO trust_certificates(certificate_id, name, der, pvk, create_date) VALUES (?1, ?2, ?3, NULL, ?4)",
             params![id, name, der, to_ms(now)],
         )?;
-        let warning = info.is_expired_at(now).then(|| expired_warning(name, info.expiry_date));
+        let warning = info
+            .is_expired_at(now)
+            .then(|| expired_warning(name, info.expiry_date));
         Ok(CreatedCertificate {
             certificate_id: id as i32,
             warning,
@@ -640,7 +697,12 @@ impl TrustStore {
     }
 
     /// CREATE CERTIFICATE name FROM FILE = 'path'.
-    pub fn import_public_file(&self, conn: &Connection, name: &str, path: &Path) -> Result<CreatedCertificate> {
+    pub fn import_public_file(
+        &self,
+        conn: &Connection,
+        name: &str,
+        path: &Path,
+    ) -> Result<CreatedCertificate> {
         let bytes = fs::read(path).map_err(|e| {
             TrustError::new(
                 codes::CERT_INVALID,
@@ -666,7 +728,11 @@ impl TrustStore {
     /// CERT_ID(name).
     pub fn cert_id(&self, conn: &Connection, name: &str) -> Result<Option<i32>> {
         Ok(conn
-            .query_row("SELECT certificate_id FROM trust_certificates WHERE name = ?1", [name], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT certificate_id FROM trust_certificates WHERE name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
             .optional()?
             .map(|v| v as i32))
     }
@@ -674,7 +740,11 @@ impl TrustStore {
     /// CERTENCODED(id): the DER bytes.
     pub fn cert_encoded(&self, conn: &Connection, certificate_id: i32) -> Result<Option<Vec<u8>>> {
         Ok(conn
-            .query_row("SELECT der FROM trust_certificates WHERE certificate_id = ?1", [certificate_id], |r| r.get(0))
+            .query_row(
+                "SELECT der FROM trust_certificates WHERE certificate_id = ?1",
+                [certificate_id],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -711,8 +781,9 @@ impl TrustStore {
                 )
             })?;
             let dmk = self.dmk(conn)?;
-            let plain = crypto::open(&dmk, &pvk_aad(&der), &pvk)
-                .ok_or_else(|| TrustError::internal("private key does not decrypt under the master key"))?;
+            let plain = crypto::open(&dmk, &pvk_aad(&der), &pvk).ok_or_else(|| {
+                TrustError::internal("private key does not decrypt under the master key")
+            })?;
             let salt = crypto::random_bytes::<16>()?;
             let k = crypto::derive_key(pw, &salt, PBKDF2_ITERATIONS);
             let sealed = crypto::seal(&k, "milink-pvk-backup", &plain)?;
@@ -737,7 +808,11 @@ impl TrustStore {
     pub fn drop_certificate(&self, conn: &Connection, name: &str) -> Result<()> {
         let (id, _, _) = Self::cert_row_by_name(conn, name)?;
         let ep: Option<String> = conn
-            .query_row("SELECT endpoint_name FROM trust_endpoint_certs WHERE certificate_id = ?1", [id], |r| r.get(0))
+            .query_row(
+                "SELECT endpoint_name FROM trust_endpoint_certs WHERE certificate_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
             .optional()?;
         if let Some(ep) = ep {
             return Err(TrustError::new(
@@ -746,18 +821,32 @@ impl TrustStore {
             ));
         }
         let tx = conn.unchecked_transaction()?;
-        tx.execute("DELETE FROM trust_cert_issuers WHERE certificate_id = ?1", [id])?;
-        tx.execute("DELETE FROM trust_certificates WHERE certificate_id = ?1", [id])?;
+        tx.execute(
+            "DELETE FROM trust_cert_issuers WHERE certificate_id = ?1",
+            [id],
+        )?;
+        tx.execute(
+            "DELETE FROM trust_certificates WHERE certificate_id = ?1",
+            [id],
+        )?;
         tx.commit()?;
         Ok(())
     }
 
     /// Records that `endpoint` authenticates with certificate `cert_name` (None clears it), so
     /// DROP CERTIFICATE can refuse. The certificate must have a private key.
-    pub fn set_endpoint_certificate(&self, conn: &Connection, endpoint: &str, cert_name: Option<&str>) -> Result<Option<i32>> {
+    pub fn set_endpoint_certificate(
+        &self,
+        conn: &Connection,
+        endpoint: &str,
+        cert_name: Option<&str>,
+    ) -> Result<Option<i32>> {
         match cert_name {
             None => {
-                conn.execute("DELETE FROM trust_endpoint_certs WHERE endpoint_name = ?1", [endpoint])?;
+                conn.execute(
+                    "DELETE FROM trust_endpoint_certs WHERE endpoint_name = ?1",
+                    [endpoint],
+                )?;
                 Ok(None)
             }
             Some(c) => {
@@ -783,8 +872,11 @@ impl TrustStore {
         let mut st = conn.prepare(
             "SELECT certificate_id, name, der, pvk IS NOT NULL, pvt_key_last_backup_date FROM trust_certificates ORDER BY certificate_id",
         )?;
-        let raw: Vec<(i64, String, Vec<u8>, bool, Option<i64>)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        type Raw = (i64, String, Vec<u8>, bool, Option<i64>);
+        let raw: Vec<Raw> = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         raw.into_iter()
             .map(|(id, name, der, has_pvk, backup)| {
@@ -820,7 +912,12 @@ impl TrustStore {
 
     /// The certificate and decrypted private key an endpoint presents. Refuses an expired or
     /// not-yet-valid certificate with a message naming it and its dates.
-    pub fn local_identity(&self, conn: &Connection, cert_name: &str, now: NaiveDateTime) -> Result<LocalIdentity> {
+    pub fn local_identity(
+        &self,
+        conn: &Connection,
+        cert_name: &str,
+        now: NaiveDateTime,
+    ) -> Result<LocalIdentity> {
         let (_, der, pvk) = Self::cert_row_by_name(conn, cert_name)?;
         let info = parse_cert(&der)?;
         let pvk = pvk.ok_or_else(|| {
@@ -852,8 +949,11 @@ impl TrustStore {
             ));
         }
         let dmk = self.dmk(conn)?;
-        let key = crypto::open(&dmk, &pvk_aad(&der), &pvk)
-            .ok_or_else(|| TrustError::internal(format!("the private key of '{cert_name}' does not decrypt under the master key")))?;
+        let key = crypto::open(&dmk, &pvk_aad(&der), &pvk).ok_or_else(|| {
+            TrustError::internal(format!(
+                "the private key of '{cert_name}' does not decrypt under the master key"
+            ))
+        })?;
         Ok(LocalIdentity {
             cert_name: cert_name.to_string(),
             cert_der: der,
@@ -862,7 +962,11 @@ impl TrustStore {
         })
     }
 
-    fn trusted(conn: &Connection, sql: &str, arg: &str) -> Result<Vec<(TrustedCert, Option<String>)>> {
+    fn trusted(
+        conn: &Connection,
+        sql: &str,
+        arg: &str,
+    ) -> Result<Vec<(TrustedCert, Option<String>)>> {
         let mut st = conn.prepare(sql)?;
         let raw: Vec<(String, Vec<u8>, Option<String>)> = st
             .query_map([arg], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -906,12 +1010,19 @@ impl TrustStore {
     // ---------------------------------------------------------------- trust by issuer
 
     /// sp_certificate_add_issuer @certid, N'pattern'.
-    pub fn add_issuer(&self, conn: &Connection, certificate_id: i32, name_pattern: &str) -> Result<()> {
+    pub fn add_issuer(
+        &self,
+        conn: &Connection,
+        certificate_id: i32,
+        name_pattern: &str,
+    ) -> Result<()> {
         let pat = name_pattern.trim();
         let valid = !pat.is_empty()
             && pat.len() <= 255
             && !pat[pat.starts_with("*.") as usize * 2..].contains('*')
-            && pat.chars().all(|c| c.is_ascii_alphanumeric() || "-.*_".contains(c));
+            && pat
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.*_".contains(c));
         if !valid {
             return Err(TrustError::new(
                 codes::CA_CHAIN,
@@ -937,7 +1048,8 @@ impl TrustStore {
 
     /// Issuers registered: (certificate_id, pattern).
     pub fn issuers(&self, conn: &Connection) -> Result<Vec<(i32, String)>> {
-        let mut st = conn.prepare("SELECT certificate_id, name_pattern FROM trust_cert_issuers ORDER BY 1, 2")?;
+        let mut st = conn
+            .prepare("SELECT certificate_id, name_pattern FROM trust_cert_issuers ORDER BY 1, 2")?;
         let r = st
             .query_map([], |r| Ok((r.get::<_, i64>(0)? as i32, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -946,7 +1058,12 @@ impl TrustStore {
 
     /// sp_validate_certificate_ca_chain id: the certificate must be currently valid and chain,
     /// through certificates on this instance, to a valid self-signed root whose signatures verify.
-    pub fn validate_ca_chain(&self, conn: &Connection, certificate_id: i32, now: NaiveDateTime) -> Result<ChainReport> {
+    pub fn validate_ca_chain(
+        &self,
+        conn: &Connection,
+        certificate_id: i32,
+        now: NaiveDateTime,
+    ) -> Result<ChainReport> {
         let mut st = conn.prepare("SELECT certificate_id, name, der FROM trust_certificates")?;
         let all: Vec<(i64, String, Vec<u8>)> = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -988,7 +1105,10 @@ impl TrustStore {
                 }
             }
         }
-        Err(TrustError::new(codes::CA_CHAIN, "Certificate chain validation failed: chain too long."))
+        Err(TrustError::new(
+            codes::CA_CHAIN,
+            "Certificate chain validation failed: chain too long.",
+        ))
     }
 
     // ---------------------------------------------------------------- managed-instance CA
@@ -997,7 +1117,9 @@ impl TrustStore {
     /// encrypted under the instance key.
     pub fn ensure_instance_ca(&self, conn: &Connection, subject: &str) -> Result<Vec<u8>> {
         if let Some(der) = conn
-            .query_row("SELECT der FROM trust_instance_ca WHERE id = 1", [], |r| r.get::<_, Vec<u8>>(0))
+            .query_row("SELECT der FROM trust_instance_ca WHERE id = 1", [], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
             .optional()?
         {
             return Ok(der);
@@ -1019,7 +1141,9 @@ impl TrustStore {
     /// The CA certificate (for trust by issuer on the other side).
     pub fn instance_ca_certificate(&self, conn: &Connection) -> Result<Option<Vec<u8>>> {
         Ok(conn
-            .query_row("SELECT der FROM trust_instance_ca WHERE id = 1", [], |r| r.get(0))
+            .query_row("SELECT der FROM trust_instance_ca WHERE id = 1", [], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -1033,11 +1157,21 @@ impl TrustStore {
         not_after: NaiveDateTime,
     ) -> Result<Vec<u8>> {
         let (ca_der, ca_blob): (Vec<u8>, Vec<u8>) = conn
-            .query_row("SELECT der, key FROM trust_instance_ca WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT der, key FROM trust_instance_ca WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?
-            .ok_or_else(|| TrustError::internal("the instance CA does not exist; call ensure_instance_ca first"))?;
-        let ca_key = crypto::open(&self.instance_key, "instance-ca", &ca_blob)
-            .ok_or_else(|| TrustError::internal("the instance CA key does not decrypt under the instance key"))?;
+            .ok_or_else(|| {
+                TrustError::internal(
+                    "the instance CA does not exist; call ensure_instance_ca first",
+                )
+            })?;
+        let ca_key =
+            crypto::open(&self.instance_key, "instance-ca", &ca_blob).ok_or_else(|| {
+                TrustError::internal("the instance CA key does not decrypt under the instance key")
+            })?;
         let ca_kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
             &pki_types::PrivatePkcs8KeyDer::from(&ca_key[..]),
             &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -1068,7 +1202,12 @@ impl TrustStore {
 
     /// The endpoint identity to present now: the newest issued certificate for `fqdn` that is
     /// valid at `now` (after a rotation the new one wins while the old stays valid).
-    pub fn instance_endpoint_identity(&self, conn: &Connection, fqdn: &str, now: NaiveDateTime) -> Result<LocalIdentity> {
+    pub fn instance_endpoint_identity(
+        &self,
+        conn: &Connection,
+        fqdn: &str,
+        now: NaiveDateTime,
+    ) -> Result<LocalIdentity> {
         let t = to_ms(now);
         let (der, blob): (Vec<u8>, Vec<u8>) = conn
             .query_row(
@@ -1083,8 +1222,9 @@ impl TrustStore {
                     format!("The managed instance has no valid endpoint certificate for '{fqdn}' at {now}."),
                 )
             })?;
-        let key = crypto::open(&self.instance_key, &pvk_aad(&der), &blob)
-            .ok_or_else(|| TrustError::internal("endpoint key does not decrypt under the instance key"))?;
+        let key = crypto::open(&self.instance_key, &pvk_aad(&der), &blob).ok_or_else(|| {
+            TrustError::internal("endpoint key does not decrypt under the instance key")
+        })?;
         let info = parse_cert(&der)?;
         Ok(LocalIdentity {
             cert_name: fqdn.to_string(),
@@ -1095,8 +1235,14 @@ impl TrustStore {
     }
 
     /// sp_get_endpoint_certificate @endpoint_type = 4: the DER of the current endpoint certificate.
-    pub fn endpoint_certificate_public_key(&self, conn: &Connection, fqdn: &str) -> Result<Vec<u8>> {
-        Ok(self.instance_endpoint_identity(conn, fqdn, now_utc())?.cert_der)
+    pub fn endpoint_certificate_public_key(
+        &self,
+        conn: &Connection,
+        fqdn: &str,
+    ) -> Result<Vec<u8>> {
+        Ok(self
+            .instance_endpoint_identity(conn, fqdn, now_utc())?
+            .cert_der)
     }
 
     /// Rotation: when the newest certificate for `fqdn` expires within `renew_before` of `now` (or
@@ -1124,14 +1270,20 @@ impl TrustStore {
         }
         // Start a little in the past so a peer whose clock lags still accepts it.
         let start = now - chrono::Duration::minutes(5);
-        self.issue_endpoint_certificate(conn, fqdn, start, now + validity).map(Some)
+        self.issue_endpoint_certificate(conn, fqdn, start, now + validity)
+            .map(Some)
     }
 }
 
-fn ca_params(subject: &str, start: NaiveDateTime, end: NaiveDateTime) -> Result<rcgen::CertificateParams> {
+fn ca_params(
+    subject: &str,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> Result<rcgen::CertificateParams> {
     let mut p = rcgen::CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(rcgen::DnType::CommonName, subject);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, subject);
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
     p.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
@@ -1186,7 +1338,9 @@ fn load_or_create_instance_key(dir: &Path) -> Result<Key32> {
             match write_new_file(&path, &k[..], 0o600) {
                 Ok(()) => Ok(k),
                 // Another opener won the race: use its key.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => to_key32(&Zeroizing::new(fs::read(&path)?)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    to_key32(&Zeroizing::new(fs::read(&path)?))
+                }
                 Err(e) => Err(e.into()),
             }
         }

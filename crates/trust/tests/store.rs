@@ -22,7 +22,9 @@ fn master_key_lifecycle() {
         assert_eq!(e.message, "Password validation failed. The password does not meet the operating system policy requirements because it is not complex enough.");
     }
     assert!(s.symmetric_keys(&c).unwrap().is_empty());
-    let e = s.create_self_signed(&c, "c1", "subj", None, None).unwrap_err();
+    let e = s
+        .create_self_signed(&c, "c1", "subj", None, None)
+        .unwrap_err();
     assert_eq!(e.number, 15581);
     assert_eq!(e.message, "Please create a master key in the database or open the master key in the session before performing this operation.");
 
@@ -36,10 +38,15 @@ fn master_key_lifecycle() {
     assert_eq!(rows[0].algorithm_desc, "AES_256");
     assert_eq!(rows[0].key_guid.len(), 36);
 
-    assert_eq!(s.open_master_key(&c, "Wr0ng!Password").unwrap_err().number, 15313);
+    assert_eq!(
+        s.open_master_key(&c, "Wr0ng!Password").unwrap_err().number,
+        15313
+    );
     s.open_master_key(&c, PW).unwrap();
 
-    let created = s.create_self_signed(&c, "c1", "Certificate for c1", None, None).unwrap();
+    let created = s
+        .create_self_signed(&c, "c1", "Certificate for c1", None, None)
+        .unwrap();
     assert_eq!(created.certificate_id, 256);
     assert!(created.warning.is_none());
     let e = s.drop_master_key(&c).unwrap_err();
@@ -53,7 +60,8 @@ fn master_key_lifecycle() {
     s.open_master_key(&c, "An0ther!Passw0rd").unwrap();
     let after = s.local_identity(&c, "c1", now_utc()).unwrap();
     assert_eq!(&before.key_pkcs8[..], &after.key_pkcs8[..]);
-    s.change_master_key_password(&c, "An0ther!Passw0rd", PW).unwrap();
+    s.change_master_key_password(&c, "An0ther!Passw0rd", PW)
+        .unwrap();
     s.open_master_key(&c, PW).unwrap();
 
     // A restart (new TrustStore over the same files) needs no password.
@@ -77,14 +85,26 @@ fn seed_certificate_steps() {
     let subject = "Certificate for Cert_sqlserver1_endpoint";
     // The seed's EXPIRY_DATE = '03/30/2025' is past: created, with a warning naming it.
     let created = s
-        .create_self_signed(&c, name, subject, None, Some(parse_sql_date("03/30/2025").unwrap()))
+        .create_self_signed(
+            &c,
+            name,
+            subject,
+            None,
+            Some(parse_sql_date("03/30/2025").unwrap()),
+        )
         .unwrap_err_or_created();
     let w = created.warning.expect("warning for past expiry");
     assert!(w.contains(name) && w.contains("2025-03-30"), "{w}");
 
     // A valid one for the rest.
     let good = s
-        .create_self_signed(&c, "good", "Certificate for good", Some(parse_sql_date("01/01/2026").unwrap()), Some(now_utc() + Duration::days(365)))
+        .create_self_signed(
+            &c,
+            "good",
+            "Certificate for good",
+            Some(parse_sql_date("01/01/2026").unwrap()),
+            Some(now_utc() + Duration::days(365)),
+        )
         .unwrap();
     assert!(good.warning.is_none());
     assert_eq!(s.cert_id(&c, name).unwrap(), Some(created.certificate_id));
@@ -112,17 +132,28 @@ fn seed_certificate_steps() {
 
     let dir2 = tempfile::tempdir().unwrap();
     let (c2, s2) = open(dir2.path());
-    let imp = s2.import_public(&c2, "sqlserver1.domain.com", &der).unwrap();
+    let imp = s2
+        .import_public(&c2, "sqlserver1.domain.com", &der)
+        .unwrap();
     assert!(imp.warning.is_some(), "imported expired cert warns");
     let rows2 = s2.certificates(&c2).unwrap();
     assert_eq!(rows2[0].pvt_key_encryption_type, "NA");
     assert_eq!(rows2[0].pvt_key_encryption_type_desc, "NO_PRIVATE_KEY");
     assert_eq!(rows2[0].thumbprint, r.thumbprint);
-    assert_eq!(s2.import_public(&c2, "SQLSERVER1.domain.com", &der).unwrap_err().number, 15232);
+    assert_eq!(
+        s2.import_public(&c2, "SQLSERVER1.domain.com", &der)
+            .unwrap_err()
+            .number,
+        15232
+    );
 
     // Using the expired certificate for a connection is refused, naming it and its expiry.
     let e = s.local_identity(&c, name, now_utc()).unwrap_err();
-    assert!(e.message.contains(name) && e.message.contains("2025-03-30"), "{}", e.message);
+    assert!(
+        e.message.contains(name) && e.message.contains("2025-03-30"),
+        "{}",
+        e.message
+    );
 }
 
 trait CreatedExt {
@@ -150,20 +181,30 @@ fn malformed_imports_store_nothing() {
         assert_eq!(e.number, codes::CERT_INVALID, "{e}");
         assert!(e.message.contains("not valid"), "{}", e.message);
     }
-    let e = s.import_public_file(&c, "x", &dir.path().join("missing.cer")).unwrap_err();
+    let e = s
+        .import_public_file(&c, "x", &dir.path().join("missing.cer"))
+        .unwrap_err();
     assert_eq!(e.number, codes::CERT_INVALID);
     assert!(s.certificates(&c).unwrap().is_empty());
 
     // PEM and DER files both import.
     s.create_master_key(&c, PW).unwrap();
-    s.create_self_signed(&c, "src", "src subject", None, None).unwrap();
+    s.create_self_signed(&c, "src", "src subject", None, None)
+        .unwrap();
     let der = s.cert_encoded(&c, 256).unwrap().unwrap();
     let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der.clone()));
     std::fs::write(dir.path().join("a.pem"), pem).unwrap();
     std::fs::write(dir.path().join("a.cer"), &der).unwrap();
-    s.import_public_file(&c, "from_pem", &dir.path().join("a.pem")).unwrap();
-    s.import_public_file(&c, "from_der", &dir.path().join("a.cer")).unwrap();
-    let ids: Vec<i32> = s.certificates(&c).unwrap().iter().map(|r| r.certificate_id).collect();
+    s.import_public_file(&c, "from_pem", &dir.path().join("a.pem"))
+        .unwrap();
+    s.import_public_file(&c, "from_der", &dir.path().join("a.cer"))
+        .unwrap();
+    let ids: Vec<i32> = s
+        .certificates(&c)
+        .unwrap()
+        .iter()
+        .map(|r| r.certificate_id)
+        .collect();
     assert_eq!(ids, vec![256, 257, 258]);
 }
 
@@ -173,26 +214,46 @@ fn backup_and_drop_rules() {
     let out = tempfile::tempdir().unwrap();
     let (c, s) = open(dir.path());
     s.create_master_key(&c, PW).unwrap();
-    s.create_self_signed(&c, "ep", "endpoint cert", None, None).unwrap();
+    s.create_self_signed(&c, "ep", "endpoint cert", None, None)
+        .unwrap();
     let cer = out.path().join("ep.cer");
     let pvk = out.path().join("ep.pvk");
-    assert_eq!(s.backup(&c, "ep", &cer, Some((&pvk, "weak"))).unwrap_err().number, 15118);
+    assert_eq!(
+        s.backup(&c, "ep", &cer, Some((&pvk, "weak")))
+            .unwrap_err()
+            .number,
+        15118
+    );
     s.backup(&c, "ep", &cer, Some((&pvk, PW))).unwrap();
-    assert_eq!(std::fs::read(&cer).unwrap(), s.cert_encoded(&c, 256).unwrap().unwrap());
-    assert!(s.certificates(&c).unwrap()[0].pvt_key_last_backup_date.is_some());
+    assert_eq!(
+        std::fs::read(&cer).unwrap(),
+        s.cert_encoded(&c, 256).unwrap().unwrap()
+    );
+    assert!(s.certificates(&c).unwrap()[0]
+        .pvt_key_last_backup_date
+        .is_some());
     // Existing files are not overwritten.
-    assert_eq!(s.backup(&c, "ep", &cer, None).unwrap_err().number, codes::FILE_WRITE);
+    assert_eq!(
+        s.backup(&c, "ep", &cer, None).unwrap_err().number,
+        codes::FILE_WRITE
+    );
     // The key file is encrypted: it does not contain the PKCS#8 bytes.
     let id = s.local_identity(&c, "ep", now_utc()).unwrap();
     let blob = std::fs::read(&pvk).unwrap();
     assert!(blob.starts_with(b"MILINK-PVK1"));
     assert!(!contains(&blob, &id.key_pkcs8[..64]));
 
-    s.set_endpoint_certificate(&c, "database_mirroring_endpoint", Some("ep")).unwrap();
+    s.set_endpoint_certificate(&c, "database_mirroring_endpoint", Some("ep"))
+        .unwrap();
     let e = s.drop_certificate(&c, "ep").unwrap_err();
     assert_eq!(e.number, codes::CERT_IN_USE);
-    assert!(e.message.contains("database_mirroring_endpoint"), "{}", e.message);
-    s.set_endpoint_certificate(&c, "database_mirroring_endpoint", None).unwrap();
+    assert!(
+        e.message.contains("database_mirroring_endpoint"),
+        "{}",
+        e.message
+    );
+    s.set_endpoint_certificate(&c, "database_mirroring_endpoint", None)
+        .unwrap();
     s.drop_certificate(&c, "ep").unwrap();
     assert_eq!(s.drop_certificate(&c, "ep").unwrap_err().number, 15151);
     // With no certificate left the next id is the first one again.
@@ -209,17 +270,35 @@ fn no_plaintext_private_key_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let (c, s) = open(dir.path());
     s.create_master_key(&c, PW).unwrap();
-    s.create_self_signed(&c, "a", "a subject", None, None).unwrap();
-    s.create_self_signed(&c, "b", "b subject", None, None).unwrap();
+    s.create_self_signed(&c, "a", "a subject", None, None)
+        .unwrap();
+    s.create_self_signed(&c, "b", "b subject", None, None)
+        .unwrap();
     s.ensure_instance_ca(&c, "milink test CA").unwrap();
-    s.issue_endpoint_certificate(&c, "mi1.example", now_utc() - Duration::hours(1), now_utc() + Duration::days(1)).unwrap();
+    s.issue_endpoint_certificate(
+        &c,
+        "mi1.example",
+        now_utc() - Duration::hours(1),
+        now_utc() + Duration::days(1),
+    )
+    .unwrap();
     s.regenerate_master_key(&c, "An0ther!Passw0rd").unwrap();
 
     let mut secrets: Vec<Vec<u8>> = Vec::new();
     for n in ["a", "b"] {
-        secrets.push(s.local_identity(&c, n, now_utc()).unwrap().key_pkcs8.to_vec());
+        secrets.push(
+            s.local_identity(&c, n, now_utc())
+                .unwrap()
+                .key_pkcs8
+                .to_vec(),
+        );
     }
-    secrets.push(s.instance_endpoint_identity(&c, "mi1.example", now_utc()).unwrap().key_pkcs8.to_vec());
+    secrets.push(
+        s.instance_endpoint_identity(&c, "mi1.example", now_utc())
+            .unwrap()
+            .key_pkcs8
+            .to_vec(),
+    );
     // Keep the WAL un-checkpointed so its contents are searched too.
     let mut needles: Vec<Vec<u8>> = Vec::new();
     for k in &secrets {
@@ -227,7 +306,11 @@ fn no_plaintext_private_key_on_disk() {
         // A window from inside the key (catches partial copies and other encodings of the same integers).
         needles.push(k[k.len() / 2..k.len() / 2 + 32].to_vec());
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", k.clone()));
-        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join("");
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("");
         needles.push(body.as_bytes()[..64].to_vec());
         needles.push(pem.lines().nth(1).unwrap().as_bytes().to_vec());
     }
@@ -237,15 +320,25 @@ fn no_plaintext_private_key_on_disk() {
         let data = std::fs::read(&p).unwrap();
         files += 1;
         for n in &needles {
-            assert!(!contains(&data, n), "private key material found in {}", p.display());
+            assert!(
+                !contains(&data, n),
+                "private key material found in {}",
+                p.display()
+            );
         }
     }
-    assert!(files >= 3, "master.db, its -wal and the instance key were searched");
+    assert!(
+        files >= 3,
+        "master.db, its -wal and the instance key were searched"
+    );
     assert!(dir.path().join("master.db-wal").exists());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(trust::store::INSTANCE_KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(trust::store::INSTANCE_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -257,48 +350,104 @@ fn issuer_trust_and_chain_validation() {
     let (mc, ms) = open(mi.path());
     let (sc, ss) = open(sql.path());
     let ca = ms.ensure_instance_ca(&mc, "milink MI CA").unwrap();
-    assert_eq!(ms.ensure_instance_ca(&mc, "ignored").unwrap(), ca, "idempotent");
+    assert_eq!(
+        ms.ensure_instance_ca(&mc, "ignored").unwrap(),
+        ca,
+        "idempotent"
+    );
     let fqdn = "mi1.6d710bcf372b.database.windows.net";
     let now = now_utc();
-    let a = ms.issue_endpoint_certificate(&mc, fqdn, now - Duration::days(1), now + Duration::hours(1)).unwrap();
+    let a = ms
+        .issue_endpoint_certificate(&mc, fqdn, now - Duration::days(1), now + Duration::hours(1))
+        .unwrap();
     assert_eq!(ms.endpoint_certificate_public_key(&mc, fqdn).unwrap(), a);
 
-    let root = ss.import_public(&sc, "mi_root", &ca).unwrap().certificate_id;
+    let root = ss
+        .import_public(&sc, "mi_root", &ca)
+        .unwrap()
+        .certificate_id;
     // Not a CA -> cannot be an issuer.
-    let leaf_id = ss.import_public(&sc, "leaf_copy", &a).unwrap().certificate_id;
-    assert_eq!(ss.add_issuer(&sc, leaf_id, "*.database.windows.net").unwrap_err().number, codes::CA_CHAIN);
-    assert_eq!(ss.add_issuer(&sc, root, "*.bad*pattern").unwrap_err().number, codes::CA_CHAIN);
+    let leaf_id = ss
+        .import_public(&sc, "leaf_copy", &a)
+        .unwrap()
+        .certificate_id;
+    assert_eq!(
+        ss.add_issuer(&sc, leaf_id, "*.database.windows.net")
+            .unwrap_err()
+            .number,
+        codes::CA_CHAIN
+    );
+    assert_eq!(
+        ss.add_issuer(&sc, root, "*.bad*pattern")
+            .unwrap_err()
+            .number,
+        codes::CA_CHAIN
+    );
     ss.add_issuer(&sc, root, "*.database.windows.net").unwrap();
-    assert_eq!(ss.issuers(&sc).unwrap(), vec![(root, "*.database.windows.net".to_string())]);
-    assert_eq!(ss.validate_ca_chain(&sc, root, now).unwrap().chain, vec!["mi_root"]);
-    assert_eq!(ss.validate_ca_chain(&sc, leaf_id, now).unwrap().chain, vec!["leaf_copy", "mi_root"]);
+    assert_eq!(
+        ss.issuers(&sc).unwrap(),
+        vec![(root, "*.database.windows.net".to_string())]
+    );
+    assert_eq!(
+        ss.validate_ca_chain(&sc, root, now).unwrap().chain,
+        vec!["mi_root"]
+    );
+    assert_eq!(
+        ss.validate_ca_chain(&sc, leaf_id, now).unwrap().chain,
+        vec!["leaf_copy", "mi_root"]
+    );
 
     let pt = ss.peer_trust(&sc, fqdn).unwrap();
     assert_eq!(pt.issuers.len(), 1);
-    assert!(matches!(pt.verify(&a, now), Ok(PeerAccepted::ByIssuer { .. })));
+    assert!(matches!(
+        pt.verify(&a, now),
+        Ok(PeerAccepted::ByIssuer { .. })
+    ));
     // Rotation: due within 2h -> a new certificate; both verify during the overlap.
-    let b = ms.rotate_endpoint_certificate(&mc, fqdn, now, Duration::days(30), Duration::hours(2)).unwrap().unwrap();
-    assert!(ms.rotate_endpoint_certificate(&mc, fqdn, now, Duration::days(30), Duration::hours(2)).unwrap().is_none());
+    let b = ms
+        .rotate_endpoint_certificate(&mc, fqdn, now, Duration::days(30), Duration::hours(2))
+        .unwrap()
+        .unwrap();
+    assert!(ms
+        .rotate_endpoint_certificate(&mc, fqdn, now, Duration::days(30), Duration::hours(2))
+        .unwrap()
+        .is_none());
     assert_eq!(ms.endpoint_certificate_public_key(&mc, fqdn).unwrap(), b);
     assert!(pt.verify(&b, now).is_ok());
     assert!(pt.verify(&a, now).is_ok());
     // After A's expiry only B is accepted.
     let later = now + Duration::hours(2);
-    assert!(matches!(pt.verify(&a, later), Err((PeerRefusal::Expired { .. }, _))));
+    assert!(matches!(
+        pt.verify(&a, later),
+        Err((PeerRefusal::Expired { .. }, _))
+    ));
     assert!(pt.verify(&b, later).is_ok());
     // Bound to the name: the same issuer's certificate for mi1 cannot act as mi2.
-    let pt2 = ss.peer_trust(&sc, "mi2.6d710bcf372b.database.windows.net").unwrap();
-    assert!(matches!(pt2.verify(&b, now), Err((PeerRefusal::NameMismatch, _))));
+    let pt2 = ss
+        .peer_trust(&sc, "mi2.6d710bcf372b.database.windows.net")
+        .unwrap();
+    assert!(matches!(
+        pt2.verify(&b, now),
+        Err((PeerRefusal::NameMismatch, _))
+    ));
     // A name outside every pattern has no trust at all.
     let pt3 = ss.peer_trust(&sc, "other.example.com").unwrap();
-    assert!(matches!(pt3.verify(&b, now), Err((PeerRefusal::NotImported, _))));
+    assert!(matches!(
+        pt3.verify(&b, now),
+        Err((PeerRefusal::NotImported, _))
+    ));
 
     // A foreign CA's certificate is not accepted by issuer.
     let other = tempfile::tempdir().unwrap();
     let (oc, os) = open(other.path());
     os.ensure_instance_ca(&oc, "evil CA").unwrap();
-    let evil = os.issue_endpoint_certificate(&oc, fqdn, now - Duration::hours(1), now + Duration::days(1)).unwrap();
-    assert!(matches!(pt.verify(&evil, now), Err((PeerRefusal::UntrustedIssuer { .. }, _))));
+    let evil = os
+        .issue_endpoint_certificate(&oc, fqdn, now - Duration::hours(1), now + Duration::days(1))
+        .unwrap();
+    assert!(matches!(
+        pt.verify(&evil, now),
+        Err((PeerRefusal::UntrustedIssuer { .. }, _))
+    ));
 
     // A chain whose root is missing fails validation with a message naming the issuer.
     let (tc, ts) = open(tempfile::tempdir().unwrap().path());
