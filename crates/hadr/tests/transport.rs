@@ -126,6 +126,7 @@ fn loopback() -> SocketAddr {
 async fn wait_err(log: &ConnectErrorLog) -> ConnectError {
     for _ in 0..200 {
         if let Some(e) = log.last() {
+            eprintln!("server: {e}");
             return e;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -306,6 +307,7 @@ async fn rotation_of_mi_certificate_with_trusted_issuer() {
     let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
         .await
         .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 41974, "{e}");
     assert!(
         e.message.contains("is not the certificate")
@@ -328,6 +330,7 @@ async fn refused_when_peer_certificate_not_imported() {
     let e = connect(&p.sql_settings(), &sql_log, MI, ep.local_addr())
         .await
         .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 41973, "{e}");
     assert!(
         e.message
@@ -367,6 +370,7 @@ async fn refused_when_peer_certificate_not_imported() {
     )
     .await
     .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 41974, "{e}");
     assert!(
         e.message
@@ -430,6 +434,7 @@ async fn refused_wrong_certificate_and_name_binding() {
     let e = connect(&impostor, &ConnectErrorLog::default(), SQL, ep.local_addr())
         .await
         .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 41974, "{e}");
     let srv = wait_err(&sql_log).await;
     assert_eq!(srv.number, 41974);
@@ -475,6 +480,7 @@ async fn refused_wrong_certificate_and_name_binding() {
     )
     .await
     .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 41974);
     assert!(
         e.message
@@ -500,7 +506,7 @@ async fn refused_expired_certificates_either_side() {
             Some(parse_sql_date("03/30/2025").unwrap()),
         )
         .unwrap();
-    assert!(created.warning.unwrap().contains("'old'"));
+    assert!(created.warning.unwrap().message.contains("'old'"));
     // Configured through the store, the expired certificate is refused before anything is sent.
     let s = EndpointSettings::new(
         SQL,
@@ -513,6 +519,7 @@ async fn refused_expired_certificates_either_side() {
         .unwrap();
     let log = ConnectErrorLog::default();
     let e = connect(&s, &log, MI, ep.local_addr()).await.unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 41973);
     assert!(
         e.message.contains("'old'") && e.message.contains("expired on 2025-03-30"),
@@ -547,6 +554,7 @@ async fn refused_expired_certificates_either_side() {
     let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
         .await
         .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 41973, "{e}");
     assert!(e.message.contains("expired"), "{e}");
     let srv = wait_err(&mi_log).await;
@@ -594,6 +602,7 @@ async fn refused_expired_certificates_either_side() {
     )
     .await
     .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 41974, "{e}");
     assert!(
         e.message
@@ -615,6 +624,7 @@ async fn refused_when_endpoint_stopped() {
     let e = connect(&p.sql_settings(), &log, MI, addr)
         .await
         .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, 1418, "{e}");
     assert!(
         e.message.contains(&format!("TCP://{addr}"))
@@ -636,6 +646,7 @@ async fn refused_encryption_disabled_against_required() {
     let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
         .await
         .unwrap_err();
+    eprintln!("client: {e}");
     assert_eq!(e.number, codes::TRANSPORT);
     assert!(
         e.message
@@ -651,6 +662,7 @@ async fn refused_encryption_disabled_against_required() {
     let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
         .await
         .unwrap_err();
+    eprintln!("client: {e}");
     assert!(
         e.message.contains("no compatible encryption algorithm"),
         "{e}"
@@ -822,5 +834,6 @@ async fn version_handshake_picks_highest_common() {
     let e = connect(&sql, &ConnectErrorLog::default(), MI, ep.local_addr())
         .await
         .unwrap_err();
+    eprintln!("client: {e}");
     assert!(e.message.contains("no common protocol version"), "{e}");
 }

@@ -73,14 +73,18 @@ pub mod codes {
     pub const CERT_INVALID: i32 = 15208;
     /// DROP CERTIFICATE while an endpoint uses it.
     pub const CERT_IN_USE: i32 = 15352;
-    /// Informational warning: certificate already expired / not yet valid.
-    pub const CERT_EXPIRED_WARNING: i32 = 15468;
+    /// "Warning: The certificate you created is expired." (severity 10); also the number of the
+    /// error when an expired certificate is used for a connection.
+    pub const CERT_EXPIRED: i32 = 15214;
+    /// "Warning: The certificate you created is not yet valid; its start date is in the future."
+    pub const CERT_NOT_YET_VALID: i32 = 15215;
     /// Invalid date in START_DATE / EXPIRY_DATE.
     pub const BAD_DATE: i32 = 241;
     /// File could not be written (BACKUP CERTIFICATE).
     pub const FILE_WRITE: i32 = 15240;
     /// The certificate has no private key (BACKUP ... WITH PRIVATE KEY, endpoint use).
     pub const NO_PRIVATE_KEY: i32 = 15507;
-    /// sp_validate_certificate_ca_chain / sp_certificate_add_issuer failure.
+    /// sp_validate_certificate_ca_chain / sp_certificate_add_issuer failure ("The certificate,
+    /// asymmetric key, or private key data is invalid." followed by the reason).
     pub const CA_CHAIN: i32 = 15297;
 }

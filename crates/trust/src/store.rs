@@ -81,11 +81,18 @@ pub struct CertificateRow {
     pub key_length: i32,
 }
 
+/// An informational message (severity 10) for the client, e.g. 15214 for an expired certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub number: i32,
+    pub message: String,
+}
+
 /// Result of CREATE CERTIFICATE: the id and any informational message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedCertificate {
     pub certificate_id: i32,
-    pub warning: Option<String>,
+    pub warning: Option<Notice>,
 }
 
 /// A certificate and its decrypted private key, for presenting on a TLS connection.
@@ -424,8 +431,28 @@ impl TrustStore {
 
     /// OPEN MASTER KEY DECRYPTION BY PASSWORD: checks the password (the key itself is always
     /// available through the instance key, as SQL Server's service master key makes it).
+    /// If the instance key no longer opens the master key (data directory restored without its
+    /// key file), the correct password re-encrypts it under the current instance key, like
+    /// ALTER MASTER KEY ADD ENCRYPTION BY SERVICE MASTER KEY.
     pub fn open_master_key(&self, conn: &Connection, password: &str) -> Result<()> {
-        self.dmk_by_password(conn, password).map(|_| ())
+        let dmk = self.dmk_by_password(conn, password)?;
+        if self.dmk(conn).is_err() {
+            let guid: String = conn.query_row(
+                "SELECT key_guid FROM trust_master_key WHERE id = 101",
+                [],
+                |r| r.get(0),
+            )?;
+            let blob = crypto::seal(
+                &self.instance_key,
+                &format!("dmk/instance/{guid}"),
+                &dmk[..],
+            )?;
+            conn.execute(
+                "UPDATE trust_master_key SET by_instance = ?1 WHERE id = 101",
+                [blob],
+            )?;
+        }
+        Ok(())
     }
 
     fn dmk_by_password(&self, conn: &Connection, password: &str) -> Result<Key32> {
@@ -534,7 +561,7 @@ impl TrustStore {
         if !self.master_key_exists(conn)? {
             return Err(TrustError::new(
                 codes::NOT_FOUND,
-                "Cannot drop the master key because it does not exist or you do not have permission.",
+                "Cannot drop the master key, because it does not exist or you do not have permission.",
             ));
         }
         let dependent: Option<String> = conn
@@ -663,7 +690,7 @@ impl TrustStore {
             "INSERT INTO trust_certificates(certificate_id, name, der, pvk, create_date) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, name, der, pvk, to_ms(now)],
         )?;
-        let warning = (expiry < now).then(|| expired_warning(name, expiry));
+        let warning = validity_warning(name, start, expiry, now);
         Ok(CreatedCertificate {
             certificate_id: id as i32,
             warning,
@@ -687,9 +714,7 @@ impl TrustStore {
             "INSERT INTO trust_certificates(certificate_id, name, der, pvk, create_date) VALUES (?1, ?2, ?3, NULL, ?4)",
             params![id, name, der, to_ms(now)],
         )?;
-        let warning = info
-            .is_expired_at(now)
-            .then(|| expired_warning(name, info.expiry_date));
+        let warning = validity_warning(name, info.start_date, info.expiry_date, now);
         Ok(CreatedCertificate {
             certificate_id: id as i32,
             warning,
@@ -928,7 +953,7 @@ impl TrustStore {
         })?;
         if info.is_expired_at(now) {
             return Err(TrustError::new(
-                codes::CERT_EXPIRED_WARNING,
+                codes::CERT_EXPIRED,
                 format!(
                     "The certificate '{cert_name}' (subject '{}', thumbprint {}) expired on {}; connections using it are refused. Create a new certificate and ALTER ENDPOINT to use it.",
                     info.subject,
@@ -939,7 +964,7 @@ impl TrustStore {
         }
         if now < info.start_date {
             return Err(TrustError::new(
-                codes::CERT_EXPIRED_WARNING,
+                codes::CERT_NOT_YET_VALID,
                 format!(
                     "The certificate '{cert_name}' (subject '{}', thumbprint {}) is not valid until {}.",
                     info.subject,
@@ -1039,10 +1064,21 @@ impl TrustStore {
                 format!("Certificate {certificate_id} (subject '{}') is not a certificate authority and cannot be registered as an issuer.", info.subject),
             ));
         }
-        conn.execute(
+        let added = conn.execute(
             "INSERT OR IGNORE INTO trust_cert_issuers(certificate_id, name_pattern) VALUES (?1, ?2)",
             params![certificate_id, pat],
         )?;
+        if added == 0 {
+            let name: String = conn.query_row(
+                "SELECT name FROM trust_certificates WHERE certificate_id = ?1",
+                [certificate_id],
+                |r| r.get(0),
+            )?;
+            return Err(TrustError::new(
+                codes::CA_CHAIN,
+                format!("The certificate '{name}' has been already added as a trusted issuer for DNS name '{pat}'"),
+            ));
+        }
         Ok(())
     }
 
@@ -1218,7 +1254,7 @@ impl TrustStore {
             .optional()?
             .ok_or_else(|| {
                 TrustError::new(
-                    codes::CERT_EXPIRED_WARNING,
+                    codes::CERT_EXPIRED,
                     format!("The managed instance has no valid endpoint certificate for '{fqdn}' at {now}."),
                 )
             })?;
@@ -1294,11 +1330,33 @@ fn ca_params(
     Ok(p)
 }
 
-fn expired_warning(name: &str, expiry: NaiveDateTime) -> String {
-    format!(
-        "Warning: The certificate '{name}' has expired: its EXPIRY_DATE {} is in the past. It was created, but database mirroring connections using it will be refused.",
-        expiry.format("%Y-%m-%d %H:%M:%S")
-    )
+/// SQL Server's 15214 / 15215 warnings, naming the certificate and the date.
+fn validity_warning(
+    name: &str,
+    start: NaiveDateTime,
+    expiry: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Option<Notice> {
+    let f = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    if expiry < now {
+        Some(Notice {
+            number: codes::CERT_EXPIRED,
+            message: format!(
+                "Warning: The certificate you created is expired. Certificate '{name}' has EXPIRY_DATE {}; it was created, but database mirroring connections using it will be refused.",
+                f(expiry)
+            ),
+        })
+    } else if start > now {
+        Some(Notice {
+            number: codes::CERT_NOT_YET_VALID,
+            message: format!(
+                "Warning: The certificate you created is not yet valid; its start date is in the future. Certificate '{name}' has START_DATE {}.",
+                f(start)
+            ),
+        })
+    } else {
+        None
+    }
 }
 
 /// The AAD ties an encrypted private key to its certificate's bytes.

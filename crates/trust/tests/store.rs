@@ -94,7 +94,14 @@ fn seed_certificate_steps() {
         )
         .unwrap_err_or_created();
     let w = created.warning.expect("warning for past expiry");
-    assert!(w.contains(name) && w.contains("2025-03-30"), "{w}");
+    assert_eq!(w.number, 15214);
+    assert!(w
+        .message
+        .starts_with("Warning: The certificate you created is expired."));
+    assert!(
+        w.message.contains(name) && w.message.contains("2025-03-30"),
+        "{w:?}"
+    );
 
     // A valid one for the rest.
     let good = s
@@ -454,4 +461,55 @@ fn issuer_trust_and_chain_validation() {
     let lone = ts.import_public(&tc, "lone", &a).unwrap().certificate_id;
     let e = ts.validate_ca_chain(&tc, lone, now).unwrap_err();
     assert!(e.message.contains("milink MI CA"), "{}", e.message);
+}
+
+#[test]
+fn lost_instance_key_needs_the_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, s) = open(dir.path());
+    s.create_master_key(&c, PW).unwrap();
+    s.create_self_signed(&c, "a", "a subject", None, None)
+        .unwrap();
+    drop(s);
+    // The data directory comes back without its key file (e.g. restored from a copy of master.db).
+    std::fs::remove_file(dir.path().join(trust::store::INSTANCE_KEY_FILE)).unwrap();
+    let s = TrustStore::open(&c, dir.path()).unwrap();
+    let e = s.local_identity(&c, "a", now_utc()).unwrap_err();
+    assert_eq!(e.number, 15581, "{e}");
+    assert_eq!(
+        s.open_master_key(&c, "Wr0ng!Password").unwrap_err().number,
+        15313
+    );
+    s.open_master_key(&c, PW).unwrap();
+    s.local_identity(&c, "a", now_utc()).unwrap();
+    // And the next restart needs no password again.
+    let s = TrustStore::open(&c, dir.path()).unwrap();
+    s.local_identity(&c, "a", now_utc()).unwrap();
+}
+
+#[test]
+fn future_start_date_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, s) = open(dir.path());
+    s.create_master_key(&c, PW).unwrap();
+    let created = s
+        .create_self_signed(
+            &c,
+            "f",
+            "future",
+            Some(now_utc() + Duration::days(2)),
+            Some(now_utc() + Duration::days(30)),
+        )
+        .unwrap();
+    assert_eq!(created.warning.unwrap().number, 15215);
+    let e = s
+        .create_self_signed(
+            &c,
+            "g",
+            "bad",
+            Some(parse_sql_date("2030-01-01").unwrap()),
+            Some(parse_sql_date("2029-01-01").unwrap()),
+        )
+        .unwrap_err();
+    assert_eq!(e.number, 241);
 }
