@@ -613,6 +613,46 @@ async fn refused_expired_certificates_either_side() {
 }
 
 #[tokio::test]
+async fn refused_when_listening_side_certificate_expired() {
+    // The MI's only endpoint certificate has expired and was not rotated: it refuses before TLS,
+    // and the connecting side gets the reason in the handshake reply.
+    let p = pair(true);
+    let mi = Side::new();
+    mi.store.ensure_instance_ca(&mi.c(), "ca").unwrap();
+    let t0 = now_utc() - Duration::days(10);
+    mi.store
+        .issue_endpoint_certificate(&mi.c(), MI, t0, t0 + Duration::days(5))
+        .unwrap();
+    import_sql_on_mi(&p.sql, &mi);
+    let settings = EndpointSettings::new(
+        MI,
+        Role::ManagedInstance,
+        mi.trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
+    );
+    let mi_log = ConnectErrorLog::default();
+    let ep = Endpoint::start(loopback(), settings, mi_log.clone())
+        .await
+        .unwrap();
+    let e = connect(
+        &p.sql_settings(),
+        &ConnectErrorLog::default(),
+        MI,
+        ep.local_addr(),
+    )
+    .await
+    .unwrap_err();
+    eprintln!("client: {e}");
+    assert_eq!(e.number, 41974);
+    assert!(
+        e.message
+            .contains("cannot present its endpoint certificate")
+            && e.message.contains("was not renewed"),
+        "{e}"
+    );
+    assert_eq!(wait_err(&mi_log).await.message, e.message);
+}
+
+#[tokio::test]
 async fn refused_when_endpoint_stopped() {
     let p = pair(true);
     let ep = Endpoint::start(loopback(), p.mi_settings(), ConnectErrorLog::default())

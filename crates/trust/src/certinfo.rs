@@ -208,3 +208,22 @@ mod tests {
         }
     }
 }
+
+/// Fuzz entry points for certificate bytes, which arrive from the network (TLS peers) and from
+/// users (FROM BINARY / FROM FILE). They must never panic.
+pub mod fuzz {
+    use super::*;
+
+    pub fn certificate(data: &[u8]) {
+        if let Ok(der) = decode_cert_input(data) {
+            let _ = parse_cert(&der);
+        }
+        let _ = parse_cert(data);
+    }
+
+    /// `issuer` is a real CA certificate: exercises signature verification paths too.
+    pub fn signed(data: &[u8], issuer: &[u8]) {
+        let _ = signed_by(data, issuer);
+        let _ = signed_by(issuer, data);
+    }
+}

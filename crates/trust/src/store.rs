@@ -1252,12 +1252,8 @@ impl TrustStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
-            .ok_or_else(|| {
-                TrustError::new(
-                    codes::CERT_EXPIRED,
-                    format!("The managed instance has no valid endpoint certificate for '{fqdn}' at {now}."),
-                )
-            })?;
+            .map(Ok)
+            .unwrap_or_else(|| Err(self.no_endpoint_cert(conn, fqdn, now)))?;
         let key = crypto::open(&self.instance_key, &pvk_aad(&der), &blob).ok_or_else(|| {
             TrustError::internal("endpoint key does not decrypt under the instance key")
         })?;
@@ -1268,6 +1264,40 @@ impl TrustStore {
             key_pkcs8: key,
             info,
         })
+    }
+
+    /// Why no endpoint certificate is usable: names the newest one and its validity.
+    fn no_endpoint_cert(&self, conn: &Connection, fqdn: &str, now: NaiveDateTime) -> TrustError {
+        let newest: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT der FROM trust_instance_endpoint_certs WHERE fqdn = ?1 ORDER BY not_after DESC LIMIT 1",
+                [fqdn],
+                |r| r.get(0),
+            )
+            .optional()
+            .ok()
+            .flatten();
+        let f = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+        match newest.and_then(|d| parse_cert(&d).ok()) {
+            Some(i) if i.expiry_date < now => TrustError::new(
+                codes::CERT_EXPIRED,
+                format!(
+                    "The endpoint certificate of '{fqdn}' (subject '{}', thumbprint {}) expired on {} and was not renewed; issue the next one (rotate_endpoint_certificate).",
+                    i.subject, i.thumbprint_hex(), f(i.expiry_date)
+                ),
+            ),
+            Some(i) => TrustError::new(
+                codes::CERT_NOT_YET_VALID,
+                format!(
+                    "The endpoint certificate of '{fqdn}' (subject '{}', thumbprint {}) is not valid until {}.",
+                    i.subject, i.thumbprint_hex(), f(i.start_date)
+                ),
+            ),
+            None => TrustError::new(
+                codes::CERT_EXPIRED,
+                format!("No endpoint certificate has been issued for '{fqdn}'."),
+            ),
+        }
     }
 
     /// sp_get_endpoint_certificate @endpoint_type = 4: the DER of the current endpoint certificate.

@@ -513,3 +513,59 @@ fn future_start_date_warns() {
         .unwrap_err();
     assert_eq!(e.number, 241);
 }
+
+/// Deterministic mutations of real certificates through every certificate decoder and the
+/// peer verdict (the peer's certificate is network input).
+#[test]
+fn certificate_decoders_survive_mutations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, s) = open(dir.path());
+    let ca = s.ensure_instance_ca(&c, "fuzz CA").unwrap();
+    let leaf = s
+        .issue_endpoint_certificate(
+            &c,
+            "mi.example",
+            now_utc() - Duration::hours(1),
+            now_utc() + Duration::days(1),
+        )
+        .unwrap();
+    s.import_public(&c, "mi.example", &leaf).unwrap();
+    let root = s.import_public(&c, "root", &ca).unwrap().certificate_id;
+    s.add_issuer(&c, root, "*.example").unwrap();
+    let pt = s.peer_trust(&c, "mi.example").unwrap();
+    let pem = pem::encode(&pem::Pem::new("CERTIFICATE", leaf.clone())).into_bytes();
+    let seeds = [leaf.clone(), ca.clone(), pem];
+    let mut x: u64 = 0x243F_6A88_85A3_08D3;
+    let mut next = || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    for i in 0..3000 {
+        let mut v = seeds[i % seeds.len()].clone();
+        for _ in 0..1 + next() % 4 {
+            let r = next();
+            let pos = (r >> 8) as usize % v.len().max(1);
+            match r % 5 {
+                0 if !v.is_empty() => v[pos] ^= 1 << (r >> 40) % 8,
+                1 if !v.is_empty() => v[pos] = (r >> 48) as u8,
+                2 => v.truncate(pos),
+                3 if !v.is_empty() => {
+                    v.remove(pos);
+                }
+                _ => v.insert(pos.min(v.len()), (r >> 32) as u8),
+            }
+        }
+        trust::certinfo::fuzz::certificate(&v);
+        trust::certinfo::fuzz::signed(&v, &ca);
+        if let Ok(PeerAccepted::Pinned { .. }) | Ok(PeerAccepted::ByIssuer { .. }) =
+            pt.verify(&v, now_utc())
+        {
+            // A mutation can only be accepted if it is byte-identical to the original or still
+            // carries a valid signature from the CA (e.g. a change in the unsigned outer bytes
+            // that the DER parser tolerates is impossible: the whole DER is compared or signed).
+            assert!(v == leaf || trust::certinfo::signed_by(&v, &ca));
+        }
+    }
+}
