@@ -548,7 +548,7 @@ fn certificate_decoders_survive_mutations() {
             let r = next();
             let pos = (r >> 8) as usize % v.len().max(1);
             match r % 5 {
-                0 if !v.is_empty() => v[pos] ^= 1 << (r >> 40) % 8,
+                0 if !v.is_empty() => v[pos] ^= 1 << ((r >> 40) % 8),
                 1 if !v.is_empty() => v[pos] = (r >> 48) as u8,
                 2 => v.truncate(pos),
                 3 if !v.is_empty() => {
