@@ -983,6 +983,62 @@ impl MirrorConnection {
     pub async fn shutdown(mut self) {
         let _ = self.stream.shutdown().await;
     }
+
+    /// Separate halves so one task can stream log blocks while another reads acknowledgements.
+    pub fn into_split(self) -> (MirrorReader, MirrorWriter) {
+        let (r, w) = tokio::io::split(self.stream);
+        (
+            MirrorReader {
+                inner: r,
+                peer_name: self.peer_name.clone(),
+            },
+            MirrorWriter {
+                inner: w,
+                peer_name: self.peer_name,
+            },
+        )
+    }
+}
+
+/// Receiving half of a [`MirrorConnection`].
+pub struct MirrorReader {
+    inner: tokio::io::ReadHalf<TlsStream<TcpStream>>,
+    pub peer_name: String,
+}
+
+/// Sending half of a [`MirrorConnection`].
+pub struct MirrorWriter {
+    inner: tokio::io::WriteHalf<TlsStream<TcpStream>>,
+    pub peer_name: String,
+}
+
+impl MirrorReader {
+    pub async fn recv(&mut self) -> Result<Message, ConnectError> {
+        match read_frame(&mut self.inner).await {
+            Ok(r) => r,
+            Err(e) => Err(io_err(&self.peer_name, e)),
+        }
+    }
+}
+
+impl MirrorWriter {
+    pub async fn send(&mut self, msg: &Message) -> Result<(), ConnectError> {
+        if msg.payload.len() > MAX_PAYLOAD {
+            return Err(frame_err(format!(
+                "payload of {} bytes exceeds the frame limit",
+                msg.payload.len()
+            )));
+        }
+        let buf = encode_frame(msg);
+        self.inner
+            .write_all(&buf)
+            .await
+            .map_err(|e| io_err(&self.peer_name, e))?;
+        self.inner
+            .flush()
+            .await
+            .map_err(|e| io_err(&self.peer_name, e))
+    }
 }
 
 async fn read_exact_timeout<S: AsyncRead + Unpin>(

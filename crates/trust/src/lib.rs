@@ -12,7 +12,7 @@ pub use certinfo::{name_matches, parse_cert, CertInfo};
 pub use dates::parse_sql_date;
 pub use error::{codes, Result, TrustError};
 pub use store::{
-    check_password_policy, now_utc, CertificateRow, ChainReport, CreatedCertificate, LocalIdentity,
-    PeerAccepted, PeerRefusal, PeerTrust, SymmetricKeyRow, TrustStore, TrustedCert, TrustedIssuer,
-    MASTER_KEY_ID, MASTER_KEY_NAME,
+    check_password_policy, now_utc, parse_binary_literal, to_binary_literal, CertificateRow,
+    ChainReport, CreatedCertificate, LocalIdentity, PeerAccepted, PeerRefusal, PeerTrust,
+    SymmetricKeyRow, TrustStore, TrustedCert, TrustedIssuer, MASTER_KEY_ID, MASTER_KEY_NAME,
 };

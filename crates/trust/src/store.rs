@@ -721,6 +721,33 @@ impl TrustStore {
         })
     }
 
+    /// The managed-instance path (`milink serve --managed`, no T-SQL): make sure the CA exists and
+    /// a current endpoint certificate for `fqdn` is issued (renewing when within `renew_before`
+    /// of expiry); returns the DER to present / publish.
+    pub fn ensure_managed_identity(
+        &self,
+        conn: &Connection,
+        fqdn: &str,
+        now: NaiveDateTime,
+        validity: chrono::Duration,
+        renew_before: chrono::Duration,
+    ) -> Result<Vec<u8>> {
+        self.ensure_instance_ca(conn, &format!("milink managed instance CA ({fqdn})"))?;
+        self.rotate_endpoint_certificate(conn, fqdn, now, validity, renew_before)?;
+        Ok(self.instance_endpoint_identity(conn, fqdn, now)?.cert_der)
+    }
+
+    /// Imports from the "0x…" text form (the PublicBlob of the REST API / PowerShell path).
+    pub fn import_public_hex(
+        &self,
+        conn: &Connection,
+        name: &str,
+        hex: &str,
+    ) -> Result<CreatedCertificate> {
+        let bytes = parse_binary_literal(hex)?;
+        self.import_public(conn, name, &bytes)
+    }
+
     /// CREATE CERTIFICATE name FROM FILE = 'path'.
     pub fn import_public_file(
         &self,
@@ -1339,6 +1366,37 @@ impl TrustStore {
         self.issue_endpoint_certificate(conn, fqdn, start, now + validity)
             .map(Some)
     }
+}
+
+/// "0x…" → bytes; anything else is a clear 15208-class error.
+pub fn parse_binary_literal(s: &str) -> Result<Vec<u8>> {
+    let t = s.trim();
+    let bad = |why: &str| {
+        TrustError::new(
+            codes::CERT_INVALID,
+            format!("The certificate, asymmetric key, or private key file is not valid or does not exist; or you do not have permissions for it. (binary literal: {why})"),
+        )
+    };
+    let h = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .ok_or_else(|| bad("it must start with 0x"))?;
+    if h.is_empty() || h.len() % 2 != 0 {
+        return Err(bad("it needs an even, non-zero number of hex digits"));
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| {
+            h.get(i..i + 2)
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| bad("non-hex character"))
+        })
+        .collect()
+}
+
+/// bytes → "0x…" (upper case, as SQL Server prints varbinary).
+pub fn to_binary_literal(b: &[u8]) -> String {
+    format!("0x{}", crypto::hex_upper(b))
 }
 
 fn ca_params(

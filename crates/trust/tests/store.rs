@@ -569,3 +569,53 @@ fn certificate_decoders_survive_mutations() {
         }
     }
 }
+
+#[test]
+fn managed_identity_and_hex_blobs() {
+    let mi = tempfile::tempdir().unwrap();
+    let (c, s) = open(mi.path());
+    let now = now_utc();
+    let a = s
+        .ensure_managed_identity(
+            &c,
+            "mi.example",
+            now,
+            Duration::days(90),
+            Duration::days(30),
+        )
+        .unwrap();
+    // Idempotent until renewal is due, then a new one.
+    assert_eq!(
+        s.ensure_managed_identity(
+            &c,
+            "mi.example",
+            now,
+            Duration::days(90),
+            Duration::days(30)
+        )
+        .unwrap(),
+        a
+    );
+    let later = now + Duration::days(61);
+    let b = s
+        .ensure_managed_identity(
+            &c,
+            "mi.example",
+            later,
+            Duration::days(90),
+            Duration::days(30),
+        )
+        .unwrap();
+    assert_ne!(a, b);
+    // EndpointCertificatePublicKey as 0x… text, imported on the other side from that text.
+    let text = trust::to_binary_literal(&a);
+    assert!(text.starts_with("0x"));
+    let sql = tempfile::tempdir().unwrap();
+    let (sc, ss) = open(sql.path());
+    ss.import_public_hex(&sc, "mi.example", &text).unwrap();
+    for bad in ["", "0x", "0x123", "0xZZ", "1234", &text[..text.len() - 2]] {
+        let e = ss.import_public_hex(&sc, "x", bad).unwrap_err();
+        assert_eq!(e.number, codes::CERT_INVALID, "{bad}: {e}");
+    }
+    assert_eq!(ss.certificates(&sc).unwrap().len(), 1);
+}
