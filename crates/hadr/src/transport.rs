@@ -48,6 +48,8 @@ const PREAMBLE_MAGIC: [u8; 4] = *b"MLNK";
 const PREAMBLE_VERSION: u8 = 1;
 const MAX_NAME: usize = 255;
 const MAX_REPLY_MSG: usize = 4096;
+/// Inbound connections allowed to be mid-handshake at once per endpoint.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// Message numbers of the transport.
 pub mod codes {
@@ -1108,8 +1110,13 @@ impl Endpoint {
         let settings = Arc::new(RwLock::new(settings));
         let (tx, rx) = mpsc::channel(16);
         let (s2, e2) = (settings.clone(), errors.clone());
+        // Bounds the handshakes in flight, so a flood of idle sockets cannot exhaust memory.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
         let task = tokio::spawn(async move {
             loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let Ok((sock, peer_addr)) = listener.accept().await else {
                     // Transient accept errors (EMFILE…): back off instead of spinning.
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1121,7 +1128,9 @@ impl Endpoint {
                 };
                 let (tx, errors) = (tx.clone(), e2.clone());
                 tokio::spawn(async move {
-                    match accept_one(sock, peer_addr, &settings).await {
+                    let r = accept_one(sock, peer_addr, &settings).await;
+                    drop(permit);
+                    match r {
                         Ok(c) => {
                             let _ = tx.send(c).await;
                         }
@@ -1527,6 +1536,44 @@ async fn connect_inner(
         }
         k => Err(hs(format!("expected HelloAck, got {k:?}"))),
     }
+}
+
+/// The managed instance renews its endpoint certificate in the background: every `check_every`
+/// it issues the next one when the newest is within `renew_before` of expiry. Handshakes pick the
+/// newest valid certificate, and the old one stays valid until its own expiry (overlap), so peers
+/// that trust the issuer never see a gap.
+pub fn spawn_certificate_renewal(
+    db_path: PathBuf,
+    store: Arc<TrustStore>,
+    fqdn: String,
+    check_every: Duration,
+    validity: chrono::Duration,
+    renew_before: chrono::Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let (db, st, f) = (db_path.clone(), store.clone(), fqdn.clone());
+            let r = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, TrustError> {
+                let c = rusqlite::Connection::open(&db)?;
+                c.busy_timeout(Duration::from_secs(5))?;
+                st.ensure_instance_ca(&c, &format!("milink managed instance CA ({f})"))?;
+                st.rotate_endpoint_certificate(&c, &f, now_utc(), validity, renew_before)
+            })
+            .await;
+            match r {
+                Ok(Ok(Some(der))) => tracing::info!(
+                    fqdn = %fqdn,
+                    thumbprint = %trust::crypto::hex_upper(&trust::crypto::sha1(&der)),
+                    "issued the next endpoint certificate"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(fqdn = %fqdn, "endpoint certificate renewal failed: {e}")
+                }
+                _ => {}
+            }
+            tokio::time::sleep(check_every).await;
+        }
+    })
 }
 
 /// Fuzz entry points for every decoder of network input. Each must return without panicking

@@ -877,3 +877,48 @@ async fn version_handshake_picks_highest_common() {
     eprintln!("client: {e}");
     assert!(e.message.contains("no common protocol version"), "{e}");
 }
+
+#[tokio::test]
+async fn background_renewal_rotates_before_expiry() {
+    let mi = Side::new();
+    mi.store.ensure_instance_ca(&mi.c(), "ca").unwrap();
+    let first = mi
+        .store
+        .issue_endpoint_certificate(
+            &mi.c(),
+            MI,
+            now_utc() - Duration::days(80),
+            now_utc() + Duration::days(10),
+        )
+        .unwrap();
+    let task = spawn_certificate_renewal(
+        mi.db.clone(),
+        mi.store.clone(),
+        MI.into(),
+        std::time::Duration::from_millis(50),
+        Duration::days(90),
+        Duration::days(30),
+    );
+    let mut renewed = None;
+    for _ in 0..100 {
+        let cur = mi
+            .store
+            .endpoint_certificate_public_key(&mi.c(), MI)
+            .unwrap();
+        if cur != first {
+            renewed = Some(cur);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let renewed = renewed.expect("renewed within 5 s");
+    // Not renewed again while the new one is far from expiry.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        mi.store
+            .endpoint_certificate_public_key(&mi.c(), MI)
+            .unwrap(),
+        renewed
+    );
+    task.abort();
+}
