@@ -1181,6 +1181,23 @@ impl Drop for Endpoint {
     }
 }
 
+type Loaded = (
+    Result<LocalIdentity, TrustError>,
+    Result<PeerTrust, TrustError>,
+    NaiveDateTime,
+);
+
+/// Our identity, the trust for `peer` and the clock, read on the blocking pool.
+async fn load_trust(trust: &Arc<dyn TrustSource>, peer: &str) -> Loaded {
+    let (tr, p) = (trust.clone(), peer.to_string());
+    tokio::task::spawn_blocking(move || (tr.local_identity(), tr.peer_trust(&p), tr.now()))
+        .await
+        .unwrap_or_else(|e| {
+            let err = TrustError::internal(format!("trust lookup failed: {e}"));
+            (Err(err.clone()), Err(err), now_utc())
+        })
+}
+
 /// Sends the refusal in the preamble reply (so the connecting side gets the precise message) and closes.
 async fn refuse(sock: &mut TcpStream, e: ConnectError) -> Result<MirrorConnection, ConnectError> {
     let _ = sock
@@ -1232,19 +1249,21 @@ async fn accept_one(
     if let Err(m) = negotiate_encryption(s, &pre) {
         return refuse(&mut sock, ConnectError::new(codes::TRANSPORT, m)).await;
     }
-    let identity = match s.trust.local_identity() {
+    let (identity, trust, now) = load_trust(&s.trust, peer).await;
+    let identity = match identity {
         Ok(i) => i,
         Err(e) => {
-            return refuse(
-                &mut sock,
-                ConnectError::new(
+            let e = ConnectError::new(
                 cert_number(s.role, false),
-                format!("Connection from '{peer}' refused: '{}' cannot present its endpoint certificate: {}", s.local_name, e.message),
-            ))
-            .await
+                format!(
+                    "Connection from '{peer}' refused: '{}' cannot present its endpoint certificate: {}",
+                    s.local_name, e.message
+                ),
+            );
+            return refuse(&mut sock, e).await;
         }
     };
-    let trust = match s.trust.peer_trust(peer) {
+    let trust = match trust {
         Ok(t) => t,
         Err(e) => {
             return refuse(
@@ -1262,7 +1281,7 @@ async fn accept_one(
     let outcome: Outcome = Arc::default();
     let verifier = Arc::new(PeerVerifier {
         trust,
-        now: s.trust.now(),
+        now,
         outcome: outcome.clone(),
         provider: provider.clone(),
     });
@@ -1392,7 +1411,9 @@ async fn connect_inner(
     addr: SocketAddr,
 ) -> Result<MirrorConnection, ConnectError> {
     let t = s.handshake_timeout;
-    let identity = s.trust.local_identity().map_err(|e| {
+    // SQLite reads and key decryption stay off the async workers.
+    let (identity, trust, now) = load_trust(&s.trust, peer).await;
+    let identity = identity.map_err(|e| {
         ConnectError::new(
             cert_number(s.role, false),
             format!(
@@ -1401,9 +1422,7 @@ async fn connect_inner(
             ),
         )
     })?;
-    let trust = s
-        .trust
-        .peer_trust(peer)
+    let trust = trust
         .map_err(|e| ConnectError::new(codes::TRANSPORT, format!("trust store: {}", e.message)))?;
     let unreachable = |why: String| {
         ConnectError::new(
@@ -1456,7 +1475,7 @@ async fn connect_inner(
     let outcome: Outcome = Arc::default();
     let verifier = Arc::new(PeerVerifier {
         trust,
-        now: s.trust.now(),
+        now,
         outcome: outcome.clone(),
         provider: provider.clone(),
     });
