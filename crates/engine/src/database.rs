@@ -611,11 +611,11 @@ impl Database {
         let st = self.log.stats();
         let reuse = self.log_reuse();
         let used = self.log.bytes_from(reuse.keep_from);
-        // With no maximum the log is as large as what it holds; report that plus the open segment's headroom.
+        // With no maximum, the log is at least one segment (what it allocates), or what it holds.
         let total = if c.max_log_bytes > 0 {
             c.max_log_bytes
         } else {
-            st.retained_bytes.max(1)
+            st.retained_bytes.max(self.opts.log.segment_bytes)
         };
         LogSpace {
             log_min_lsn: st.first_lsn,

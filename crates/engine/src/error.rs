@@ -155,6 +155,51 @@ impl From<rusqlite::Error> for SqlError {
                     format!("Could not allocate space: the disk is full ({e})."),
                 )
             }
+            rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such table: ") => {
+                SqlError::new(
+                    208,
+                    16,
+                    format!(
+                        "Invalid object name '{}'.",
+                        m.trim_start_matches("no such table: ")
+                    ),
+                )
+            }
+            rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such column: ") => {
+                SqlError::new(
+                    207,
+                    16,
+                    format!(
+                        "Invalid column name '{}'.",
+                        m.trim_start_matches("no such column: ")
+                    ),
+                )
+            }
+            rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such function: ") => {
+                SqlError::new(
+                    195,
+                    15,
+                    format!(
+                        "'{}' is not a recognized built-in function name.",
+                        m.trim_start_matches("no such function: tsql_")
+                            .trim_start_matches("no such function: ")
+                    ),
+                )
+            }
+            rusqlite::Error::SqliteFailure(_, Some(m))
+                if m.starts_with("table ") && m.ends_with(" already exists") =>
+            {
+                SqlError::new(
+                    2714,
+                    16,
+                    format!(
+                        "There is already an object named '{}' in the database.",
+                        m.trim_start_matches("table ")
+                            .trim_end_matches(" already exists")
+                            .trim_matches('"')
+                    ),
+                )
+            }
             _ => SqlError::new(50000, 16, e.to_string()),
         }
     }

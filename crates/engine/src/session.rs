@@ -77,8 +77,12 @@ impl CancelHandle {
     }
 }
 
+/// Run on every connection a session opens (the SQL layer registers its session-bound functions).
+pub type ConnInit = Arc<dyn Fn(&rusqlite::Connection) -> rusqlite::Result<()> + Send + Sync>;
+
 pub struct Session {
     pub id: u64,
+    conn_init: Option<ConnInit>,
     inst: Arc<Instance>,
     database: Option<String>,
     conns: HashMap<String, DbConn>,
@@ -95,6 +99,7 @@ impl Session {
     pub fn new(inst: Arc<Instance>) -> Session {
         Session {
             id: next_session_id(),
+            conn_init: None,
             inst,
             database: None,
             conns: HashMap::new(),
@@ -124,6 +129,16 @@ impl Session {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancel.flag.load(Ordering::SeqCst)
+    }
+
+    pub fn set_conn_init(&mut self, init: ConnInit) {
+        self.conn_init = Some(init);
+    }
+
+    /// The session's own SQLite connection to `db`, for its TEMP schema only (system views materialised per
+    /// query): writes there touch no database file, so they bypass the writer and the log.
+    pub fn temp_connection(&mut self, db: &str) -> Result<&rusqlite::Connection> {
+        Ok(self.conn(db)?.sqlite())
     }
 
     /// USE: None is master.
@@ -216,6 +231,9 @@ impl Session {
         if !self.conns.contains_key(&key) {
             let d = self.inst.database(db)?;
             let c = d.connect()?;
+            if let Some(init) = &self.conn_init {
+                init(c.sqlite())?;
+            }
             self.conns.insert(key.clone(), c);
         }
         Ok(self.conns.get_mut(&key).expect("inserted"))

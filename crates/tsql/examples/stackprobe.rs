@@ -10,12 +10,22 @@ fn main() {
         "begin" => format!("{}PRINT 1{}", "BEGIN ".repeat(n), " END".repeat(n)),
         _ => panic!(),
     };
-    let r = std::thread::Builder::new().stack_size(2 << 20).spawn(move || {
-        let r = tsql::parse_batch(&src);
-        match &r {
-            Ok(s) => { println!("parsed"); if std::env::var("TR").is_ok() { let _ = tsql::translate(&s[0], &tsql::translate::NoCatalog); } println!("ok"); }
-            Err(e) => println!("err {}", e.number),
-        }
-    }).unwrap().join();
+    let r = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let r = tsql::parse_batch(&src);
+            match &r {
+                Ok(s) => {
+                    println!("parsed");
+                    if std::env::var("TR").is_ok() {
+                        let _ = tsql::translate(&s[0], &tsql::translate::NoCatalog);
+                    }
+                    println!("ok");
+                }
+                Err(e) => println!("err {}", e.number),
+            }
+        })
+        .unwrap()
+        .join();
     println!("{:?}", r.is_ok());
 }

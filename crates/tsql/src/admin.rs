@@ -232,7 +232,10 @@ impl CreateAvailabilityGroup {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgAction {
     /// JOIN, or JOIN AVAILABILITY GROUP ON … for the second side of a distributed group.
-    Join { groups: Vec<ReplicaSpec>, options: Vec<Opt> },
+    Join {
+        groups: Vec<ReplicaSpec>,
+        options: Vec<Opt>,
+    },
     GrantCreateAnyDatabase,
     DenyCreateAnyDatabase,
     ModifyAvailabilityGroup(Vec<ReplicaSpec>),
@@ -258,7 +261,10 @@ pub enum AlterDatabaseAction {
     SetRecovery(String),
     /// Any other SET list: SINGLE_USER, ONLINE, READ_ONLY, COMPATIBILITY_LEVEL = 150, … with the optional
     /// termination clause (ROLLBACK IMMEDIATE, NO_WAIT, ROLLBACK AFTER n).
-    Set { options: Vec<Opt>, termination: Option<String> },
+    Set {
+        options: Vec<Opt>,
+        termination: Option<String>,
+    },
     ModifyName(Ident),
     Collate(String),
 }
@@ -327,34 +333,102 @@ pub enum AlterLoginAction {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admin {
-    CreateMasterKey { password: Option<Expr> },
-    OpenMasterKey { password: Expr },
+    CreateMasterKey {
+        password: Option<Expr>,
+    },
+    OpenMasterKey {
+        password: Expr,
+    },
     CloseMasterKey,
     AlterMasterKey(AlterMasterKey),
     DropMasterKey,
     CreateCertificate(Box<CreateCertificate>),
     BackupCertificate(Box<BackupCertificate>),
-    DropCertificate { name: Ident },
+    DropCertificate {
+        name: Ident,
+    },
     CreateEndpoint(Box<EndpointDef>),
     AlterEndpoint(Box<EndpointDef>),
-    DropEndpoint { name: Ident },
+    DropEndpoint {
+        name: Ident,
+    },
     CreateAvailabilityGroup(Box<CreateAvailabilityGroup>),
-    AlterAvailabilityGroup { name: Ident, action: Box<AgAction> },
-    DropAvailabilityGroup { name: Ident },
-    CreateDatabase { name: Ident, collation: Option<String>, options: Vec<Opt> },
+    AlterAvailabilityGroup {
+        name: Ident,
+        action: Box<AgAction>,
+    },
+    DropAvailabilityGroup {
+        name: Ident,
+    },
+    CreateDatabase {
+        name: Ident,
+        collation: Option<String>,
+        options: Vec<Opt>,
+    },
     /// `name` is None for ALTER DATABASE CURRENT.
-    AlterDatabase { name: Option<Ident>, action: AlterDatabaseAction },
-    DropDatabase { if_exists: bool, names: Vec<Ident> },
+    AlterDatabase {
+        name: Option<Ident>,
+        action: AlterDatabaseAction,
+    },
+    DropDatabase {
+        if_exists: bool,
+        names: Vec<Ident>,
+    },
     Backup(Box<Backup>),
     Restore(Box<Restore>),
     /// PASSWORD is lifted out of the options; `source` is WINDOWS / CERTIFICATE name for FROM logins.
-    CreateLogin { name: Ident, password: Option<Expr>, options: Vec<Opt>, source: Option<String> },
-    AlterLogin { name: Ident, action: AlterLoginAction },
-    DropLogin { name: Ident },
+    CreateLogin {
+        name: Ident,
+        password: Option<Expr>,
+        options: Vec<Opt>,
+        source: Option<String>,
+    },
+    AlterLogin {
+        name: Ident,
+        action: AlterLoginAction,
+    },
+    DropLogin {
+        name: Ident,
+    },
     /// DBCC name [(args)] [WITH options]; bare words in args (LOGSPACE) arrive as Expr::Column.
-    Dbcc { name: String, args: Vec<Expr>, with: Vec<String> },
+    Dbcc {
+        name: String,
+        args: Vec<Expr>,
+        with: Vec<String>,
+    },
     Checkpoint(Option<Expr>),
     Kill(Expr),
+    /// RECONFIGURE [WITH OVERRIDE] (after sp_configure).
+    Reconfigure {
+        with_override: bool,
+    },
+    /// SHUTDOWN [WITH NOWAIT]
+    Shutdown {
+        nowait: bool,
+    },
+    /// CREATE USER name [FOR|FROM LOGIN login | WITHOUT LOGIN] [WITH options]
+    CreateUser {
+        name: Ident,
+        login: Option<Ident>,
+        without_login: bool,
+        options: Vec<Opt>,
+    },
+    DropUser {
+        if_exists: bool,
+        name: Ident,
+    },
+    /// `ALTER [SERVER] ROLE role ADD|DROP MEMBER principal`
+    AlterRoleMember {
+        server: bool,
+        role: Ident,
+        add: bool,
+        member: Ident,
+    },
+    /// BACKUP MASTER KEY TO FILE = … ENCRYPTION BY PASSWORD = …
+    BackupMasterKey {
+        file: Expr,
+        password: Expr,
+    },
 }
 
 impl<'a> Parser<'a> {
@@ -375,7 +449,9 @@ impl<'a> Parser<'a> {
                 self.expect_kw("BY")?;
                 self.expect_kw("PASSWORD")?;
                 self.expect_op("=")?;
-                Ok(Admin::OpenMasterKey { password: self.parse_value()? })
+                Ok(Admin::OpenMasterKey {
+                    password: self.parse_value()?,
+                })
             }
             "CLOSE" => {
                 self.expect_kw("MASTER")?;
@@ -383,8 +459,32 @@ impl<'a> Parser<'a> {
                 Ok(Admin::CloseMasterKey)
             }
             "DBCC" => self.parse_dbcc(),
+            "RECONFIGURE" => {
+                let with_override = if self.is_kw("WITH") && self.is_kw_at(1, "OVERRIDE") {
+                    self.next();
+                    self.next();
+                    true
+                } else {
+                    false
+                };
+                Ok(Admin::Reconfigure { with_override })
+            }
+            "SHUTDOWN" => {
+                let nowait = if self.is_kw("WITH") && self.is_kw_at(1, "NOWAIT") {
+                    self.next();
+                    self.next();
+                    true
+                } else {
+                    false
+                };
+                Ok(Admin::Shutdown { nowait })
+            }
             "CHECKPOINT" => {
-                let d = if matches!(self.peek().tok, Tok::Int(_)) { Some(self.parse_value()?) } else { None };
+                let d = if matches!(self.peek().tok, Tok::Int(_)) {
+                    Some(self.parse_value()?)
+                } else {
+                    None
+                };
                 Ok(Admin::Checkpoint(d))
             }
             "KILL" => {
@@ -465,11 +565,51 @@ impl<'a> Parser<'a> {
             "DATABASE" => {
                 let name = self.parse_name()?;
                 if self.is_kw("ON") || self.is_kw("CONTAINMENT") || self.is_kw("AS") {
-                    return Err(SqlError::unsupported("CREATE DATABASE with file or snapshot clauses", self.line()));
+                    return Err(SqlError::unsupported(
+                        "CREATE DATABASE with file or snapshot clauses",
+                        self.line(),
+                    ));
                 }
-                let collation = if self.eat_kw("COLLATE") { Some(self.parse_any_word()?) } else { None };
-                let options = if self.eat_kw("WITH") { self.parse_top_options()? } else { vec![] };
-                Ok(Admin::CreateDatabase { name, collation, options })
+                let collation = if self.eat_kw("COLLATE") {
+                    Some(self.parse_any_word()?)
+                } else {
+                    None
+                };
+                let options = if self.eat_kw("WITH") {
+                    self.parse_top_options()?
+                } else {
+                    vec![]
+                };
+                Ok(Admin::CreateDatabase {
+                    name,
+                    collation,
+                    options,
+                })
+            }
+            "USER" => {
+                let name = self.parse_name()?;
+                let mut login = None;
+                let mut without_login = false;
+                if (self.is_kw("FOR") || self.is_kw("FROM")) && self.is_kw_at(1, "LOGIN") {
+                    self.next();
+                    self.next();
+                    login = Some(self.parse_name()?);
+                } else if self.is_kw("WITHOUT") && self.is_kw_at(1, "LOGIN") {
+                    self.next();
+                    self.next();
+                    without_login = true;
+                }
+                let options = if self.eat_kw("WITH") {
+                    self.parse_top_options()?
+                } else {
+                    vec![]
+                };
+                Ok(Admin::CreateUser {
+                    name,
+                    login,
+                    without_login,
+                    options,
+                })
             }
             "LOGIN" => {
                 let name = self.parse_name()?;
@@ -480,8 +620,17 @@ impl<'a> Parser<'a> {
                     } else {
                         src
                     };
-                    let options = if self.eat_kw("WITH") { self.parse_top_options()? } else { vec![] };
-                    return Ok(Admin::CreateLogin { name, password: None, options, source: Some(source) });
+                    let options = if self.eat_kw("WITH") {
+                        self.parse_top_options()?
+                    } else {
+                        vec![]
+                    };
+                    return Ok(Admin::CreateLogin {
+                        name,
+                        password: None,
+                        options,
+                        source: Some(source),
+                    });
                 }
                 self.expect_kw("WITH")?;
                 let mut options = self.parse_login_options()?;
@@ -493,7 +642,12 @@ impl<'a> Parser<'a> {
                         OptValue::Expr(e) => Some(e),
                         _ => None,
                     });
-                Ok(Admin::CreateLogin { name, password, options, source: None })
+                Ok(Admin::CreateLogin {
+                    name,
+                    password,
+                    options,
+                    source: None,
+                })
             }
             _ => {
                 self.pos -= 1;
@@ -521,10 +675,16 @@ impl<'a> Parser<'a> {
                 }
                 _ => OptValue::Expr(self.parse_value()?),
             };
-            opts.push(Opt { name, value: Some(value) });
+            opts.push(Opt {
+                name,
+                value: Some(value),
+            });
             while self.is_kw("HASHED") || self.is_kw("MUST_CHANGE") || self.is_kw("UNLOCK") {
                 let flag = self.parse_any_word()?;
-                opts.push(Opt { name: flag, value: None });
+                opts.push(Opt {
+                    name: flag,
+                    value: None,
+                });
             }
             if !self.eat(&Tok::Comma) {
                 break;
@@ -535,7 +695,11 @@ impl<'a> Parser<'a> {
 
     fn parse_create_certificate(&mut self) -> Result<Admin> {
         let name = self.parse_name()?;
-        let authorization = if self.eat_kw("AUTHORIZATION") { Some(self.parse_name()?) } else { None };
+        let authorization = if self.eat_kw("AUTHORIZATION") {
+            Some(self.parse_name()?)
+        } else {
+            None
+        };
         let mut c = CreateCertificate {
             name,
             authorization,
@@ -558,7 +722,12 @@ impl<'a> Parser<'a> {
                     self.expect_eq()?;
                     c.source = CertSource::File(self.parse_value()?);
                 }
-                _ => return Err(SqlError::unsupported(&format!("CREATE CERTIFICATE FROM {}", w), self.line())),
+                _ => {
+                    return Err(SqlError::unsupported(
+                        &format!("CREATE CERTIFICATE FROM {}", w),
+                        self.line(),
+                    ))
+                }
             }
             if self.is_kw("WITH") {
                 self.next();
@@ -622,10 +791,12 @@ impl<'a> Parser<'a> {
             self.expect_kw("FOR")?;
             self.expect_kw("BEGIN_DIALOG")?;
             self.expect_eq()?;
-            c.active_for_begin_dialog = Some(self.eat_kw("ON") || {
-                self.expect_kw("OFF")?;
-                false
-            });
+            c.active_for_begin_dialog = Some(
+                self.eat_kw("ON") || {
+                    self.expect_kw("OFF")?;
+                    false
+                },
+            );
         }
         Ok(Admin::CreateCertificate(Box::new(c)))
     }
@@ -699,7 +870,11 @@ impl<'a> Parser<'a> {
             let name = self.parse_any_word()?;
             let value = if self.eat_op("=") {
                 Some(match &self.peek().tok {
-                    Tok::Word(w) if !is_reserved(w) || w.eq_ignore_ascii_case("ON") || w.eq_ignore_ascii_case("OFF") => {
+                    Tok::Word(w)
+                        if !is_reserved(w)
+                            || w.eq_ignore_ascii_case("ON")
+                            || w.eq_ignore_ascii_case("OFF") =>
+                    {
                         let v = w.to_ascii_uppercase();
                         self.next();
                         OptValue::Word(v)
@@ -756,7 +931,10 @@ impl<'a> Parser<'a> {
         if self.eat_kw("AS") {
             let proto = self.parse_any_word()?;
             if proto != "TCP" {
-                return Err(SqlError::unsupported(&format!("endpoint protocol {}", proto), self.line()));
+                return Err(SqlError::unsupported(
+                    &format!("endpoint protocol {}", proto),
+                    self.line(),
+                ));
             }
             self.expect(&Tok::LParen)?;
             loop {
@@ -781,7 +959,10 @@ impl<'a> Parser<'a> {
                                 }
                             }
                             let raw = self.src[start..end.max(start)].trim();
-                            let raw = raw.strip_prefix('N').filter(|r| r.starts_with('\'')).unwrap_or(raw);
+                            let raw = raw
+                                .strip_prefix('N')
+                                .filter(|r| r.starts_with('\''))
+                                .unwrap_or(raw);
                             let addr = raw.trim_matches('\'').to_string();
                             if addr.is_empty() {
                                 return Err(self.error_here());
@@ -807,7 +988,10 @@ impl<'a> Parser<'a> {
         if self.eat_kw("FOR") {
             let payload = self.parse_any_word()?;
             if payload != "DATABASE_MIRRORING" {
-                return Err(SqlError::unsupported(&format!("endpoint type {}", payload), self.line()));
+                return Err(SqlError::unsupported(
+                    &format!("endpoint type {}", payload),
+                    self.line(),
+                ));
             }
             ep.database_mirroring = true;
             self.expect(&Tok::LParen)?;
@@ -859,7 +1043,11 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_endpoint_auth(&mut self) -> Result<EndpointAuth> {
-        let mut auth = EndpointAuth { windows: None, certificate: None, certificate_first: false };
+        let mut auth = EndpointAuth {
+            windows: None,
+            certificate: None,
+            certificate_first: false,
+        };
         if self.eat_kw("WINDOWS") {
             auth.windows = Some(self.parse_windows_kind());
             if self.eat_kw("CERTIFICATE") {
@@ -899,7 +1087,9 @@ impl<'a> Parser<'a> {
                     break;
                 }
             }
-            if algorithms.is_empty() || algorithms.len() > 2 || (algorithms.len() == 2 && algorithms[0] == algorithms[1])
+            if algorithms.is_empty()
+                || algorithms.len() > 2
+                || (algorithms.len() == 2 && algorithms[0] == algorithms[1])
             {
                 return Err(self.error_here());
             }
@@ -913,7 +1103,10 @@ impl<'a> Parser<'a> {
         loop {
             out.push(self.parse_replica_spec()?);
             if !(self.peek().tok == Tok::Comma
-                && matches!(self.peek_at(1).tok, Tok::Str(_) | Tok::NStr(_) | Tok::QuotedId(_)))
+                && matches!(
+                    self.peek_at(1).tok,
+                    Tok::Str(_) | Tok::NStr(_) | Tok::QuotedId(_)
+                ))
             {
                 break;
             }
@@ -924,7 +1117,11 @@ impl<'a> Parser<'a> {
 
     fn parse_replica_spec(&mut self) -> Result<ReplicaSpec> {
         let name = self.parse_string_or_name()?;
-        let options = if self.eat_kw("WITH") { self.parse_paren_options()? } else { vec![] };
+        let options = if self.eat_kw("WITH") {
+            self.parse_paren_options()?
+        } else {
+            vec![]
+        };
         let mut r = ReplicaSpec {
             name,
             endpoint_url: None,
@@ -976,7 +1173,9 @@ impl<'a> Parser<'a> {
 
     fn parse_db_ident_list(&mut self) -> Result<Vec<Ident>> {
         let mut dbs = vec![self.parse_name()?];
-        while self.peek().tok == Tok::Comma && matches!(self.peek_at(1).tok, Tok::QuotedId(_) | Tok::Word(_)) {
+        while self.peek().tok == Tok::Comma
+            && matches!(self.peek_at(1).tok, Tok::QuotedId(_) | Tok::Word(_))
+        {
             if let Tok::Word(w) = &self.peek_at(1).tok {
                 if is_reserved(w) {
                     break;
@@ -1012,16 +1211,21 @@ impl<'a> Parser<'a> {
             self.expect_kw("ON")?;
             replicas = self.parse_replica_specs()?;
             if self.is_kw("LISTENER") {
-                return Err(SqlError::unsupported("availability group LISTENER", self.line()));
+                return Err(SqlError::unsupported(
+                    "availability group LISTENER",
+                    self.line(),
+                ));
             }
         }
-        Ok(Admin::CreateAvailabilityGroup(Box::new(CreateAvailabilityGroup {
-            name,
-            options,
-            distributed,
-            databases,
-            replicas,
-        })))
+        Ok(Admin::CreateAvailabilityGroup(Box::new(
+            CreateAvailabilityGroup {
+                name,
+                options,
+                distributed,
+                databases,
+                replicas,
+            },
+        )))
     }
 
     fn parse_ag_action(&mut self) -> Result<AgAction> {
@@ -1078,14 +1282,22 @@ impl<'a> Parser<'a> {
                         AgAction::RemoveReplica(self.parse_string_or_name()?)
                     }
                 } else {
-                    return Err(SqlError::unsupported(&format!("ALTER AVAILABILITY GROUP {} …", w), self.line()));
+                    return Err(SqlError::unsupported(
+                        &format!("ALTER AVAILABILITY GROUP {} …", w),
+                        self.line(),
+                    ));
                 }
             }
             "FAILOVER" => AgAction::Failover,
             "FORCE_FAILOVER_ALLOW_DATA_LOSS" => AgAction::ForceFailoverAllowDataLoss,
             "SET" => AgAction::Set(self.parse_paren_options()?),
             "OFFLINE" => AgAction::Offline,
-            _ => return Err(SqlError::unsupported(&format!("ALTER AVAILABILITY GROUP … {}", w), self.line())),
+            _ => {
+                return Err(SqlError::unsupported(
+                    &format!("ALTER AVAILABILITY GROUP … {}", w),
+                    self.line(),
+                ))
+            }
         })
     }
 
@@ -1138,10 +1350,17 @@ impl<'a> Parser<'a> {
                 self.expect_kw("GROUP")?;
                 let name = self.parse_name()?;
                 let action = self.parse_ag_action()?;
-                Ok(Admin::AlterAvailabilityGroup { name, action: Box::new(action) })
+                Ok(Admin::AlterAvailabilityGroup {
+                    name,
+                    action: Box::new(action),
+                })
             }
             "DATABASE" => {
-                let name = if self.eat_kw("CURRENT") { None } else { Some(self.parse_name()?) };
+                let name = if self.eat_kw("CURRENT") {
+                    None
+                } else {
+                    Some(self.parse_name()?)
+                };
                 let action = if self.eat_kw("SET") {
                     if self.eat_kw("HADR") {
                         if self.eat_kw("AVAILABILITY") {
@@ -1174,9 +1393,34 @@ impl<'a> Parser<'a> {
                 } else if self.eat_kw("COLLATE") {
                     AlterDatabaseAction::Collate(self.parse_any_word()?)
                 } else {
-                    return Err(SqlError::unsupported("this ALTER DATABASE form", self.line()));
+                    return Err(SqlError::unsupported(
+                        "this ALTER DATABASE form",
+                        self.line(),
+                    ));
                 };
                 Ok(Admin::AlterDatabase { name, action })
+            }
+            "ROLE" | "SERVER" => {
+                let server = w == "SERVER";
+                if server {
+                    self.expect_kw("ROLE")?;
+                }
+                let role = self.parse_name()?;
+                let add = if self.eat_kw("ADD") {
+                    true
+                } else if self.eat_kw("DROP") {
+                    false
+                } else {
+                    return Err(SqlError::unsupported("this ALTER ROLE form", self.line()));
+                };
+                self.expect_kw("MEMBER")?;
+                let member = self.parse_name()?;
+                Ok(Admin::AlterRoleMember {
+                    server,
+                    role,
+                    add,
+                    member,
+                })
             }
             "LOGIN" => {
                 let name = self.parse_name()?;
@@ -1246,7 +1490,10 @@ impl<'a> Parser<'a> {
                 }
             });
         }
-        Ok(AlterDatabaseAction::Set { options, termination })
+        Ok(AlterDatabaseAction::Set {
+            options,
+            termination,
+        })
     }
 
     fn parse_admin_drop(&mut self) -> Result<Admin> {
@@ -1256,11 +1503,17 @@ impl<'a> Parser<'a> {
                 self.expect_kw("KEY")?;
                 Ok(Admin::DropMasterKey)
             }
-            "CERTIFICATE" => Ok(Admin::DropCertificate { name: self.parse_name()? }),
-            "ENDPOINT" => Ok(Admin::DropEndpoint { name: self.parse_name()? }),
+            "CERTIFICATE" => Ok(Admin::DropCertificate {
+                name: self.parse_name()?,
+            }),
+            "ENDPOINT" => Ok(Admin::DropEndpoint {
+                name: self.parse_name()?,
+            }),
             "AVAILABILITY" => {
                 self.expect_kw("GROUP")?;
-                Ok(Admin::DropAvailabilityGroup { name: self.parse_name()? })
+                Ok(Admin::DropAvailabilityGroup {
+                    name: self.parse_name()?,
+                })
             }
             "DATABASE" => {
                 let if_exists = if self.is_kw("IF") {
@@ -1276,7 +1529,22 @@ impl<'a> Parser<'a> {
                 }
                 Ok(Admin::DropDatabase { if_exists, names })
             }
-            "LOGIN" => Ok(Admin::DropLogin { name: self.parse_name()? }),
+            "USER" => {
+                let if_exists = if self.is_kw("IF") && self.is_kw_at(1, "EXISTS") {
+                    self.next();
+                    self.next();
+                    true
+                } else {
+                    false
+                };
+                Ok(Admin::DropUser {
+                    if_exists,
+                    name: self.parse_name()?,
+                })
+            }
+            "LOGIN" => Ok(Admin::DropLogin {
+                name: self.parse_name()?,
+            }),
             _ => {
                 self.pos -= 1;
                 Err(SqlError::unsupported(&format!("DROP {}", w), self.line()))
@@ -1307,7 +1575,10 @@ impl<'a> Parser<'a> {
                 }
             };
             self.expect_eq()?;
-            devices.push(Device { kind, path: self.parse_value()? });
+            devices.push(Device {
+                kind,
+                path: self.parse_value()?,
+            });
             if !self.eat(&Tok::Comma) {
                 break;
             }
@@ -1320,21 +1591,48 @@ impl<'a> Parser<'a> {
         match w.as_str() {
             "DATABASE" | "LOG" => {
                 let database = self.parse_db_name()?;
-                if self.is_kw("FILE") || self.is_kw("FILEGROUP") || self.is_kw("READ_WRITE_FILEGROUPS") {
-                    return Err(SqlError::unsupported("file and filegroup backups", self.line()));
+                if self.is_kw("FILE")
+                    || self.is_kw("FILEGROUP")
+                    || self.is_kw("READ_WRITE_FILEGROUPS")
+                {
+                    return Err(SqlError::unsupported(
+                        "file and filegroup backups",
+                        self.line(),
+                    ));
                 }
                 self.expect_kw("TO")?;
                 let devices = self.parse_devices()?;
                 if self.is_kw("MIRROR") {
                     return Err(SqlError::unsupported("BACKUP … MIRROR TO", self.line()));
                 }
-                let options = if self.eat_kw("WITH") { self.parse_top_options()? } else { vec![] };
+                let options = if self.eat_kw("WITH") {
+                    self.parse_top_options()?
+                } else {
+                    vec![]
+                };
                 Ok(Admin::Backup(Box::new(Backup {
-                    kind: if w == "LOG" { BackupKind::Log } else { BackupKind::Database },
+                    kind: if w == "LOG" {
+                        BackupKind::Log
+                    } else {
+                        BackupKind::Database
+                    },
                     database,
                     devices,
                     options,
                 })))
+            }
+            "MASTER" => {
+                self.expect_kw("KEY")?;
+                self.expect_kw("TO")?;
+                self.expect_kw("FILE")?;
+                self.expect_eq()?;
+                let file = self.parse_value()?;
+                self.expect_kw("ENCRYPTION")?;
+                self.expect_kw("BY")?;
+                self.expect_kw("PASSWORD")?;
+                self.expect_eq()?;
+                let password = self.parse_value()?;
+                Ok(Admin::BackupMasterKey { file, password })
             }
             "CERTIFICATE" => {
                 let name = self.parse_name()?;
@@ -1359,7 +1657,11 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                Ok(Admin::BackupCertificate(Box::new(BackupCertificate { name, file, private_key })))
+                Ok(Admin::BackupCertificate(Box::new(BackupCertificate {
+                    name,
+                    file,
+                    private_key,
+                })))
             }
             _ => {
                 self.pos -= 1;
@@ -1379,7 +1681,10 @@ impl<'a> Parser<'a> {
             "LABELONLY" => RestoreKind::LabelOnly,
             _ => {
                 self.pos -= 1;
-                return Err(SqlError::unsupported(&format!("RESTORE {}", w), self.line()));
+                return Err(SqlError::unsupported(
+                    &format!("RESTORE {}", w),
+                    self.line(),
+                ));
             }
         };
         let database = if matches!(kind, RestoreKind::Database | RestoreKind::Log) {
@@ -1414,7 +1719,10 @@ impl<'a> Parser<'a> {
                     if self.is_kw("AFTER") {
                         self.next();
                         let after = self.parse_value()?;
-                        options.push(Opt { name: format!("{} AFTER", name), value: Some(OptValue::Expr(after)) });
+                        options.push(Opt {
+                            name: format!("{} AFTER", name),
+                            value: Some(OptValue::Expr(after)),
+                        });
                     }
                     options.push(Opt { name, value });
                 }
@@ -1423,7 +1731,13 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok(Admin::Restore(Box::new(Restore { kind, database, devices, options, moves })))
+        Ok(Admin::Restore(Box::new(Restore {
+            kind,
+            database,
+            devices,
+            options,
+            moves,
+        })))
     }
 
     fn parse_dbcc(&mut self) -> Result<Admin> {

@@ -3,7 +3,7 @@
 use crate::admin::Admin;
 use crate::types::DataType;
 
-/// An identifier as written; `quoted` records [x] / "x" (quoted names keep their case and may be keywords).
+/// An identifier as written; `quoted` records `[x]` / `"x"` (quoted names keep their case and may be keywords).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ident {
     pub value: String,
@@ -12,14 +12,17 @@ pub struct Ident {
 
 impl Ident {
     pub fn new(v: impl Into<String>) -> Self {
-        Ident { value: v.into(), quoted: false }
+        Ident {
+            value: v.into(),
+            quoted: false,
+        }
     }
     pub fn eq_name(&self, s: &str) -> bool {
         self.value.eq_ignore_ascii_case(s)
     }
 }
 
-/// A multi-part name: [server.][db.][schema.]object. Empty parts (db..t) are kept as empty strings.
+/// A multi-part name: `[server.][db.][schema.]object`. Empty parts (`db..t`) are kept as empty strings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectName(pub Vec<Ident>);
 
@@ -43,7 +46,11 @@ impl ObjectName {
         }
     }
     pub fn dotted(&self) -> String {
-        self.0.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(".")
+        self.0
+            .iter()
+            .map(|i| i.value.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
     }
 }
 
@@ -104,23 +111,70 @@ pub enum Expr {
     Column(Vec<Ident>),
     /// `*` or `t.*` (in select lists and COUNT(*)).
     Wildcard(Option<ObjectName>),
-    Unary { op: UnaryOp, expr: Box<Expr> },
-    Binary { op: BinOp, left: Box<Expr>, right: Box<Expr> },
-    IsNull { expr: Box<Expr>, negated: bool },
-    Like { expr: Box<Expr>, pattern: Box<Expr>, escape: Option<Box<Expr>>, negated: bool },
-    InList { expr: Box<Expr>, list: Vec<Expr>, negated: bool },
-    InSubquery { expr: Box<Expr>, query: Box<Query>, negated: bool },
-    Between { expr: Box<Expr>, low: Box<Expr>, high: Box<Expr>, negated: bool },
-    Exists { query: Box<Query>, negated: bool },
+    Unary {
+        op: UnaryOp,
+        expr: Box<Expr>,
+    },
+    Binary {
+        op: BinOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
+    Like {
+        expr: Box<Expr>,
+        pattern: Box<Expr>,
+        escape: Option<Box<Expr>>,
+        negated: bool,
+    },
+    InList {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
+    InSubquery {
+        expr: Box<Expr>,
+        query: Box<Query>,
+        negated: bool,
+    },
+    Between {
+        expr: Box<Expr>,
+        low: Box<Expr>,
+        high: Box<Expr>,
+        negated: bool,
+    },
+    Exists {
+        query: Box<Query>,
+        negated: bool,
+    },
     Subquery(Box<Query>),
-    Case { operand: Option<Box<Expr>>, whens: Vec<(Expr, Expr)>, else_: Option<Box<Expr>> },
+    Case {
+        operand: Option<Box<Expr>>,
+        whens: Vec<(Expr, Expr)>,
+        else_: Option<Box<Expr>>,
+    },
     /// CAST / TRY_CAST (expr AS type).
-    Cast { expr: Box<Expr>, ty: DataType, try_: bool },
+    Cast {
+        expr: Box<Expr>,
+        ty: DataType,
+        try_: bool,
+    },
     /// CONVERT / TRY_CONVERT (type, expr [, style]).
-    Convert { ty: DataType, expr: Box<Expr>, style: Option<Box<Expr>>, try_: bool },
+    Convert {
+        ty: DataType,
+        expr: Box<Expr>,
+        style: Option<Box<Expr>>,
+        try_: bool,
+    },
     Function(Box<FunctionCall>),
     Nested(Box<Expr>),
-    Collate { expr: Box<Expr>, collation: String },
+    Collate {
+        expr: Box<Expr>,
+        collation: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +230,11 @@ pub enum SetOp {
 pub enum SetExpr {
     Select(Box<Select>),
     Query(Box<Query>),
-    SetOp { op: SetOp, left: Box<SetExpr>, right: Box<SetExpr> },
+    SetOp {
+        op: SetOp,
+        left: Box<SetExpr>,
+        right: Box<SetExpr>,
+    },
     Values(Vec<Vec<Expr>>),
 }
 
@@ -189,9 +247,16 @@ pub struct Top {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SelectItem {
-    Expr { expr: Expr, alias: Option<Ident> },
+    Expr {
+        expr: Expr,
+        alias: Option<Ident>,
+    },
     /// SELECT @v = expr: assigns instead of returning a column.
-    Assign { var: String, op: AssignOp, expr: Expr },
+    Assign {
+        var: String,
+        op: AssignOp,
+        expr: Expr,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,13 +273,28 @@ pub struct Select {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TableFactor {
-    Table { name: ObjectName, alias: Option<Ident>, hints: Vec<String> },
-    Derived { query: Box<Query>, alias: Option<Ident>, columns: Vec<Ident> },
+    Table {
+        name: ObjectName,
+        alias: Option<Ident>,
+        hints: Vec<String>,
+    },
+    Derived {
+        query: Box<Query>,
+        alias: Option<Ident>,
+        columns: Vec<Ident>,
+    },
     /// A table-valued function, e.g. OPENJSON(...) or STRING_SPLIT(...).
-    Function { call: FunctionCall, alias: Option<Ident> },
+    Function {
+        call: FunctionCall,
+        alias: Option<Ident>,
+    },
     /// @table_variable
     Variable { name: String, alias: Option<Ident> },
-    Values { rows: Vec<Vec<Expr>>, alias: Option<Ident>, columns: Vec<Ident> },
+    Values {
+        rows: Vec<Vec<Expr>>,
+        alias: Option<Ident>,
+        columns: Vec<Ident>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,11 +389,20 @@ pub struct Identity {
 pub enum ColumnConstraint {
     Null,
     NotNull,
-    PrimaryKey { clustered: Option<bool> },
-    Unique { clustered: Option<bool> },
+    PrimaryKey {
+        clustered: Option<bool>,
+    },
+    Unique {
+        clustered: Option<bool>,
+    },
     Default(Expr),
     Check(Expr),
-    References { table: ObjectName, columns: Vec<Ident>, on_delete: Option<String>, on_update: Option<String> },
+    References {
+        table: ObjectName,
+        columns: Vec<Ident>,
+        on_delete: Option<String>,
+        on_update: Option<String>,
+    },
     Identity(Identity),
     /// ROWGUIDCOL, SPARSE and the like: accepted, no effect.
     Other(String),
@@ -337,8 +426,14 @@ pub struct ColumnDef {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TableConstraintKind {
-    PrimaryKey { columns: Vec<(Ident, bool)>, clustered: Option<bool> },
-    Unique { columns: Vec<(Ident, bool)>, clustered: Option<bool> },
+    PrimaryKey {
+        columns: Vec<(Ident, bool)>,
+        clustered: Option<bool>,
+    },
+    Unique {
+        columns: Vec<(Ident, bool)>,
+        clustered: Option<bool>,
+    },
     ForeignKey {
         columns: Vec<Ident>,
         table: ObjectName,
@@ -348,7 +443,10 @@ pub enum TableConstraintKind {
     },
     Check(Expr),
     /// CONSTRAINT n DEFAULT expr FOR col (ALTER TABLE ADD only).
-    Default { expr: Expr, column: Ident },
+    Default {
+        expr: Expr,
+        column: Ident,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -419,8 +517,16 @@ impl AssignOp {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Declaration {
-    Scalar { name: String, ty: DataType, init: Option<Expr> },
-    Table { name: String, columns: Vec<ColumnDef>, constraints: Vec<TableConstraint> },
+    Scalar {
+        name: String,
+        ty: DataType,
+        init: Option<Expr>,
+    },
+    Table {
+        name: String,
+        columns: Vec<ColumnDef>,
+        constraints: Vec<TableConstraint>,
+    },
 }
 
 /// A SET session option. `names` holds the option name(s) upper-cased, e.g. ["ANSI_NULLS", "QUOTED_IDENTIFIER"]
@@ -471,7 +577,11 @@ impl Exec {
     pub fn arg(&self, pos: usize, name: &str) -> Option<&ExecArg> {
         self.args
             .iter()
-            .find(|a| a.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .find(|a| {
+                a.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
             .or_else(|| self.args.get(pos).filter(|a| a.name.is_none()))
     }
 }
@@ -508,25 +618,70 @@ pub enum StatementKind {
     Update(Box<Update>),
     Delete(Box<Delete>),
     CreateTable(Box<CreateTable>),
-    AlterTable { name: ObjectName, action: AlterTableAction },
-    DropTable { if_exists: bool, names: Vec<ObjectName> },
+    AlterTable {
+        name: ObjectName,
+        action: AlterTableAction,
+    },
+    DropTable {
+        if_exists: bool,
+        names: Vec<ObjectName>,
+    },
     TruncateTable(ObjectName),
     CreateIndex(Box<CreateIndex>),
-    DropIndex { if_exists: bool, indexes: Vec<(Ident, Option<ObjectName>)> },
-    CreateView { name: ObjectName, query: Box<Query>, or_alter: bool },
-    DropView { if_exists: bool, names: Vec<ObjectName> },
+    DropIndex {
+        if_exists: bool,
+        indexes: Vec<(Ident, Option<ObjectName>)>,
+    },
+    CreateView {
+        name: ObjectName,
+        query: Box<Query>,
+        or_alter: bool,
+    },
+    DropView {
+        if_exists: bool,
+        names: Vec<ObjectName>,
+    },
     /// CREATE PROCEDURE: the body is the rest of the batch, parsed, with its source text.
-    CreateProcedure { name: ObjectName, params: Vec<ProcParam>, body: Vec<Statement>, text: String, or_alter: bool },
-    DropProcedure { if_exists: bool, names: Vec<ObjectName> },
-    CreateSchema { name: Ident, authorization: Option<Ident> },
-    DropSchema { if_exists: bool, name: Ident },
+    CreateProcedure {
+        name: ObjectName,
+        params: Vec<ProcParam>,
+        body: Vec<Statement>,
+        text: String,
+        or_alter: bool,
+    },
+    DropProcedure {
+        if_exists: bool,
+        names: Vec<ObjectName>,
+    },
+    CreateSchema {
+        name: Ident,
+        authorization: Option<Ident>,
+    },
+    DropSchema {
+        if_exists: bool,
+        name: Ident,
+    },
     Declare(Vec<Declaration>),
-    SetVariable { name: String, op: AssignOp, value: Expr },
+    SetVariable {
+        name: String,
+        op: AssignOp,
+        value: Expr,
+    },
     SetOption(SetOption),
-    If { cond: Expr, then: Box<Statement>, else_: Option<Box<Statement>> },
-    While { cond: Expr, body: Box<Statement> },
+    If {
+        cond: Expr,
+        then: Box<Statement>,
+        else_: Option<Box<Statement>>,
+    },
+    While {
+        cond: Expr,
+        body: Box<Statement>,
+    },
     Block(Vec<Statement>),
-    TryCatch { try_block: Vec<Statement>, catch_block: Vec<Statement> },
+    TryCatch {
+        try_block: Vec<Statement>,
+        catch_block: Vec<Statement>,
+    },
     Break,
     Continue,
     Return(Option<Expr>),
@@ -534,16 +689,30 @@ pub enum StatementKind {
     Raiserror(Box<Raiserror>),
     /// THROW with no arguments rethrows inside CATCH.
     Throw(Option<Box<Throw>>),
-    BeginTran { name: Option<String>, distributed: bool },
-    Commit { name: Option<String> },
-    Rollback { name: Option<String> },
-    SaveTran { name: String },
+    BeginTran {
+        name: Option<String>,
+        distributed: bool,
+    },
+    Commit {
+        name: Option<String>,
+    },
+    Rollback {
+        name: Option<String>,
+    },
+    SaveTran {
+        name: String,
+    },
     Use(Ident),
     Exec(Box<Exec>),
     /// EXEC (@sql + N'...'): the parts are concatenated.
     ExecString(Vec<Expr>),
-    WaitFor { delay: bool, time: Expr },
-    Grant { text: String },
+    WaitFor {
+        delay: bool,
+        time: Expr,
+    },
+    Grant {
+        text: String,
+    },
     Admin(Box<Admin>),
 }
 

@@ -118,12 +118,24 @@ fn div_round(n: U256, d: u128) -> U256 {
 
 impl Decimal {
     pub fn new(mantissa: i128, precision: u8, scale: u8) -> Self {
-        Decimal { mantissa, precision, scale }
+        Decimal {
+            mantissa,
+            precision,
+            scale,
+        }
     }
 
     pub fn from_i64(v: i64) -> Self {
         let p = digits(v.unsigned_abs() as u128).max(1) as u8;
-        Decimal { mantissa: v as i128, precision: p.max(if v.unsigned_abs() > i32::MAX as u64 { 19 } else { 10 }), scale: 0 }
+        Decimal {
+            mantissa: v as i128,
+            precision: p.max(if v.unsigned_abs() > i32::MAX as u64 {
+                19
+            } else {
+                10
+            }),
+            scale: 0,
+        }
     }
 
     /// Parses "123", "-1.50", ".5", "1." into a decimal typed with the literal's own precision and scale.
@@ -150,11 +162,19 @@ impl Decimal {
                 return None;
             }
             let keep = 38 - int.len();
-            let d = Decimal::parse(&format!("{}{}.{}", if neg { "-" } else { "" }, int, &frac[..keep]))?;
+            let d = Decimal::parse(&format!(
+                "{}{}.{}",
+                if neg { "-" } else { "" },
+                int,
+                &frac[..keep]
+            ))?;
             let next = frac.as_bytes()[keep];
             if next >= b'5' {
                 let one = if neg { -1 } else { 1 };
-                return Some(Decimal { mantissa: d.mantissa + one, ..d });
+                return Some(Decimal {
+                    mantissa: d.mantissa + one,
+                    ..d
+                });
             }
             return Some(d);
         }
@@ -167,7 +187,11 @@ impl Decimal {
         }
         let scale = frac.len() as u8;
         let precision = (int.len() + frac.len()).max(1).max(scale as usize) as u8;
-        Some(Decimal { mantissa: m, precision, scale })
+        Some(Decimal {
+            mantissa: m,
+            precision,
+            scale,
+        })
     }
 
     pub fn is_zero(&self) -> bool {
@@ -175,16 +199,25 @@ impl Decimal {
     }
 
     pub fn data_type(&self) -> DataType {
-        DataType::Decimal { precision: self.precision, scale: self.scale, numeric: false }
+        DataType::Decimal {
+            precision: self.precision,
+            scale: self.scale,
+            numeric: false,
+        }
     }
 
     /// Re-scales with rounding half away from zero, then checks the precision (8115 on overflow).
     pub fn rescale(&self, precision: u8, scale: u8) -> Result<Decimal> {
-        let m = rescale_mantissa(self.mantissa, self.scale, scale).ok_or_else(|| overflow_numeric(precision, scale))?;
+        let m = rescale_mantissa(self.mantissa, self.scale, scale)
+            .ok_or_else(|| overflow_numeric(precision, scale))?;
         if digits(m.unsigned_abs()) > precision as u32 && m != 0 {
             return Err(overflow_numeric(precision, scale));
         }
-        Ok(Decimal { mantissa: m, precision, scale })
+        Ok(Decimal {
+            mantissa: m,
+            precision,
+            scale,
+        })
     }
 
     /// Integer part truncated toward zero.
@@ -207,15 +240,24 @@ impl Decimal {
     }
 
     pub fn neg(&self) -> Decimal {
-        Decimal { mantissa: -self.mantissa, ..*self }
+        Decimal {
+            mantissa: -self.mantissa,
+            ..*self
+        }
     }
 
     pub fn cmp_value(&self, other: &Decimal) -> Ordering {
         let s = self.scale.max(other.scale);
-        match (rescale_mantissa(self.mantissa, self.scale, s), rescale_mantissa(other.mantissa, other.scale, s)) {
+        match (
+            rescale_mantissa(self.mantissa, self.scale, s),
+            rescale_mantissa(other.mantissa, other.scale, s),
+        ) {
             (Some(a), Some(b)) => a.cmp(&b),
             // Rescaling up can only overflow for huge magnitudes; compare as floats then.
-            _ => self.to_f64().partial_cmp(&other.to_f64()).unwrap_or(Ordering::Equal),
+            _ => self
+                .to_f64()
+                .partial_cmp(&other.to_f64())
+                .unwrap_or(Ordering::Equal),
         }
     }
 
@@ -223,21 +265,36 @@ impl Decimal {
     pub fn arith(&self, other: &Decimal, op: char) -> Result<Decimal> {
         let rt = decimal_result(self.precision, self.scale, other.precision, other.scale, op);
         let (p, s) = match rt {
-            DataType::Decimal { precision, scale, .. } => (precision, scale),
+            DataType::Decimal {
+                precision, scale, ..
+            } => (precision, scale),
             _ => (38, 6),
         };
         let neg_res;
         let mag: U256 = match op {
             '+' | '-' => {
                 let cs = self.scale.max(other.scale);
-                let a = rescale_mantissa(self.mantissa, self.scale, cs).ok_or_else(|| overflow_numeric(p, s))?;
-                let b = rescale_mantissa(other.mantissa, other.scale, cs).ok_or_else(|| overflow_numeric(p, s))?;
-                let r = if op == '+' { a.checked_add(b) } else { a.checked_sub(b) }.ok_or_else(|| overflow_numeric(p, s))?;
-                return Decimal { mantissa: r, precision: 38, scale: cs }.rescale(p, s);
+                let a = rescale_mantissa(self.mantissa, self.scale, cs)
+                    .ok_or_else(|| overflow_numeric(p, s))?;
+                let b = rescale_mantissa(other.mantissa, other.scale, cs)
+                    .ok_or_else(|| overflow_numeric(p, s))?;
+                let r = if op == '+' {
+                    a.checked_add(b)
+                } else {
+                    a.checked_sub(b)
+                }
+                .ok_or_else(|| overflow_numeric(p, s))?;
+                return Decimal {
+                    mantissa: r,
+                    precision: 38,
+                    scale: cs,
+                }
+                .rescale(p, s);
             }
             '*' => {
                 neg_res = (self.mantissa < 0) != (other.mantissa < 0);
-                let prod = U256::mul_u128(self.mantissa.unsigned_abs(), other.mantissa.unsigned_abs());
+                let prod =
+                    U256::mul_u128(self.mantissa.unsigned_abs(), other.mantissa.unsigned_abs());
                 // prod has scale s1+s2; bring it to s.
                 let from = self.scale as u32 + other.scale as u32;
                 let to = s as u32;
@@ -257,10 +314,17 @@ impl Decimal {
                 }
                 if op == '%' {
                     let cs = self.scale.max(other.scale);
-                    let a = rescale_mantissa(self.mantissa, self.scale, cs).ok_or_else(|| overflow_numeric(p, s))?;
-                    let b = rescale_mantissa(other.mantissa, other.scale, cs).ok_or_else(|| overflow_numeric(p, s))?;
+                    let a = rescale_mantissa(self.mantissa, self.scale, cs)
+                        .ok_or_else(|| overflow_numeric(p, s))?;
+                    let b = rescale_mantissa(other.mantissa, other.scale, cs)
+                        .ok_or_else(|| overflow_numeric(p, s))?;
                     let (mp, ms) = (p.max(cs), cs);
-                    return Decimal { mantissa: a % b, precision: 38, scale: cs }.rescale(mp, ms);
+                    return Decimal {
+                        mantissa: a % b,
+                        precision: 38,
+                        scale: cs,
+                    }
+                    .rescale(mp, ms);
                 }
                 neg_res = (self.mantissa < 0) != (other.mantissa < 0);
                 // (a / 10^s1) / (b / 10^s2) = a * 10^(s + s2 - s1) / b at scale s
@@ -282,9 +346,17 @@ impl Decimal {
             }
             _ => return Err(overflow_numeric(p, s)),
         };
-        let m = mag.to_u128().filter(|m| *m < (1u128 << 127)).ok_or_else(|| overflow_numeric(p, s))?;
+        let m = mag
+            .to_u128()
+            .filter(|m| *m < (1u128 << 127))
+            .ok_or_else(|| overflow_numeric(p, s))?;
         let m = if neg_res { -(m as i128) } else { m as i128 };
-        Decimal { mantissa: m, precision: 38, scale: s }.rescale(p, s)
+        Decimal {
+            mantissa: m,
+            precision: 38,
+            scale: s,
+        }
+        .rescale(p, s)
     }
 
     /// ROUND(x, n): keeps the type, zeroes digits after position n (n may be negative).
@@ -295,7 +367,10 @@ impl Decimal {
         }
         let drop = (s - n) as u32;
         if drop > 38 {
-            return Ok(Decimal { mantissa: 0, ..*self });
+            return Ok(Decimal {
+                mantissa: 0,
+                ..*self
+            });
         }
         let f = pow10(drop) as i128;
         let q = self.mantissa / f;
@@ -304,11 +379,16 @@ impl Decimal {
         if !truncate && r.unsigned_abs() * 2 >= f as u128 {
             q += if self.mantissa < 0 { -1 } else { 1 };
         }
-        let m = q.checked_mul(f).ok_or_else(|| overflow_numeric(self.precision, self.scale))?;
+        let m = q
+            .checked_mul(f)
+            .ok_or_else(|| overflow_numeric(self.precision, self.scale))?;
         if digits(m.unsigned_abs()) > self.precision as u32 && m != 0 {
             return Err(overflow_numeric(self.precision, self.scale));
         }
-        Ok(Decimal { mantissa: m, ..*self })
+        Ok(Decimal {
+            mantissa: m,
+            ..*self
+        })
     }
 
     pub fn floor_ceil(&self, ceil: bool) -> Decimal {
@@ -319,7 +399,11 @@ impl Decimal {
             q += if ceil { 1 } else { -1 };
         }
         // FLOOR/CEILING return decimal(p, 0).
-        Decimal { mantissa: q, precision: self.precision.max(1), scale: 0 }
+        Decimal {
+            mantissa: q,
+            precision: self.precision.max(1),
+            scale: 0,
+        }
     }
 }
 
@@ -341,7 +425,11 @@ fn rescale_mantissa(m: i128, from: u8, to: u8) -> Option<i128> {
 }
 
 fn overflow_numeric(_p: u8, _s: u8) -> SqlError {
-    SqlError::new(8115, 16, "Arithmetic overflow error converting numeric to data type numeric.")
+    SqlError::new(
+        8115,
+        16,
+        "Arithmetic overflow error converting numeric to data type numeric.",
+    )
 }
 
 impl fmt::Display for Decimal {
@@ -384,11 +472,17 @@ mod tests {
     fn exact_arithmetic() {
         // 0.1 + 0.2 is exactly 0.3
         assert_eq!(d("0.1").arith(&d("0.2"), '+').unwrap().to_string(), "0.3");
-        assert_eq!(d("1.10").arith(&d("2.205"), '*').unwrap().to_string(), "2.42550");
+        assert_eq!(
+            d("1.10").arith(&d("2.205"), '*').unwrap().to_string(),
+            "2.42550"
+        );
         // decimal(1,0)/decimal(1,0): scale 6
         assert_eq!(d("1").arith(&d("3"), '/').unwrap().to_string(), "0.333333");
         assert_eq!(d("2").arith(&d("3"), '/').unwrap().to_string(), "0.666667");
-        assert_eq!(d("-2").arith(&d("3"), '/').unwrap().to_string(), "-0.666667");
+        assert_eq!(
+            d("-2").arith(&d("3"), '/').unwrap().to_string(),
+            "-0.666667"
+        );
         assert_eq!(d("1").arith(&d("0"), '/').unwrap_err().number, 8134);
         let big = d("99999999999999999999999999999999999999");
         assert_eq!(big.arith(&big, '+').unwrap_err().number, 8115);
@@ -406,7 +500,10 @@ mod tests {
         assert_eq!(d("2.5").rescale(5, 0).unwrap().to_string(), "3");
         assert_eq!(d("-2.5").rescale(5, 0).unwrap().to_string(), "-3");
         assert_eq!(d("123.456").round(1, false).unwrap().to_string(), "123.500");
-        assert_eq!(d("123.456").round(-2, false).unwrap().to_string(), "100.000");
+        assert_eq!(
+            d("123.456").round(-2, false).unwrap().to_string(),
+            "100.000"
+        );
         assert_eq!(d("999.9").rescale(3, 0).unwrap_err().number, 8115);
         assert_eq!(d("-1.5").floor_ceil(false).to_string(), "-2");
         assert_eq!(d("1.2").floor_ceil(true).to_string(), "2");

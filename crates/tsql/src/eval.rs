@@ -26,11 +26,31 @@ pub trait Context {
     }
     /// A scalar subquery `(SELECT …)`, if the caller can run queries.
     fn subquery(&self, _query: &Query) -> Result<Value> {
-        Err(SqlError::new(40000, 16, "Subqueries are not allowed in this context."))
+        Err(SqlError::new(
+            40000,
+            16,
+            "Subqueries are not allowed in this context.",
+        ))
     }
     /// EXISTS (SELECT …)
     fn exists(&self, _query: &Query) -> Result<bool> {
-        Err(SqlError::new(40000, 16, "Subqueries are not allowed in this context."))
+        Err(SqlError::new(
+            40000,
+            16,
+            "Subqueries are not allowed in this context.",
+        ))
+    }
+    /// True after `SET DATEFORMAT dmy`: d/m/y strings read day first in CAST/CONVERT.
+    fn date_format_dmy(&self) -> bool {
+        false
+    }
+    /// `value IN (SELECT …)` in three-valued logic (None when no row matched but a NULL was seen).
+    fn in_subquery(&self, _value: &Value, _query: &Query) -> Result<Option<bool>> {
+        Err(SqlError::new(
+            40000,
+            16,
+            "Subqueries are not allowed in this context.",
+        ))
     }
 }
 
@@ -63,10 +83,12 @@ fn literal_value(l: &Literal) -> Result<Value> {
     Ok(match l {
         Literal::Null => Value::Null,
         Literal::Int(n) => {
+            // SQL Server types integer constants beyond INT as NUMERIC(p, 0), not BIGINT.
             if *n >= i32::MIN as i64 && *n <= i32::MAX as i64 {
                 Value::Int(*n as i32)
             } else {
-                Value::BigInt(*n)
+                let p = n.unsigned_abs().to_string().len() as u8;
+                Value::Decimal(Decimal::new(*n as i128, p, 0))
             }
         }
         Literal::Decimal(s) => Value::Decimal(Decimal::parse(s).ok_or_else(|| {
@@ -85,10 +107,24 @@ fn literal_value(l: &Literal) -> Result<Value> {
 }
 
 impl<'c> Evaluator<'c> {
+    /// Without an explicit style, string-to-date conversions follow the session's DATEFORMAT (103 = d/m/y).
+    fn session_date_style(&self, v: &Value, ty: &DataType, style: Option<i64>) -> Option<i64> {
+        if style.is_none() && ty.is_temporal() && v.as_str().is_some() && self.ctx.date_format_dmy()
+        {
+            Some(103)
+        } else {
+            style
+        }
+    }
+
     fn eval(&mut self, e: &Expr) -> Result<Value> {
         self.depth += 1;
         if self.depth > MAX_EVAL_DEPTH {
-            return Err(SqlError::new(191, 15, "Some part of your SQL statement is nested too deeply."));
+            return Err(SqlError::new(
+                191,
+                15,
+                "Some part of your SQL statement is nested too deeply.",
+            ));
         }
         let r = self.eval_inner(e);
         self.depth -= 1;
@@ -98,17 +134,36 @@ impl<'c> Evaluator<'c> {
     fn eval_inner(&mut self, e: &Expr) -> Result<Value> {
         match e {
             Expr::Literal(l) => literal_value(l),
-            Expr::Variable(v) => self.ctx.variable(v).ok_or_else(|| SqlError::must_declare(v)),
+            Expr::Variable(v) => self
+                .ctx
+                .variable(v)
+                .ok_or_else(|| SqlError::must_declare(v)),
             Expr::Global(g) => self.ctx.global(g).ok_or_else(|| SqlError::must_declare(g)),
             Expr::Column(parts) => Err(SqlError::new(
                 207,
                 16,
-                format!("Invalid column name '{}'.", parts.last().map(|p| p.value.as_str()).unwrap_or("")),
+                format!(
+                    "Invalid column name '{}'.",
+                    parts.last().map(|p| p.value.as_str()).unwrap_or("")
+                ),
             )),
             Expr::Wildcard(_) => Err(SqlError::syntax_near("*", 0)),
             Expr::Nested(inner) => self.eval(inner),
-            Expr::Unary { op: UnaryOp::Not, .. }
-            | Expr::Binary { op: BinOp::And | BinOp::Or | BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge, .. }
+            Expr::Unary {
+                op: UnaryOp::Not, ..
+            }
+            | Expr::Binary {
+                op:
+                    BinOp::And
+                    | BinOp::Or
+                    | BinOp::Eq
+                    | BinOp::Ne
+                    | BinOp::Lt
+                    | BinOp::Le
+                    | BinOp::Gt
+                    | BinOp::Ge,
+                ..
+            }
             | Expr::IsNull { .. }
             | Expr::Like { .. }
             | Expr::InList { .. }
@@ -127,7 +182,17 @@ impl<'c> Evaluator<'c> {
                 let mut spine: Vec<(BinOp, &Expr)> = Vec::new();
                 let mut cur = e;
                 while let Expr::Binary { op, left, right } = cur {
-                    if matches!(op, BinOp::And | BinOp::Or | BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge) {
+                    if matches!(
+                        op,
+                        BinOp::And
+                            | BinOp::Or
+                            | BinOp::Eq
+                            | BinOp::Ne
+                            | BinOp::Lt
+                            | BinOp::Le
+                            | BinOp::Gt
+                            | BinOp::Ge
+                    ) {
                         break;
                     }
                     spine.push((*op, right));
@@ -141,7 +206,11 @@ impl<'c> Evaluator<'c> {
                 Ok(acc)
             }
             Expr::Subquery(q) => self.ctx.subquery(q),
-            Expr::Case { operand, whens, else_ } => {
+            Expr::Case {
+                operand,
+                whens,
+                else_,
+            } => {
                 let op_val = match operand {
                     Some(o) => Some(self.eval(o)?),
                     None => None,
@@ -165,18 +234,25 @@ impl<'c> Evaluator<'c> {
             }
             Expr::Cast { expr, ty, try_ } => {
                 let v = self.eval(expr)?;
-                match convert(&v, ty, None) {
+                let style = self.session_date_style(&v, ty, None);
+                match convert(&v, ty, style) {
                     Ok(x) => Ok(x),
                     Err(_) if *try_ => Ok(Value::Null),
                     Err(e) => Err(e),
                 }
             }
-            Expr::Convert { ty, expr, style, try_ } => {
+            Expr::Convert {
+                ty,
+                expr,
+                style,
+                try_,
+            } => {
                 let v = self.eval(expr)?;
                 let st = match style {
                     Some(s) => self.eval(s)?.as_i64(),
                     None => None,
                 };
+                let st = self.session_date_style(&v, ty, st);
                 match convert(&v, ty, st) {
                     Ok(x) => Ok(x),
                     Err(_) if *try_ => Ok(Value::Null),
@@ -186,18 +262,36 @@ impl<'c> Evaluator<'c> {
             Expr::Collate { expr, .. } => self.eval(expr),
             Expr::Function(f) => {
                 if f.over.is_some() {
-                    return Err(SqlError::new(4108, 16, "Windowed functions can only appear in the SELECT or ORDER BY clauses."));
+                    return Err(SqlError::new(
+                        4108,
+                        16,
+                        "Windowed functions can only appear in the SELECT or ORDER BY clauses.",
+                    ));
                 }
-                let name = f.name.0.iter().map(|i| i.value.to_ascii_uppercase()).collect::<Vec<_>>().join(".");
+                let name = f
+                    .name
+                    .0
+                    .iter()
+                    .map(|i| i.value.to_ascii_uppercase())
+                    .collect::<Vec<_>>()
+                    .join(".");
                 let short = f.name.name().to_ascii_uppercase();
                 // Lazily evaluated built-ins first: their arguments are not all values.
                 match short.as_str() {
                     "IIF" if f.args.len() == 3 => {
-                        return if self.pred(&f.args[0])? == Some(true) { self.eval(&f.args[1]) } else { self.eval(&f.args[2]) };
+                        return if self.pred(&f.args[0])? == Some(true) {
+                            self.eval(&f.args[1])
+                        } else {
+                            self.eval(&f.args[2])
+                        };
                     }
                     "COALESCE" => {
                         if f.args.len() < 2 {
-                            return Err(SqlError::new(174, 15, "The coalesce function requires at least 2 argument(s)."));
+                            return Err(SqlError::new(
+                                174,
+                                15,
+                                "The coalesce function requires at least 2 argument(s).",
+                            ));
                         }
                         for a in &f.args {
                             let v = self.eval(a)?;
@@ -207,11 +301,23 @@ impl<'c> Evaluator<'c> {
                         }
                         return Ok(Value::Null);
                     }
-                    "DATEADD" | "DATEDIFF" | "DATEDIFF_BIG" | "DATEPART" | "DATENAME" if !f.args.is_empty() => {
+                    "DATEADD" | "DATEDIFF" | "DATEDIFF_BIG" | "DATEPART" | "DATENAME"
+                        if !f.args.is_empty() =>
+                    {
                         let part = match &f.args[0] {
                             Expr::Column(p) if p.len() == 1 => p[0].value.to_ascii_lowercase(),
-                            Expr::Literal(Literal::String(s)) | Expr::Literal(Literal::NString(s)) => s.to_ascii_lowercase(),
-                            _ => return Err(SqlError::new(1023, 15, format!("Invalid parameter 1 specified for {}.", short.to_ascii_lowercase()))),
+                            Expr::Literal(Literal::String(s))
+                            | Expr::Literal(Literal::NString(s)) => s.to_ascii_lowercase(),
+                            _ => {
+                                return Err(SqlError::new(
+                                    1023,
+                                    15,
+                                    format!(
+                                        "Invalid parameter 1 specified for {}.",
+                                        short.to_ascii_lowercase()
+                                    ),
+                                ))
+                            }
                         };
                         let mut rest = Vec::new();
                         for a in &f.args[1..] {
@@ -224,19 +330,34 @@ impl<'c> Evaluator<'c> {
                 let mut args = Vec::with_capacity(f.args.len());
                 for a in &f.args {
                     if matches!(a, Expr::Wildcard(None)) {
-                        return Err(SqlError::new(40000, 16, format!("{}(*) needs a table.", short)));
+                        return Err(SqlError::new(
+                            40000,
+                            16,
+                            format!("{}(*) needs a table.", short),
+                        ));
                     }
                     args.push(self.eval(a)?);
                 }
                 if let Some(r) = self.ctx.function(&name, &args) {
                     return r;
                 }
-                if f.name.0.len() == 1 || f.name.schema().is_some_and(|s| s.eq_ignore_ascii_case("sys")) {
+                if f.name.0.len() == 1
+                    || f.name
+                        .schema()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("sys"))
+                {
                     if let Some(r) = builtin(&short, &args) {
                         return r;
                     }
                 }
-                Err(SqlError::new(195, 15, format!("'{}' is not a recognized built-in function name.", f.name.name())))
+                Err(SqlError::new(
+                    195,
+                    15,
+                    format!(
+                        "'{}' is not a recognized built-in function name.",
+                        f.name.name()
+                    ),
+                ))
             }
         }
     }
@@ -244,7 +365,11 @@ impl<'c> Evaluator<'c> {
     fn pred(&mut self, e: &Expr) -> Result<Option<bool>> {
         self.depth += 1;
         if self.depth > MAX_EVAL_DEPTH {
-            return Err(SqlError::new(191, 15, "Some part of your SQL statement is nested too deeply."));
+            return Err(SqlError::new(
+                191,
+                15,
+                "Some part of your SQL statement is nested too deeply.",
+            ));
         }
         let r = self.pred_inner(e);
         self.depth -= 1;
@@ -254,8 +379,14 @@ impl<'c> Evaluator<'c> {
     fn pred_inner(&mut self, e: &Expr) -> Result<Option<bool>> {
         Ok(match e {
             Expr::Nested(inner) => return self.pred(inner),
-            Expr::Unary { op: UnaryOp::Not, expr } => self.pred(expr)?.map(|b| !b),
-            Expr::Binary { op: op @ (BinOp::And | BinOp::Or), .. } => {
+            Expr::Unary {
+                op: UnaryOp::Not,
+                expr,
+            } => self.pred(expr)?.map(|b| !b),
+            Expr::Binary {
+                op: op @ (BinOp::And | BinOp::Or),
+                ..
+            } => {
                 // a AND b AND c …: collect the left spine and decide left to right, three-valued.
                 let mut terms: Vec<&Expr> = Vec::new();
                 let mut cur = e;
@@ -283,7 +414,12 @@ impl<'c> Evaluator<'c> {
                     Some(!decisive)
                 }
             }
-            Expr::Binary { op, left, right } if matches!(op, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge) => {
+            Expr::Binary { op, left, right }
+                if matches!(
+                    op,
+                    BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+                ) =>
+            {
                 let a = self.eval(left)?;
                 let b = self.eval(right)?;
                 compare(&a, &b)?.map(|o| match op {
@@ -296,7 +432,12 @@ impl<'c> Evaluator<'c> {
                 })
             }
             Expr::IsNull { expr, negated } => Some(self.eval(expr)?.is_null() != *negated),
-            Expr::Like { expr, pattern, escape, negated } => {
+            Expr::Like {
+                expr,
+                pattern,
+                escape,
+                negated,
+            } => {
                 let v = self.eval(expr)?;
                 let p = self.eval(pattern)?;
                 let esc = match escape {
@@ -304,11 +445,17 @@ impl<'c> Evaluator<'c> {
                     None => None,
                 };
                 match (v.to_text(), p.to_text()) {
-                    (Some(s), Some(pat)) if !v.is_null() && !p.is_null() => Some(like(&s, &pat, esc) != *negated),
+                    (Some(s), Some(pat)) if !v.is_null() && !p.is_null() => {
+                        Some(like(&s, &pat, esc) != *negated)
+                    }
                     _ => None,
                 }
             }
-            Expr::InList { expr, list, negated } => {
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
                 let v = self.eval(expr)?;
                 if v.is_null() {
                     return Ok(None);
@@ -328,7 +475,12 @@ impl<'c> Evaluator<'c> {
                     Some(*negated)
                 }
             }
-            Expr::Between { expr, low, high, negated } => {
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
                 let v = self.eval(expr)?;
                 let lo = self.eval(low)?;
                 let hi = self.eval(high)?;
@@ -342,8 +494,16 @@ impl<'c> Evaluator<'c> {
                 r.map(|x| x != *negated)
             }
             Expr::Exists { query, negated } => Some(self.ctx.exists(query)? != *negated),
-            Expr::InSubquery { .. } => {
-                return Err(SqlError::new(40000, 16, "IN (subquery) is not supported outside a query."));
+            Expr::InSubquery {
+                expr,
+                query,
+                negated,
+            } => {
+                let v = self.eval(expr)?;
+                if v.is_null() {
+                    return Ok(None);
+                }
+                self.ctx.in_subquery(&v, query)?.map(|b| b != *negated)
             }
             other => {
                 // A scalar used as a condition: SQL Server rejects it (4145); BIT values are accepted leniently.
@@ -370,13 +530,24 @@ fn unary_op(op: UnaryOp, v: &Value) -> Result<Value> {
     match op {
         UnaryOp::Plus => Ok(v.clone()),
         UnaryOp::Neg => match v {
-            Value::TinyInt(_) | Value::SmallInt(_) | Value::Int(_) | Value::BigInt(_) | Value::Bit(_) => {
+            Value::TinyInt(_)
+            | Value::SmallInt(_)
+            | Value::Int(_)
+            | Value::BigInt(_)
+            | Value::Bit(_) => {
                 let t = v.data_type().unwrap_or(DataType::Int);
-                let t = if t == DataType::Bit || t == DataType::TinyInt { DataType::Int } else { t };
+                let t = if t == DataType::Bit || t == DataType::TinyInt {
+                    DataType::Int
+                } else {
+                    t
+                };
                 int_result(-(v.as_i64().unwrap_or(0) as i128), &t)
             }
             Value::Decimal(d) => Ok(Value::Decimal(d.neg())),
-            Value::Money(m) => m.checked_neg().map(Value::Money).ok_or_else(|| SqlError::overflow("money")),
+            Value::Money(m) => m
+                .checked_neg()
+                .map(Value::Money)
+                .ok_or_else(|| SqlError::overflow("money")),
             Value::SmallMoney(m) => Ok(Value::SmallMoney(-m)),
             Value::Float(f) => Ok(Value::Float(-f)),
             Value::Real(f) => Ok(Value::Real(-f)),
@@ -384,11 +555,25 @@ fn unary_op(op: UnaryOp, v: &Value) -> Result<Value> {
                 let f = implicit_convert(v, &DataType::Float)?;
                 unary_op(op, &f)
             }
-            other => Err(SqlError::new(8117, 16, format!("Operand data type {} is invalid for minus operator.", other.type_name()))),
+            other => Err(SqlError::new(
+                8117,
+                16,
+                format!(
+                    "Operand data type {} is invalid for minus operator.",
+                    other.type_name()
+                ),
+            )),
         },
         UnaryOp::BitNot => match v.as_i64() {
             Some(i) => int_result(!(i as i128), &v.data_type().unwrap_or(DataType::Int)),
-            None => Err(SqlError::new(8117, 16, format!("Operand data type {} is invalid for ~ operator.", v.type_name()))),
+            None => Err(SqlError::new(
+                8117,
+                16,
+                format!(
+                    "Operand data type {} is invalid for ~ operator.",
+                    v.type_name()
+                ),
+            )),
         },
         UnaryOp::Not => Err(SqlError::syntax_near_keyword("NOT", 0)),
     }
@@ -397,11 +582,21 @@ fn unary_op(op: UnaryOp, v: &Value) -> Result<Value> {
 fn int_result(v: i128, t: &DataType) -> Result<Value> {
     let r = match t {
         DataType::TinyInt if (0..=255).contains(&v) => Value::TinyInt(v as u8),
-        DataType::SmallInt if (i16::MIN as i128..=i16::MAX as i128).contains(&v) => Value::SmallInt(v as i16),
-        DataType::Int | DataType::Bit if (i32::MIN as i128..=i32::MAX as i128).contains(&v) => Value::Int(v as i32),
-        DataType::BigInt if (i64::MIN as i128..=i64::MAX as i128).contains(&v) => Value::BigInt(v as i64),
+        DataType::SmallInt if (i16::MIN as i128..=i16::MAX as i128).contains(&v) => {
+            Value::SmallInt(v as i16)
+        }
+        DataType::Int | DataType::Bit if (i32::MIN as i128..=i32::MAX as i128).contains(&v) => {
+            Value::Int(v as i32)
+        }
+        DataType::BigInt if (i64::MIN as i128..=i64::MAX as i128).contains(&v) => {
+            Value::BigInt(v as i64)
+        }
         _ => {
-            let name = if *t == DataType::Bit { "int".to_string() } else { t.base_name() };
+            let name = if *t == DataType::Bit {
+                "int".to_string()
+            } else {
+                t.base_name()
+            };
             return Err(SqlError::overflow(&name));
         }
     };
@@ -449,7 +644,11 @@ pub fn binary_op(op: BinOp, a: &Value, b: &Value) -> Result<Value> {
     if op == BinOp::Add && ta.is_string() && tb.is_string() {
         let (x, y) = (a.as_str().unwrap_or(""), b.as_str().unwrap_or(""));
         let s = format!("{}{}", x, y);
-        return Ok(if ta.is_unicode() || tb.is_unicode() { Value::NVarChar(s) } else { Value::VarChar(s) });
+        return Ok(if ta.is_unicode() || tb.is_unicode() {
+            Value::NVarChar(s)
+        } else {
+            Value::VarChar(s)
+        });
     }
     if op == BinOp::Add && ta.is_binary() && tb.is_binary() {
         if let (Value::Binary(x), Value::Binary(y)) = (a, b) {
@@ -462,23 +661,52 @@ pub fn binary_op(op: BinOp, a: &Value, b: &Value) -> Result<Value> {
         return Err(incompatible(op, a, b));
     }
     // Date arithmetic: DATETIME +/- number adds days.
-    if matches!(op, BinOp::Add | BinOp::Sub) && (matches!(ta, DataType::DateTime | DataType::SmallDateTime) || matches!(tb, DataType::DateTime | DataType::SmallDateTime)) {
+    if matches!(op, BinOp::Add | BinOp::Sub)
+        && (matches!(ta, DataType::DateTime | DataType::SmallDateTime)
+            || matches!(tb, DataType::DateTime | DataType::SmallDateTime))
+    {
         return datetime_arith(op, a, b, &ta, &tb);
     }
-    if ta.is_temporal() || tb.is_temporal() || ta == DataType::UniqueIdentifier || tb == DataType::UniqueIdentifier {
+    if ta.is_temporal()
+        || tb.is_temporal()
+        || ta == DataType::UniqueIdentifier
+        || tb == DataType::UniqueIdentifier
+    {
         return Err(SqlError::new(
             8117,
             16,
-            format!("Operand data type {} is invalid for {} operator.", if ta.is_temporal() || ta == DataType::UniqueIdentifier { ta.base_name() } else { tb.base_name() }, op_name(op)),
+            format!(
+                "Operand data type {} is invalid for {} operator.",
+                if ta.is_temporal() || ta == DataType::UniqueIdentifier {
+                    ta.base_name()
+                } else {
+                    tb.base_name()
+                },
+                op_name(op)
+            ),
         ));
     }
     // Convert the lower-precedence side (a string converts to the other side's type: 245 on failure).
-    let target = if ta.precedence() >= tb.precedence() { ta } else { tb };
+    let target = if ta.precedence() >= tb.precedence() {
+        ta
+    } else {
+        tb
+    };
     // Exact numerics keep their own precision/scale (int * decimal(10,2) has scale 2); only strings and floats
     // are converted to the target type first.
-    let keep = |t: &DataType| t.is_numeric() && !matches!(t, DataType::Float | DataType::Real) && target.is_numeric();
-    let a2 = if ta == target || (keep(&ta) && !matches!(target, DataType::Float | DataType::Real)) { a.clone() } else { implicit_convert(a, &target)? };
-    let b2 = if tb == target || (keep(&tb) && !matches!(target, DataType::Float | DataType::Real)) { b.clone() } else { implicit_convert(b, &target)? };
+    let keep = |t: &DataType| {
+        t.is_numeric() && !matches!(t, DataType::Float | DataType::Real) && target.is_numeric()
+    };
+    let a2 = if ta == target || (keep(&ta) && !matches!(target, DataType::Float | DataType::Real)) {
+        a.clone()
+    } else {
+        implicit_convert(a, &target)?
+    };
+    let b2 = if tb == target || (keep(&tb) && !matches!(target, DataType::Float | DataType::Real)) {
+        b.clone()
+    } else {
+        implicit_convert(b, &target)?
+    };
     if matches!(op, BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor) {
         let (x, y) = match (a2.as_i64(), b2.as_i64()) {
             (Some(x), Some(y)) => (x, y),
@@ -514,7 +742,11 @@ pub fn binary_op(op: BinOp, a: &Value, b: &Value) -> Result<Value> {
             if !r.is_finite() {
                 return Err(SqlError::overflow("float"));
             }
-            Ok(if target == DataType::Real { Value::Real(r as f32) } else { Value::Float(r) })
+            Ok(if target == DataType::Real {
+                Value::Real(r as f32)
+            } else {
+                Value::Float(r)
+            })
         }
         DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney => {
             let x = a2.as_decimal().ok_or_else(|| incompatible(op, a, b))?;
@@ -529,7 +761,9 @@ pub fn binary_op(op: BinOp, a: &Value, b: &Value) -> Result<Value> {
             };
             let r = x.arith(&y, c)?;
             match target {
-                DataType::Money | DataType::SmallMoney => convert(&Value::Decimal(r), &target, None),
+                DataType::Money | DataType::SmallMoney => {
+                    convert(&Value::Decimal(r), &target, None)
+                }
                 _ => Ok(Value::Decimal(r)),
             }
         }
@@ -577,10 +811,22 @@ fn datetime_arith(op: BinOp, a: &Value, b: &Value, ta: &DataType, tb: &DataType)
         }
     };
     let (base, delta, out_ty) = match (as_dt(a), as_dt(b)) {
-        (Some(x), Some(y)) => (days_since_1900(x), if op == BinOp::Add { days_since_1900(y) } else { -days_since_1900(y) }, *ta),
+        (Some(x), Some(y)) => (
+            days_since_1900(x),
+            if op == BinOp::Add {
+                days_since_1900(y)
+            } else {
+                -days_since_1900(y)
+            },
+            *ta,
+        ),
         (Some(x), None) => {
             let d = days_of(b)?;
-            (days_since_1900(x), if op == BinOp::Add { d } else { -d }, *ta)
+            (
+                days_since_1900(x),
+                if op == BinOp::Add { d } else { -d },
+                *ta,
+            )
         }
         (None, Some(y)) => {
             if op == BinOp::Sub {
@@ -596,12 +842,14 @@ fn datetime_arith(op: BinOp, a: &Value, b: &Value, ta: &DataType, tb: &DataType)
 }
 
 fn days_since_1900(d: NaiveDateTime) -> f64 {
-    let base = NaiveDate::from_ymd_opt(1900, 1, 1).and_then(|x| x.and_hms_opt(0, 0, 0)).unwrap_or_default();
+    let base = NaiveDate::from_ymd_opt(1900, 1, 1)
+        .and_then(|x| x.and_hms_opt(0, 0, 0))
+        .unwrap_or_default();
     let delta = d - base;
     delta.num_milliseconds() as f64 / 86_400_000.0
 }
 
-/// LIKE with %, _, [set], [^set], [a-z] and an optional escape character; case-insensitive (default collation).
+/// LIKE with `%`, `_`, `[set]`, `[^set]`, `[a-z]` and an optional escape character; case-insensitive (default collation).
 pub fn like(s: &str, pattern: &str, escape: Option<char>) -> bool {
     let s: Vec<char> = s.chars().flat_map(|c| c.to_lowercase()).collect();
     let p: Vec<char> = pattern.chars().flat_map(|c| c.to_lowercase()).collect();
@@ -692,7 +940,15 @@ fn match_set(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
 // ---- built-in functions ------------------------------------------------------------------------------------
 
 fn wrong_args(name: &str, n: usize) -> SqlError {
-    SqlError::new(174, 15, format!("The {} function requires {} argument(s).", name.to_ascii_lowercase(), n))
+    SqlError::new(
+        174,
+        15,
+        format!(
+            "The {} function requires {} argument(s).",
+            name.to_ascii_lowercase(),
+            n
+        ),
+    )
 }
 
 fn text_like(template: &Value, s: String) -> Value {
@@ -717,7 +973,15 @@ fn int_arg(v: &Value, fname: &str) -> Result<Option<i64>> {
     match implicit_convert(v, &DataType::BigInt) {
         Ok(x) => Ok(x.as_i64()),
         Err(e) if e.number == 245 => Err(e),
-        Err(_) => Err(SqlError::new(8116, 16, format!("Argument data type {} is invalid for argument 2 of {} function.", v.type_name(), fname.to_ascii_lowercase()))),
+        Err(_) => Err(SqlError::new(
+            8116,
+            16,
+            format!(
+                "Argument data type {} is invalid for argument 2 of {} function.",
+                v.type_name(),
+                fname.to_ascii_lowercase()
+            ),
+        )),
     }
 }
 
@@ -727,10 +991,18 @@ pub fn call_builtin(name: &str, args: &[Value]) -> Result<Value> {
     let u = name.to_ascii_uppercase();
     match u.as_str() {
         "DATEADD" | "DATEDIFF" | "DATEDIFF_BIG" | "DATEPART" | "DATENAME" => {
-            let part = args.first().and_then(|v| v.to_text()).unwrap_or_default().to_ascii_lowercase();
+            let part = args
+                .first()
+                .and_then(|v| v.to_text())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             date_function(&u, &part, args.get(1..).unwrap_or(&[]))
         }
-        "COALESCE" => Ok(args.iter().find(|v| !v.is_null()).cloned().unwrap_or(Value::Null)),
+        "COALESCE" => Ok(args
+            .iter()
+            .find(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::Null)),
         _ => builtin_inner(&u, args),
     }
 }
@@ -758,11 +1030,17 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             }
             let s = args[0].to_text().unwrap_or_default();
             let l = s.trim_end_matches(' ').chars().count() as i64;
-            Ok(if matches!(args[0].data_type(), Some(DataType::VarChar(Len::Max)) | Some(DataType::NVarChar(Len::Max))) && l > i32::MAX as i64 {
-                Value::BigInt(l)
-            } else {
-                Value::Int(l as i32)
-            })
+            Ok(
+                if matches!(
+                    args[0].data_type(),
+                    Some(DataType::VarChar(Len::Max)) | Some(DataType::NVarChar(Len::Max))
+                ) && l > i32::MAX as i64
+                {
+                    Value::BigInt(l)
+                } else {
+                    Value::Int(l as i32)
+                },
+            )
         }
         "DATALENGTH" => {
             need(1)?;
@@ -773,8 +1051,12 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 Value::Binary(b) => Value::Int(b.len() as i32),
                 Value::Bit(_) | Value::TinyInt(_) => Value::Int(1),
                 Value::SmallInt(_) => Value::Int(2),
-                Value::Int(_) | Value::Real(_) | Value::SmallMoney(_) | Value::SmallDateTime(_) => Value::Int(4),
-                Value::BigInt(_) | Value::Float(_) | Value::Money(_) | Value::DateTime(_) => Value::Int(8),
+                Value::Int(_) | Value::Real(_) | Value::SmallMoney(_) | Value::SmallDateTime(_) => {
+                    Value::Int(4)
+                }
+                Value::BigInt(_) | Value::Float(_) | Value::Money(_) | Value::DateTime(_) => {
+                    Value::Int(8)
+                }
                 Value::Decimal(d) => Value::Int(match d.precision {
                     0..=9 => 5,
                     10..=19 => 9,
@@ -782,9 +1064,27 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                     _ => 17,
                 }),
                 Value::Date(_) => Value::Int(3),
-                Value::Time(_, p) => Value::Int(if *p <= 2 { 3 } else if *p <= 4 { 4 } else { 5 }),
-                Value::DateTime2(_, p) => Value::Int(if *p <= 2 { 6 } else if *p <= 4 { 7 } else { 8 }),
-                Value::DateTimeOffset(_, p) => Value::Int(if *p <= 2 { 8 } else if *p <= 4 { 9 } else { 10 }),
+                Value::Time(_, p) => Value::Int(if *p <= 2 {
+                    3
+                } else if *p <= 4 {
+                    4
+                } else {
+                    5
+                }),
+                Value::DateTime2(_, p) => Value::Int(if *p <= 2 {
+                    6
+                } else if *p <= 4 {
+                    7
+                } else {
+                    8
+                }),
+                Value::DateTimeOffset(_, p) => Value::Int(if *p <= 2 {
+                    8
+                } else if *p <= 4 {
+                    9
+                } else {
+                    10
+                }),
                 Value::Guid(_) => Value::Int(16),
             })
         }
@@ -796,11 +1096,22 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 _ => return Ok(Value::Null),
             };
             if k < 0 {
-                return Err(SqlError::new(536, 16, format!("Invalid length parameter passed to the {} function.", name.to_ascii_lowercase())));
+                return Err(SqlError::new(
+                    536,
+                    16,
+                    format!(
+                        "Invalid length parameter passed to the {} function.",
+                        name.to_ascii_lowercase()
+                    ),
+                ));
             }
             let chars: Vec<char> = s.chars().collect();
             let k = (k as usize).min(chars.len());
-            let out: String = if name == "LEFT" { chars[..k].iter().collect() } else { chars[chars.len() - k..].iter().collect() };
+            let out: String = if name == "LEFT" {
+                chars[..k].iter().collect()
+            } else {
+                chars[chars.len() - k..].iter().collect()
+            };
             Ok(text_like(&args[0], out))
         }
         "SUBSTRING" => {
@@ -813,18 +1124,30 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                     _ => return Ok(Value::Null),
                 };
                 if ln < 0 {
-                    return Err(SqlError::new(537, 16, "Invalid length parameter passed to the substring function."));
+                    return Err(SqlError::new(
+                        537,
+                        16,
+                        "Invalid length parameter passed to the substring function.",
+                    ));
                 }
                 let from = st.saturating_sub(1).max(0) as usize;
                 let to = st.saturating_sub(1).saturating_add(ln).max(0) as usize;
-                return Ok(Value::Binary(b.get(from.min(b.len())..to.min(b.len())).unwrap_or(&[]).to_vec()));
+                return Ok(Value::Binary(
+                    b.get(from.min(b.len())..to.min(b.len()))
+                        .unwrap_or(&[])
+                        .to_vec(),
+                ));
             }
             let (s, st, ln) = match (to_text_arg(&args[0]), start, len) {
                 (Some(s), Some(a), Some(b)) => (s, a, b),
                 _ => return Ok(Value::Null),
             };
             if ln < 0 {
-                return Err(SqlError::new(537, 16, "Invalid length parameter passed to the substring function."));
+                return Err(SqlError::new(
+                    537,
+                    16,
+                    "Invalid length parameter passed to the substring function.",
+                ));
             }
             // Positions before 1 consume length, as in SQL Server.
             let from = st.saturating_sub(1).max(0) as usize;
@@ -856,13 +1179,21 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
         }
         "REPLACE" => {
             need(3)?;
-            let (s, from, to) = match (to_text_arg(&args[0]), to_text_arg(&args[1]), to_text_arg(&args[2])) {
+            let (s, from, to) = match (
+                to_text_arg(&args[0]),
+                to_text_arg(&args[1]),
+                to_text_arg(&args[2]),
+            ) {
                 (Some(a), Some(b), Some(c)) => (a, b, c),
                 _ => return Ok(Value::Null),
             };
             let unicode = args.iter().any(|a| matches!(a, Value::NVarChar(_)));
             let out = replace_ci(&s, &from, &to);
-            Ok(if unicode { Value::NVarChar(out) } else { Value::VarChar(out) })
+            Ok(if unicode {
+                Value::NVarChar(out)
+            } else {
+                Value::VarChar(out)
+            })
         }
         "CHARINDEX" => {
             if !(n == 2 || n == 3) {
@@ -876,7 +1207,9 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 (Some(a), Some(b), Some(c)) => (a, b, c),
                 _ => return Ok(Value::Null),
             };
-            Ok(Value::Int(charindex_ci(&needle, &hay, start.max(1) as usize) as i32))
+            Ok(Value::Int(
+                charindex_ci(&needle, &hay, start.max(1) as usize) as i32,
+            ))
         }
         "PATINDEX" => {
             need(2)?;
@@ -884,27 +1217,38 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 (Some(a), Some(b)) => (a, b),
                 _ => return Ok(Value::Null),
             };
+            // PATINDEX('%p%', s) is the first i where s[i..] LIKE 'p%'; without a leading % only i = 1 counts.
             let chars: Vec<char> = s.chars().collect();
-            let inner = pat.trim_start_matches('%').trim_end_matches('%').to_string();
-            for i in 0..chars.len() {
-                for j in i + 1..=chars.len() {
-                    let sub: String = chars[i..j].iter().collect();
-                    if like(&sub, &inner, None) {
-                        return Ok(Value::Int(i as i32 + 1));
+            match pat.strip_prefix('%') {
+                Some(rest) => {
+                    for i in 0..chars.len() {
+                        let tail: String = chars[i..].iter().collect();
+                        if like(&tail, rest, None) {
+                            return Ok(Value::Int(i as i32 + 1));
+                        }
                     }
+                    Ok(Value::Int(0))
                 }
+                None => Ok(Value::Int(like(&s, &pat, None) as i32)),
             }
-            Ok(Value::Int(0))
         }
         "CONCAT" | "CONCAT_WS" => {
             let (sep, items) = if name == "CONCAT_WS" {
                 if n < 3 {
-                    return Err(SqlError::new(189, 15, "The concat_ws function requires 3 to 254 arguments."));
+                    return Err(SqlError::new(
+                        189,
+                        15,
+                        "The concat_ws function requires 3 to 254 arguments.",
+                    ));
                 }
                 (to_text_arg(&args[0]), &args[1..])
             } else {
                 if n < 2 {
-                    return Err(SqlError::new(189, 15, "The concat function requires 2 to 254 arguments."));
+                    return Err(SqlError::new(
+                        189,
+                        15,
+                        "The concat function requires 2 to 254 arguments.",
+                    ));
                 }
                 (None, args)
             };
@@ -915,7 +1259,11 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 .collect();
             let out = parts.join(sep.as_deref().unwrap_or(""));
             let unicode = args.iter().any(|a| matches!(a, Value::NVarChar(_)));
-            Ok(if unicode { Value::NVarChar(out) } else { Value::VarChar(out) })
+            Ok(if unicode {
+                Value::NVarChar(out)
+            } else {
+                Value::VarChar(out)
+            })
         }
         "REPLICATE" => {
             need(2)?;
@@ -928,13 +1276,12 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             }
             // Cap like a non-MAX result (8000 bytes) so a fuzzer cannot allocate gigabytes.
             let limit = 8000usize.max(s.len());
-            let mut out = String::new();
-            for _ in 0..k {
-                if out.len() + s.len() > limit {
-                    break;
-                }
-                out.push_str(&s);
-            }
+            let times = if s.is_empty() {
+                0
+            } else {
+                (k as usize).min(limit / s.len())
+            };
+            let out = s.repeat(times);
             Ok(text_like(&args[0], out))
         }
         "SPACE" => {
@@ -946,7 +1293,12 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
         }
         "STUFF" => {
             need(4)?;
-            let (s, st, ln, ins) = match (to_text_arg(&args[0]), int_arg(&args[1], name)?, int_arg(&args[2], name)?, to_text_arg(&args[3]).or(Some(String::new()))) {
+            let (s, st, ln, ins) = match (
+                to_text_arg(&args[0]),
+                int_arg(&args[1], name)?,
+                int_arg(&args[2], name)?,
+                to_text_arg(&args[3]).or(Some(String::new())),
+            ) {
                 (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
                 _ => return Ok(Value::Null),
             };
@@ -956,7 +1308,11 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             }
             let from = st as usize - 1;
             let to = from.saturating_add(ln as usize).min(chars.len());
-            let out: String = chars[..from].iter().chain(ins.chars().collect::<Vec<_>>().iter()).chain(chars[to..].iter()).collect();
+            let out: String = chars[..from]
+                .iter()
+                .chain(ins.chars().collect::<Vec<_>>().iter())
+                .chain(chars[to..].iter())
+                .collect();
             Ok(text_like(&args[0], out))
         }
         "CHAR" | "NCHAR" => {
@@ -991,7 +1347,11 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             if s.chars().count() > 128 {
                 return Ok(Value::Null);
             }
-            let q = args.get(1).and_then(to_text_arg).and_then(|q| q.chars().next()).unwrap_or('[');
+            let q = args
+                .get(1)
+                .and_then(to_text_arg)
+                .and_then(|q| q.chars().next())
+                .unwrap_or('[');
             let (open, close) = match q {
                 '[' | ']' => ('[', ']'),
                 '\'' => ('\'', '\''),
@@ -1009,7 +1369,11 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             if n == 0 || n > 3 {
                 return Err(wrong_args(name, 1));
             }
-            let f = match args[0].as_f64().or_else(|| implicit_convert(&args[0], &DataType::Float).ok().and_then(|v| v.as_f64())) {
+            let f = match args[0].as_f64().or_else(|| {
+                implicit_convert(&args[0], &DataType::Float)
+                    .ok()
+                    .and_then(|v| v.as_f64())
+            }) {
                 Some(f) if !args[0].is_null() => f,
                 _ => return Ok(Value::Null),
             };
@@ -1024,7 +1388,11 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             }
             .clamp(0, 16) as usize;
             let s = format!("{:.*}", dec, f);
-            Ok(Value::VarChar(if s.len() > len { "*".repeat(len) } else { format!("{:>width$}", s, width = len) }))
+            Ok(Value::VarChar(if s.len() > len {
+                "*".repeat(len)
+            } else {
+                format!("{:>width$}", s, width = len)
+            }))
         }
         "ISNULL" => {
             need(2)?;
@@ -1067,7 +1435,9 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
         "ISDATE" => {
             need(1)?;
             Ok(Value::Int(match &args[0] {
-                Value::VarChar(s) | Value::NVarChar(s) => parse_datetime_text(s).is_some_and(|(d, _, _)| d.year() >= 1753) as i32,
+                Value::VarChar(s) | Value::NVarChar(s) => {
+                    parse_datetime_text(s).is_some_and(|(d, _, _)| d.year() >= 1753) as i32
+                }
                 v => v.data_type().is_some_and(|t| t.is_temporal()) as i32,
             }))
         }
@@ -1075,15 +1445,36 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             need(1)?;
             Ok(match &args[0] {
                 Value::Null => Value::Null,
-                Value::Decimal(d) => Value::Decimal(Decimal { mantissa: d.mantissa.abs(), ..*d }),
-                Value::Money(m) => Value::Money(m.checked_abs().ok_or_else(|| SqlError::overflow("money"))?),
+                Value::Decimal(d) => Value::Decimal(Decimal {
+                    mantissa: d.mantissa.abs(),
+                    ..*d
+                }),
+                Value::Money(m) => {
+                    Value::Money(m.checked_abs().ok_or_else(|| SqlError::overflow("money"))?)
+                }
                 Value::SmallMoney(m) => Value::SmallMoney(m.abs()),
                 Value::Float(f) => Value::Float(f.abs()),
                 Value::Real(f) => Value::Real(f.abs()),
-                Value::VarChar(_) | Value::NVarChar(_) => Value::Float(implicit_convert(&args[0], &DataType::Float)?.as_f64().unwrap_or(0.0).abs()),
+                Value::VarChar(_) | Value::NVarChar(_) => Value::Float(
+                    implicit_convert(&args[0], &DataType::Float)?
+                        .as_f64()
+                        .unwrap_or(0.0)
+                        .abs(),
+                ),
                 v => match v.as_i64() {
-                    Some(i) => int_result((i as i128).abs(), &v.data_type().unwrap_or(DataType::Int))?,
-                    None => return Err(SqlError::new(8116, 16, format!("Argument data type {} is invalid for argument 1 of abs function.", v.type_name()))),
+                    Some(i) => {
+                        int_result((i as i128).abs(), &v.data_type().unwrap_or(DataType::Int))?
+                    }
+                    None => {
+                        return Err(SqlError::new(
+                            8116,
+                            16,
+                            format!(
+                                "Argument data type {} is invalid for argument 1 of abs function.",
+                                v.type_name()
+                            ),
+                        ))
+                    }
                 },
             })
         }
@@ -1091,10 +1482,22 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             need(1)?;
             Ok(match &args[0] {
                 Value::Null => Value::Null,
-                Value::Float(f) => Value::Float(if *f > 0.0 { 1.0 } else if *f < 0.0 { -1.0 } else { 0.0 }),
-                Value::Decimal(d) => Value::Decimal(Decimal::new(d.mantissa.signum() * crate::decimal::pow10(d.scale as u32) as i128, d.precision, d.scale)),
+                Value::Float(f) => Value::Float(if *f > 0.0 {
+                    1.0
+                } else if *f < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }),
+                Value::Decimal(d) => Value::Decimal(Decimal::new(
+                    d.mantissa.signum() * crate::decimal::pow10(d.scale as u32) as i128,
+                    d.precision,
+                    d.scale,
+                )),
                 v => match v.as_i64() {
-                    Some(i) => int_result(i.signum() as i128, &v.data_type().unwrap_or(DataType::Int))?,
+                    Some(i) => {
+                        int_result(i.signum() as i128, &v.data_type().unwrap_or(DataType::Int))?
+                    }
                     None => Value::Float(v.as_f64().unwrap_or(0.0).signum()),
                 },
             })
@@ -1108,15 +1511,34 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 Value::Real(f) => Value::Real(if ceil { f.ceil() } else { f.floor() }),
                 Value::Decimal(d) => Value::Decimal(d.floor_ceil(ceil)),
                 Value::Money(_) | Value::SmallMoney(_) => {
-                    let d = args[0].as_decimal().unwrap_or(Decimal::new(0, 1, 0)).floor_ceil(ceil);
-                    convert(&Value::Decimal(d), &args[0].data_type().unwrap_or(DataType::Money), None)?
+                    let d = args[0]
+                        .as_decimal()
+                        .unwrap_or(Decimal::new(0, 1, 0))
+                        .floor_ceil(ceil);
+                    convert(
+                        &Value::Decimal(d),
+                        &args[0].data_type().unwrap_or(DataType::Money),
+                        None,
+                    )?
                 }
                 Value::VarChar(_) | Value::NVarChar(_) => {
-                    let f = implicit_convert(&args[0], &DataType::Float)?.as_f64().unwrap_or(0.0);
+                    let f = implicit_convert(&args[0], &DataType::Float)?
+                        .as_f64()
+                        .unwrap_or(0.0);
                     Value::Float(if ceil { f.ceil() } else { f.floor() })
                 }
                 v if v.as_i64().is_some() => v.clone(),
-                v => return Err(SqlError::new(8116, 16, format!("Argument data type {} is invalid for argument 1 of {} function.", v.type_name(), name.to_ascii_lowercase()))),
+                v => {
+                    return Err(SqlError::new(
+                        8116,
+                        16,
+                        format!(
+                            "Argument data type {} is invalid for argument 1 of {} function.",
+                            v.type_name(),
+                            name.to_ascii_lowercase()
+                        ),
+                    ))
+                }
             })
         }
         "ROUND" => {
@@ -1135,13 +1557,26 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 Value::Null => Value::Null,
                 Value::Decimal(d) => Value::Decimal(d.round(digits, truncate)?),
                 Value::Money(_) | Value::SmallMoney(_) => {
-                    let d = args[0].as_decimal().unwrap_or(Decimal::new(0, 1, 0)).round(digits, truncate)?;
-                    convert(&Value::Decimal(d), &args[0].data_type().unwrap_or(DataType::Money), None)?
+                    let d = args[0]
+                        .as_decimal()
+                        .unwrap_or(Decimal::new(0, 1, 0))
+                        .round(digits, truncate)?;
+                    convert(
+                        &Value::Decimal(d),
+                        &args[0].data_type().unwrap_or(DataType::Money),
+                        None,
+                    )?
                 }
                 Value::Float(_) | Value::Real(_) | Value::VarChar(_) | Value::NVarChar(_) => {
-                    let f = implicit_convert(&args[0], &DataType::Float)?.as_f64().unwrap_or(0.0);
+                    let f = implicit_convert(&args[0], &DataType::Float)?
+                        .as_f64()
+                        .unwrap_or(0.0);
                     let m = 10f64.powi(digits);
-                    let r = if truncate { (f * m).trunc() / m } else { (f * m).round() / m };
+                    let r = if truncate {
+                        (f * m).trunc() / m
+                    } else {
+                        (f * m).round() / m
+                    };
                     if matches!(args[0], Value::Real(_)) {
                         Value::Real(r as f32)
                     } else {
@@ -1151,14 +1586,26 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 v => match v.as_i64() {
                     Some(i) => {
                         let t = v.data_type().unwrap_or(DataType::Int);
-                        let d = Decimal::new(i as i128, 19, 0).round(digits, truncate).map_err(|_| SqlError::overflow(&t.base_name()))?;
+                        let d = Decimal::new(i as i128, 19, 0)
+                            .round(digits, truncate)
+                            .map_err(|_| SqlError::overflow(&t.base_name()))?;
                         int_result(d.mantissa, &t)?
                     }
-                    None => return Err(SqlError::new(8116, 16, format!("Argument data type {} is invalid for argument 1 of round function.", v.type_name()))),
+                    None => {
+                        return Err(SqlError::new(
+                            8116,
+                            16,
+                            format!(
+                            "Argument data type {} is invalid for argument 1 of round function.",
+                            v.type_name()
+                        ),
+                        ))
+                    }
                 },
             })
         }
-        "POWER" | "SQRT" | "SQUARE" | "EXP" | "LOG" | "LOG10" | "SIN" | "COS" | "TAN" | "ATAN" | "ASIN" | "ACOS" => {
+        "POWER" | "SQRT" | "SQUARE" | "EXP" | "LOG" | "LOG10" | "SIN" | "COS" | "TAN" | "ATAN"
+        | "ASIN" | "ACOS" => {
             let want = if name == "POWER" { 2 } else { 1 };
             if n != want && !(name == "LOG" && n == 2) {
                 return Err(wrong_args(name, want));
@@ -1166,9 +1613,13 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             if null_in {
                 return Ok(Value::Null);
             }
-            let x = implicit_convert(&args[0], &DataType::Float)?.as_f64().unwrap_or(0.0);
+            let x = implicit_convert(&args[0], &DataType::Float)?
+                .as_f64()
+                .unwrap_or(0.0);
             let y = match args.get(1) {
-                Some(v) => implicit_convert(v, &DataType::Float)?.as_f64().unwrap_or(0.0),
+                Some(v) => implicit_convert(v, &DataType::Float)?
+                    .as_f64()
+                    .unwrap_or(0.0),
                 None => 0.0,
             };
             let r = match name {
@@ -1187,10 +1638,19 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 _ => x.acos(),
             };
             if !r.is_finite() {
-                return Err(SqlError::new(3623, 16, "An invalid floating point operation occurred."));
+                return Err(SqlError::new(
+                    3623,
+                    16,
+                    "An invalid floating point operation occurred.",
+                ));
             }
             // POWER keeps the first argument's type (POWER(2, 10) is an int).
-            if name == "POWER" && !matches!(args[0], Value::Float(_) | Value::Real(_) | Value::VarChar(_) | Value::NVarChar(_)) {
+            if name == "POWER"
+                && !matches!(
+                    args[0],
+                    Value::Float(_) | Value::Real(_) | Value::VarChar(_) | Value::NVarChar(_)
+                )
+            {
                 let t = args[0].data_type().unwrap_or(DataType::Float);
                 return convert(&Value::Float(r), &t, None);
             }
@@ -1224,13 +1684,23 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 Some(v) => int_arg(v, name)?.unwrap_or(0),
                 None => 0,
             };
-            let first = NaiveDate::from_ymd_opt(d.year(), d.month(), 1).ok_or_else(date_overflow)?;
-            let shifted = add_months(first.and_hms_opt(0, 0, 0).unwrap_or_default(), add + 1)?;
-            Ok(Value::Date(shifted.date().pred_opt().ok_or_else(date_overflow)?))
+            let first =
+                NaiveDate::from_ymd_opt(d.year(), d.month(), 1).ok_or_else(date_overflow)?;
+            let shifted = add_months(
+                first.and_hms_opt(0, 0, 0).unwrap_or_default(),
+                add.saturating_add(1),
+            )?;
+            Ok(Value::Date(
+                shifted.date().pred_opt().ok_or_else(date_overflow)?,
+            ))
         }
         "DATEFROMPARTS" => {
             need(3)?;
-            let (y, m, d) = match (int_arg(&args[0], name)?, int_arg(&args[1], name)?, int_arg(&args[2], name)?) {
+            let (y, m, d) = match (
+                int_arg(&args[0], name)?,
+                int_arg(&args[1], name)?,
+                int_arg(&args[2], name)?,
+            ) {
                 (Some(y), Some(m), Some(d)) => (y, m, d),
                 _ => return Ok(Value::Null),
             };
@@ -1238,7 +1708,14 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 .map(Value::Date)
                 .ok_or_else(|| SqlError::new(289, 16, "Cannot construct data type date, some of the arguments have values which are not valid."))
         }
-        _ => Err(SqlError::new(195, 15, format!("'{}' is not a recognized built-in function name.", name.to_ascii_lowercase()))),
+        _ => Err(SqlError::new(
+            195,
+            15,
+            format!(
+                "'{}' is not a recognized built-in function name.",
+                name.to_ascii_lowercase()
+            ),
+        )),
     }
 }
 
@@ -1251,7 +1728,12 @@ fn replace_ci(s: &str, from: &str, to: &str) -> String {
     let mut out = String::new();
     let mut i = 0;
     while i < sl.len() {
-        if i + fl.len() <= sl.len() && sl[i..i + fl.len()].iter().zip(&fl).all(|(a, b)| chars_eq_ci(*a, *b)) {
+        if i + fl.len() <= sl.len()
+            && sl[i..i + fl.len()]
+                .iter()
+                .zip(&fl)
+                .all(|(a, b)| chars_eq_ci(*a, *b))
+        {
             out.push_str(to);
             i += fl.len();
         } else {
@@ -1277,7 +1759,12 @@ fn charindex_ci(needle: &str, hay: &str, start: usize) -> usize {
         return 0;
     }
     for i in from..h.len() {
-        if i + n.len() <= h.len() && h[i..i + n.len()].iter().zip(&n).all(|(a, b)| chars_eq_ci(*a, *b)) {
+        if i + n.len() <= h.len()
+            && h[i..i + n.len()]
+                .iter()
+                .zip(&n)
+                .all(|(a, b)| chars_eq_ci(*a, *b))
+        {
             return i + 1;
         }
     }
@@ -1287,7 +1774,11 @@ fn charindex_ci(needle: &str, hay: &str, start: usize) -> usize {
 // ---- date functions ------------------------------------------------------------------------------------------
 
 fn date_overflow() -> SqlError {
-    SqlError::new(517, 16, "Adding a value to a 'datetime' column caused an overflow.")
+    SqlError::new(
+        517,
+        16,
+        "Adding a value to a 'datetime' column caused an overflow.",
+    )
 }
 
 fn to_datetime(v: &Value) -> Result<NaiveDateTime> {
@@ -1295,14 +1786,30 @@ fn to_datetime(v: &Value) -> Result<NaiveDateTime> {
         Value::DateTime(d) | Value::SmallDateTime(d) | Value::DateTime2(d, _) => *d,
         Value::Date(d) => d.and_hms_opt(0, 0, 0).unwrap_or_default(),
         Value::DateTimeOffset(d, _) => d.naive_local(),
-        Value::Time(t, _) => NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default().and_time(*t),
-        Value::VarChar(_) | Value::NVarChar(_) => match convert(v, &DataType::DateTime2(7), None)? {
-            Value::DateTime2(d, _) => d,
-            _ => return Err(SqlError::new(241, 16, "Conversion failed when converting date and/or time from character string.")),
-        },
+        Value::Time(t, _) => NaiveDate::from_ymd_opt(1900, 1, 1)
+            .unwrap_or_default()
+            .and_time(*t),
+        Value::VarChar(_) | Value::NVarChar(_) => {
+            match convert(v, &DataType::DateTime2(7), None)? {
+                Value::DateTime2(d, _) => d,
+                _ => {
+                    return Err(SqlError::new(
+                        241,
+                        16,
+                        "Conversion failed when converting date and/or time from character string.",
+                    ))
+                }
+            }
+        }
         other => match convert(other, &DataType::DateTime, None)? {
             Value::DateTime(d) => d,
-            _ => return Err(SqlError::new(8116, 16, "Argument data type is invalid for argument 2 of datepart function.")),
+            _ => {
+                return Err(SqlError::new(
+                    8116,
+                    16,
+                    "Argument data type is invalid for argument 2 of datepart function.",
+                ))
+            }
         },
     })
 }
@@ -1311,7 +1818,9 @@ fn add_months(d: NaiveDateTime, months: i64) -> Result<NaiveDateTime> {
     let r = if months >= 0 {
         d.checked_add_months(Months::new(months.min(u32::MAX as i64) as u32))
     } else {
-        d.checked_sub_months(Months::new((-months).min(u32::MAX as i64) as u32))
+        d.checked_sub_months(Months::new(
+            months.unsigned_abs().min(u32::MAX as u64) as u32
+        ))
     };
     r.ok_or_else(date_overflow)
 }
@@ -1341,11 +1850,18 @@ fn rewrap(template: &Value, d: NaiveDateTime) -> Result<Value> {
     Ok(match template {
         Value::Date(_) => Value::Date(d.date()),
         Value::Time(_, p) => Value::Time(d.time(), *p),
-        Value::SmallDateTime(_) => convert(&Value::DateTime2(d, 7), &DataType::SmallDateTime, None)?,
+        Value::SmallDateTime(_) => {
+            convert(&Value::DateTime2(d, 7), &DataType::SmallDateTime, None)?
+        }
         Value::DateTime2(_, p) => Value::DateTime2(d, *p),
         Value::DateTimeOffset(o, p) => {
             let off = *o.offset();
-            Value::DateTimeOffset(d.and_local_timezone(off).single().ok_or_else(date_overflow)?, *p)
+            Value::DateTimeOffset(
+                d.and_local_timezone(off)
+                    .single()
+                    .ok_or_else(date_overflow)?,
+                *p,
+            )
         }
         _ => {
             if d.year() < 1753 || d.year() > 9999 {
@@ -1358,7 +1874,15 @@ fn rewrap(template: &Value, d: NaiveDateTime) -> Result<Value> {
 
 fn date_function(fname: &str, part_raw: &str, args: &[Value]) -> Result<Value> {
     let part = canonical_part(part_raw).ok_or_else(|| {
-        SqlError::new(155, 15, format!("'{}' is not a recognized {} option.", part_raw, fname.to_ascii_lowercase()))
+        SqlError::new(
+            155,
+            15,
+            format!(
+                "'{}' is not a recognized {} option.",
+                part_raw,
+                fname.to_ascii_lowercase()
+            ),
+        )
     })?;
     match fname {
         "DATEADD" => {
@@ -1370,7 +1894,9 @@ fn date_function(fname: &str, part_raw: &str, args: &[Value]) -> Result<Value> {
             }
             let n = int_arg(&args[0], fname)?.unwrap_or(0);
             let template = match &args[1] {
-                Value::VarChar(_) | Value::NVarChar(_) => convert(&args[1], &DataType::DateTime, None)?,
+                Value::VarChar(_) | Value::NVarChar(_) => {
+                    convert(&args[1], &DataType::DateTime, None)?
+                }
                 v => v.clone(),
             };
             let d = to_datetime(&template)?;
@@ -1388,7 +1914,12 @@ fn date_function(fname: &str, part_raw: &str, args: &[Value]) -> Result<Value> {
                 "nanosecond" => d.checked_add_signed(TimeDelta::nanoseconds(n)).ok_or_else(date_overflow)?,
                 _ => return Err(SqlError::new(9810, 16, format!("The datepart {} is not supported by date function dateadd for data type datetime.", part))),
             };
-            if matches!(template, Value::Date(_)) && matches!(part, "hour" | "minute" | "second" | "millisecond" | "microsecond" | "nanosecond") {
+            if matches!(template, Value::Date(_))
+                && matches!(
+                    part,
+                    "hour" | "minute" | "second" | "millisecond" | "microsecond" | "nanosecond"
+                )
+            {
                 return Err(SqlError::new(9810, 16, format!("The datepart {} is not supported by date function dateadd for data type date.", part)));
             }
             rewrap(&template, nd)
@@ -1407,12 +1938,20 @@ fn date_function(fname: &str, part_raw: &str, args: &[Value]) -> Result<Value> {
             let nanos = |x: NaiveDateTime| secs(x) * 1_000_000_000 + x.nanosecond() as i128;
             let diff: i128 = match part {
                 "year" => (b.year() - a.year()) as i128,
-                "quarter" => ((b.year() * 4 + b.month0() as i32 / 3) - (a.year() * 4 + a.month0() as i32 / 3)) as i128,
-                "month" => ((b.year() * 12 + b.month0() as i32) - (a.year() * 12 + a.month0() as i32)) as i128,
+                "quarter" => {
+                    ((b.year() * 4 + b.month0() as i32 / 3)
+                        - (a.year() * 4 + a.month0() as i32 / 3)) as i128
+                }
+                "month" => {
+                    ((b.year() * 12 + b.month0() as i32) - (a.year() * 12 + a.month0() as i32))
+                        as i128
+                }
                 "dayofyear" | "day" | "weekday" => days(b) - days(a),
                 // Week boundaries are Sundays (DATEFIRST 7).
                 "week" => {
-                    let wk = |x: NaiveDateTime| (days(x) - x.weekday().num_days_from_sunday() as i128) / 7;
+                    let wk = |x: NaiveDateTime| {
+                        (days(x) - x.weekday().num_days_from_sunday() as i128) / 7
+                    };
                     wk(b) - wk(a)
                 }
                 "hour" => secs(b).div_euclid(3600) - secs(a).div_euclid(3600),
@@ -1421,10 +1960,25 @@ fn date_function(fname: &str, part_raw: &str, args: &[Value]) -> Result<Value> {
                 "millisecond" => nanos(b).div_euclid(1_000_000) - nanos(a).div_euclid(1_000_000),
                 "microsecond" => nanos(b).div_euclid(1000) - nanos(a).div_euclid(1000),
                 "nanosecond" => nanos(b) - nanos(a),
-                _ => return Err(SqlError::new(9806, 16, format!("The datepart {} is not supported by date function datediff.", part))),
+                _ => {
+                    return Err(SqlError::new(
+                        9806,
+                        16,
+                        format!(
+                            "The datepart {} is not supported by date function datediff.",
+                            part
+                        ),
+                    ))
+                }
             };
             if fname == "DATEDIFF_BIG" {
-                return i64::try_from(diff).map(Value::BigInt).map_err(|_| SqlError::new(535, 16, "The datediff_big function resulted in an overflow."));
+                return i64::try_from(diff).map(Value::BigInt).map_err(|_| {
+                    SqlError::new(
+                        535,
+                        16,
+                        "The datediff_big function resulted in an overflow.",
+                    )
+                });
             }
             i32::try_from(diff).map(Value::Int).map_err(|_| {
                 SqlError::new(535, 16, "The datediff function resulted in an overflow. The number of dateparts separating two date/time instances is too large. Try to use datediff with a less precise datepart.")
@@ -1466,14 +2020,139 @@ fn date_function(fname: &str, part_raw: &str, args: &[Value]) -> Result<Value> {
             };
             if fname == "DATENAME" {
                 let s = match part {
-                    "month" => ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"][d.month0() as usize].to_string(),
-                    "weekday" => ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"][d.weekday().num_days_from_sunday() as usize].to_string(),
+                    "month" => [
+                        "January",
+                        "February",
+                        "March",
+                        "April",
+                        "May",
+                        "June",
+                        "July",
+                        "August",
+                        "September",
+                        "October",
+                        "November",
+                        "December",
+                    ][d.month0() as usize]
+                        .to_string(),
+                    "weekday" => [
+                        "Sunday",
+                        "Monday",
+                        "Tuesday",
+                        "Wednesday",
+                        "Thursday",
+                        "Friday",
+                        "Saturday",
+                    ][d.weekday().num_days_from_sunday() as usize]
+                        .to_string(),
                     _ => v.to_string(),
                 };
                 return Ok(Value::NVarChar(s));
             }
             Ok(Value::Int(v as i32))
         }
-        _ => Err(SqlError::new(195, 15, format!("'{}' is not a recognized built-in function name.", fname.to_ascii_lowercase()))),
+        _ => Err(SqlError::new(
+            195,
+            15,
+            format!(
+                "'{}' is not a recognized built-in function name.",
+                fname.to_ascii_lowercase()
+            ),
+        )),
+    }
+}
+
+/// A SELECT that reads no table (`SELECT @@SPID`, `SELECT @x AS y`, `SELECT @a = 1, @b = N'x'`): the session can
+/// answer it with [`eval`] alone, keeping full T-SQL typing (e.g. VARBINARY from CERTENCODED) without SQLite.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TablelessSelect<'a> {
+    /// Result columns: (name as SQL Server reports it, expression).
+    Columns(Vec<(String, &'a Expr)>),
+    /// Variable assignments in order: (variable, operator, expression).
+    Assignments(Vec<(&'a str, crate::ast::AssignOp, &'a Expr)>),
+}
+
+/// Recognises a [`TablelessSelect`]; None when the query needs SQLite (FROM, WHERE, TOP, ORDER BY, set
+/// operations, CTEs, INTO, or a mix of assignments and columns).
+pub fn tableless_select(q: &Query) -> Option<TablelessSelect<'_>> {
+    use crate::ast::{SelectItem, SetExpr};
+    if !q.ctes.is_empty() || !q.order_by.is_empty() || q.offset.is_some() {
+        return None;
+    }
+    let s = match &q.body {
+        SetExpr::Select(s) => s,
+        _ => return None,
+    };
+    if !s.from.is_empty()
+        || s.selection.is_some()
+        || !s.group_by.is_empty()
+        || s.having.is_some()
+        || s.top.is_some()
+        || s.into.is_some()
+        || s.distinct
+    {
+        return None;
+    }
+    if s.items
+        .iter()
+        .all(|i| matches!(i, SelectItem::Assign { .. }))
+    {
+        return Some(TablelessSelect::Assignments(
+            s.items
+                .iter()
+                .filter_map(|i| match i {
+                    SelectItem::Assign { var, op, expr } => Some((var.as_str(), *op, expr)),
+                    _ => None,
+                })
+                .collect(),
+        ));
+    }
+    let mut cols = Vec::new();
+    for i in &s.items {
+        match i {
+            SelectItem::Expr { expr, alias } => {
+                if matches!(expr, Expr::Wildcard(_)) {
+                    return None;
+                }
+                cols.push((
+                    alias.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
+                    expr,
+                ));
+            }
+            SelectItem::Assign { .. } => return None,
+        }
+    }
+    Some(TablelessSelect::Columns(cols))
+}
+
+#[cfg(test)]
+mod tableless_tests {
+    use super::*;
+    use crate::ast::StatementKind;
+
+    #[test]
+    fn recognises_tableless_selects() {
+        let b = crate::parser::parse_batch(
+            "SELECT @@SPID, @x AS y; SELECT @a = 1, @b += 2; SELECT 1 FROM t; SELECT TOP 1 1",
+        )
+        .unwrap();
+        let q = |i: usize| match &b[i].kind {
+            StatementKind::Query(q) => q.clone(),
+            _ => unreachable!(),
+        };
+        let q0 = q(0);
+        match tableless_select(&q0) {
+            Some(TablelessSelect::Columns(c)) => assert_eq!(
+                c.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+                vec!["", "y"]
+            ),
+            other => panic!("{:?}", other),
+        }
+        let q1 = q(1);
+        assert!(
+            matches!(tableless_select(&q1), Some(TablelessSelect::Assignments(a)) if a.len() == 2)
+        );
+        assert!(tableless_select(&q(2)).is_none());
+        assert!(tableless_select(&q(3)).is_none());
     }
 }

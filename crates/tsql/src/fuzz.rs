@@ -1,6 +1,10 @@
 //! Fuzz entry points: each takes arbitrary bytes and must never panic, whatever they are. A cargo-fuzz or
-//! AFL harness calls these directly; the unit test below replays `fuzz/corpus/` and a deterministic stream of
-//! mutations so CI exercises them on every run.
+//! AFL harness calls these directly; the unit tests below replay `fuzz/corpus/`, a deterministic stream of
+//! mutations and randomly generated typed expressions, so CI exercises them on every run.
+//!
+//! Long runs (minutes) use the same tests with more iterations and other seeds, e.g.
+//! `TSQL_FUZZ_SEED=7 TSQL_FUZZ_ITERS=1000000 cargo test -p tsql --release fuzz::`. A crashing input is added
+//! to `fuzz/corpus/` so the replay test keeps it fixed.
 
 use crate::error::Result;
 use crate::eval::Context;
@@ -27,6 +31,11 @@ pub fn parse_batch(data: &[u8]) {
     if let Ok(stmts) = crate::parser::parse_batch(&s) {
         for st in &stmts {
             let _ = crate::translate::translate(st, &FuzzCatalog);
+            let _ = crate::analysis::referenced_tables(&st.kind);
+            let _ = st.kind.is_write();
+            if let crate::ast::StatementKind::Query(q) = &st.kind {
+                let _ = crate::eval::tableless_select(q);
+            }
             // Debug formatting walks the whole tree: it must not overflow either.
             let _ = format!("{:?}", st).len();
         }
@@ -48,15 +57,27 @@ pub fn eval(data: &[u8]) {
         Err(_) => return,
     };
     let _ = v.to_text();
+    let _ = crate::runtime::format_raiserror(&s, std::slice::from_ref(&v));
     let stored = to_stored(&v);
     if let Some(t) = v.data_type() {
         let _ = crate::storage::from_stored(&stored, Some(&t));
     }
     // One pure function chosen by the input, applied to the value and its text.
-    let idx = data.iter().fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(*b as usize)) % PURE_FUNCTIONS.len();
+    let idx = data
+        .iter()
+        .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(*b as usize))
+        % PURE_FUNCTIONS.len();
     let (name, argc) = PURE_FUNCTIONS[idx];
     let n = if argc < 0 { 2 } else { argc as usize };
-    let args: Vec<_> = (0..n).map(|i| if i % 2 == 0 { stored.clone() } else { to_stored(&Value::VarChar(s.chars().take(40).collect())) }).collect();
+    let args: Vec<_> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                stored.clone()
+            } else {
+                to_stored(&Value::VarChar(s.chars().take(40).collect()))
+            }
+        })
+        .collect();
     let _ = call_function(name, &args);
 }
 
@@ -72,10 +93,17 @@ impl Context for FuzzContext {
         }
     }
     fn global(&self, name: &str) -> Option<Value> {
-        name.eq_ignore_ascii_case("@@servername").then(|| Value::NVarChar("srv".into()))
+        name.eq_ignore_ascii_case("@@servername")
+            .then(|| Value::NVarChar("srv".into()))
     }
     fn function(&self, name: &str, _args: &[Value]) -> Option<Result<Value>> {
-        (name == "GETDATE").then(|| crate::value::convert(&Value::VarChar("2026-11-27 13:00".into()), &DataType::DateTime, None))
+        (name == "GETDATE").then(|| {
+            crate::value::convert(
+                &Value::VarChar("2026-11-27 13:00".into()),
+                &DataType::DateTime,
+                None,
+            )
+        })
     }
 }
 
@@ -86,7 +114,14 @@ impl Catalog for FuzzCatalog {
             vec![
                 ("id".to_string(), DataType::Int),
                 ("name".to_string(), DataType::NVarChar(Len::N(20))),
-                ("amount".to_string(), DataType::Decimal { precision: 10, scale: 2, numeric: false }),
+                (
+                    "amount".to_string(),
+                    DataType::Decimal {
+                        precision: 10,
+                        scale: 2,
+                        numeric: false,
+                    },
+                ),
             ]
         })
     }
@@ -99,15 +134,95 @@ mod tests {
 
     /// Tokens spliced into inputs so mutations reach deep into the grammar.
     const DICT: &[&str] = &[
-        "SELECT ", "FROM ", "WHERE ", " + ", " - ", " * ", " / ", "(", ")", ",", "'", "N'", "[", "]", "\"", "@i", "@@servername",
-        "0x", "1", "2147483647", "9999999999999999999999999999999999999999", "1.5", "1e308", "$", "--", "/*", "*/", "\n",
-        "GO\n", "BEGIN ", "END ", "IF ", "ELSE ", "CASE WHEN ", " THEN ", " END", "CAST(", " AS ", "CONVERT(", "DATEADD(day,",
-        "LEFT(", "SUBSTRING(", "REPLICATE(", "LIKE '", "[^a-", "%", "_", "CREATE ENDPOINT e ", "AS TCP (", "LISTENER_IP = (",
-        "FOR DATABASE_MIRRORING (", "CREATE AVAILABILITY GROUP ", "WITH (", "REPLICA ON ", "BACKUP LOG d TO DISK = ",
-        "DECLARE @x ", "NVARCHAR(MAX)", "DECIMAL(38,38)", "DATETIME2(7)", "INSERT INTO t ", "VALUES ", "UPDATE t SET ",
-        "DELETE ", "OUTPUT inserted.*", "TOP ", "ORDER BY ", "OFFSET 1 ROWS", "EXEC ", "sp_executesql ", "= ", ";", "NULL",
-        "NOT ", " AND ", " OR ", " IN (", " BETWEEN ", " IS NULL", "-2147483648", "'2026-02-30'", "'23:59:59.9999999'",
-        "'9999-12-31'", "'0001-01-01'", "DATEDIFF(nanosecond,", "ROUND(", ",-40)", "POWER(", "EOMONTH(", "QUOTENAME(",
+        "SELECT ",
+        "FROM ",
+        "WHERE ",
+        " + ",
+        " - ",
+        " * ",
+        " / ",
+        "(",
+        ")",
+        ",",
+        "'",
+        "N'",
+        "[",
+        "]",
+        "\"",
+        "@i",
+        "@@servername",
+        "0x",
+        "1",
+        "2147483647",
+        "9999999999999999999999999999999999999999",
+        "1.5",
+        "1e308",
+        "$",
+        "--",
+        "/*",
+        "*/",
+        "\n",
+        "GO\n",
+        "BEGIN ",
+        "END ",
+        "IF ",
+        "ELSE ",
+        "CASE WHEN ",
+        " THEN ",
+        " END",
+        "CAST(",
+        " AS ",
+        "CONVERT(",
+        "DATEADD(day,",
+        "LEFT(",
+        "SUBSTRING(",
+        "REPLICATE(",
+        "LIKE '",
+        "[^a-",
+        "%",
+        "_",
+        "CREATE ENDPOINT e ",
+        "AS TCP (",
+        "LISTENER_IP = (",
+        "FOR DATABASE_MIRRORING (",
+        "CREATE AVAILABILITY GROUP ",
+        "WITH (",
+        "REPLICA ON ",
+        "BACKUP LOG d TO DISK = ",
+        "DECLARE @x ",
+        "NVARCHAR(MAX)",
+        "DECIMAL(38,38)",
+        "DATETIME2(7)",
+        "INSERT INTO t ",
+        "VALUES ",
+        "UPDATE t SET ",
+        "DELETE ",
+        "OUTPUT inserted.*",
+        "TOP ",
+        "ORDER BY ",
+        "OFFSET 1 ROWS",
+        "EXEC ",
+        "sp_executesql ",
+        "= ",
+        ";",
+        "NULL",
+        "NOT ",
+        " AND ",
+        " OR ",
+        " IN (",
+        " BETWEEN ",
+        " IS NULL",
+        "-2147483648",
+        "'2026-02-30'",
+        "'23:59:59.9999999'",
+        "'9999-12-31'",
+        "'0001-01-01'",
+        "DATEDIFF(nanosecond,",
+        "ROUND(",
+        ",-40)",
+        "POWER(",
+        "EOMONTH(",
+        "QUOTENAME(",
     ];
 
     struct Rng(u64);
@@ -126,7 +241,9 @@ mod tests {
 
     fn corpus() -> Vec<Vec<u8>> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
         files.sort();
         files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
     }
@@ -184,36 +301,163 @@ mod tests {
     #[test]
     fn deterministic_mutations_without_panic() {
         let corpus = corpus();
-        let mut rng = Rng(0x5eed_7501_2026_1127);
-        let n = std::env::var("TSQL_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+        let seed = std::env::var("TSQL_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x5eed_7501_2026_1127);
+        let mut rng = Rng(seed | 1);
+        let n = std::env::var("TSQL_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
         for _ in 0..n {
-            let base = if corpus.is_empty() { Vec::new() } else { corpus[rng.below(corpus.len())].clone() };
+            let base = if corpus.is_empty() {
+                Vec::new()
+            } else {
+                corpus[rng.below(corpus.len())].clone()
+            };
             let input = mutate(&mut rng, &base, &corpus);
             run_all(&input);
         }
     }
 
     const FUNCS: &[&str] = &[
-        "LEN", "DATALENGTH", "LEFT", "RIGHT", "SUBSTRING", "UPPER", "LOWER", "LTRIM", "RTRIM", "TRIM", "REVERSE",
-        "REPLACE", "CHARINDEX", "PATINDEX", "CONCAT", "CONCAT_WS", "REPLICATE", "SPACE", "STUFF", "CHAR", "NCHAR",
-        "ASCII", "UNICODE", "QUOTENAME", "STR", "ISNULL", "NULLIF", "CHOOSE", "ISNUMERIC", "ISDATE", "ABS", "SIGN",
-        "CEILING", "FLOOR", "ROUND", "POWER", "SQRT", "SQUARE", "EXP", "LOG", "LOG10", "PI", "YEAR", "MONTH", "DAY",
-        "EOMONTH", "DATEFROMPARTS", "COALESCE", "IIF", "GETDATE",
+        "LEN",
+        "DATALENGTH",
+        "LEFT",
+        "RIGHT",
+        "SUBSTRING",
+        "UPPER",
+        "LOWER",
+        "LTRIM",
+        "RTRIM",
+        "TRIM",
+        "REVERSE",
+        "REPLACE",
+        "CHARINDEX",
+        "PATINDEX",
+        "CONCAT",
+        "CONCAT_WS",
+        "REPLICATE",
+        "SPACE",
+        "STUFF",
+        "CHAR",
+        "NCHAR",
+        "ASCII",
+        "UNICODE",
+        "QUOTENAME",
+        "STR",
+        "ISNULL",
+        "NULLIF",
+        "CHOOSE",
+        "ISNUMERIC",
+        "ISDATE",
+        "ABS",
+        "SIGN",
+        "CEILING",
+        "FLOOR",
+        "ROUND",
+        "POWER",
+        "SQRT",
+        "SQUARE",
+        "EXP",
+        "LOG",
+        "LOG10",
+        "PI",
+        "YEAR",
+        "MONTH",
+        "DAY",
+        "EOMONTH",
+        "DATEFROMPARTS",
+        "COALESCE",
+        "IIF",
+        "GETDATE",
     ];
     const ATOMS: &[&str] = &[
-        "NULL", "0", "1", "-1", "2147483647", "-2147483648", "9223372036854775807", "99999999999999999999999999999999999999",
-        "0.5", "-12.345", "1e308", "-1e-308", "$922337203685477.5807", "'abc'", "N'ÿ€'", "''", "' x '", "'2026-02-28'",
-        "'12:30'", "'1.5'", "'abc%'", "'[a-'", "0x", "0xFF00", "@i", "@s", "@d", "@n", "@@servername",
-        "CAST('9999-12-31' AS DATETIME2)", "CAST('0001-01-01' AS DATE)", "CAST(1 AS BIT)", "CAST(255 AS TINYINT)",
-        "CAST('6F9619FF-8B86-D011-B42D-00C04FC964FF' AS UNIQUEIDENTIFIER)", "CAST(1.5 AS MONEY)", "CAST(0.1 AS REAL)",
-        "CAST('2026-11-27 10:00 +05:00' AS DATETIMEOFFSET)", "CAST('23:59:59.9999999' AS TIME)",
+        "NULL",
+        "0",
+        "1",
+        "-1",
+        "2147483647",
+        "-2147483648",
+        "9223372036854775807",
+        "99999999999999999999999999999999999999",
+        "0.5",
+        "-12.345",
+        "1e308",
+        "-1e-308",
+        "$922337203685477.5807",
+        "'abc'",
+        "N'ÿ€'",
+        "''",
+        "' x '",
+        "'2026-02-28'",
+        "'12:30'",
+        "'1.5'",
+        "'abc%'",
+        "'[a-'",
+        "0x",
+        "0xFF00",
+        "@i",
+        "@s",
+        "@d",
+        "@n",
+        "@@servername",
+        "CAST('9999-12-31' AS DATETIME2)",
+        "CAST('0001-01-01' AS DATE)",
+        "CAST(1 AS BIT)",
+        "CAST(255 AS TINYINT)",
+        "CAST('6F9619FF-8B86-D011-B42D-00C04FC964FF' AS UNIQUEIDENTIFIER)",
+        "CAST(1.5 AS MONEY)",
+        "CAST(0.1 AS REAL)",
+        "CAST('2026-11-27 10:00 +05:00' AS DATETIMEOFFSET)",
+        "CAST('23:59:59.9999999' AS TIME)",
     ];
     const TYPES: &[&str] = &[
-        "INT", "BIGINT", "TINYINT", "SMALLINT", "BIT", "DECIMAL(38,38)", "DECIMAL(5,2)", "NUMERIC(38,0)", "MONEY",
-        "SMALLMONEY", "FLOAT", "REAL", "VARCHAR(3)", "NVARCHAR(MAX)", "CHAR(2)", "VARBINARY(4)", "BINARY(2)", "DATE",
-        "TIME(0)", "DATETIME", "SMALLDATETIME", "DATETIME2(3)", "DATETIMEOFFSET", "UNIQUEIDENTIFIER", "SYSNAME",
+        "INT",
+        "BIGINT",
+        "TINYINT",
+        "SMALLINT",
+        "BIT",
+        "DECIMAL(38,38)",
+        "DECIMAL(5,2)",
+        "NUMERIC(38,0)",
+        "MONEY",
+        "SMALLMONEY",
+        "FLOAT",
+        "REAL",
+        "VARCHAR(3)",
+        "NVARCHAR(MAX)",
+        "CHAR(2)",
+        "VARBINARY(4)",
+        "BINARY(2)",
+        "DATE",
+        "TIME(0)",
+        "DATETIME",
+        "SMALLDATETIME",
+        "DATETIME2(3)",
+        "DATETIMEOFFSET",
+        "UNIQUEIDENTIFIER",
+        "SYSNAME",
     ];
-    const PARTS: &[&str] = &["year", "quarter", "month", "dayofyear", "day", "week", "weekday", "hour", "minute", "second", "millisecond", "microsecond", "nanosecond", "tzoffset", "iso_week", "bogus"];
+    const PARTS: &[&str] = &[
+        "year",
+        "quarter",
+        "month",
+        "dayofyear",
+        "day",
+        "week",
+        "weekday",
+        "hour",
+        "minute",
+        "second",
+        "millisecond",
+        "microsecond",
+        "nanosecond",
+        "tzoffset",
+        "iso_week",
+        "bogus",
+    ];
 
     fn gen_expr(rng: &mut Rng, depth: usize) -> String {
         if depth == 0 {
@@ -228,32 +472,77 @@ mod tests {
             }
             2 => {
                 let ops = ["+", "-", "*", "/", "%", "&", "|", "^"];
-                format!("({} {} {})", gen_expr(rng, depth - 1), ops[rng.below(ops.len())], gen_expr(rng, depth - 1))
+                format!(
+                    "({} {} {})",
+                    gen_expr(rng, depth - 1),
+                    ops[rng.below(ops.len())],
+                    gen_expr(rng, depth - 1)
+                )
             }
-            3 => format!("CAST({} AS {})", gen_expr(rng, depth - 1), TYPES[rng.below(TYPES.len())]),
+            3 => format!(
+                "CAST({} AS {})",
+                gen_expr(rng, depth - 1),
+                TYPES[rng.below(TYPES.len())]
+            ),
             4 => {
-                let styles = ["0", "1", "2", "101", "103", "112", "120", "121", "126", "127", "999"];
-                format!("CONVERT({}, {}, {})", TYPES[rng.below(TYPES.len())], gen_expr(rng, depth - 1), styles[rng.below(styles.len())])
+                let styles = [
+                    "0", "1", "2", "101", "103", "112", "120", "121", "126", "127", "999",
+                ];
+                format!(
+                    "CONVERT({}, {}, {})",
+                    TYPES[rng.below(TYPES.len())],
+                    gen_expr(rng, depth - 1),
+                    styles[rng.below(styles.len())]
+                )
             }
             5 => {
-                let f = ["DATEADD", "DATEDIFF", "DATEDIFF_BIG", "DATEPART", "DATENAME"][rng.below(5)];
+                let f = [
+                    "DATEADD",
+                    "DATEDIFF",
+                    "DATEDIFF_BIG",
+                    "DATEPART",
+                    "DATENAME",
+                ][rng.below(5)];
                 let part = PARTS[rng.below(PARTS.len())];
                 if f == "DATEPART" || f == "DATENAME" {
                     format!("{}({}, {})", f, part, gen_expr(rng, depth - 1))
                 } else {
-                    format!("{}({}, {}, {})", f, part, gen_expr(rng, depth - 1), gen_expr(rng, depth - 1))
+                    format!(
+                        "{}({}, {}, {})",
+                        f,
+                        part,
+                        gen_expr(rng, depth - 1),
+                        gen_expr(rng, depth - 1)
+                    )
                 }
             }
-            6 => format!("CASE WHEN {} LIKE {} THEN {} ELSE {} END", gen_expr(rng, depth - 1), gen_expr(rng, depth - 1), gen_expr(rng, depth - 1), gen_expr(rng, depth - 1)),
+            6 => format!(
+                "CASE WHEN {} LIKE {} THEN {} ELSE {} END",
+                gen_expr(rng, depth - 1),
+                gen_expr(rng, depth - 1),
+                gen_expr(rng, depth - 1),
+                gen_expr(rng, depth - 1)
+            ),
             7 => format!("-{}", gen_expr(rng, depth - 1)),
-            _ => format!("TRY_CAST({} AS {})", gen_expr(rng, depth - 1), TYPES[rng.below(TYPES.len())]),
+            _ => format!(
+                "TRY_CAST({} AS {})",
+                gen_expr(rng, depth - 1),
+                TYPES[rng.below(TYPES.len())]
+            ),
         }
     }
 
     #[test]
     fn random_typed_expressions_without_panic() {
-        let mut rng = Rng(0xdec1_3a1_0f_5eed);
-        let n = std::env::var("TSQL_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+        let seed = std::env::var("TSQL_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x000d_ec13_a10f_5eed);
+        let mut rng = Rng(seed | 1);
+        let n = std::env::var("TSQL_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
         for _ in 0..n {
             let d = 1 + rng.below(3);
             let e = gen_expr(&mut rng, d);
@@ -269,9 +558,15 @@ mod tests {
         let e = crate::parser::parse_batch(&deep_parens).unwrap_err();
         assert_eq!(e.number, 191);
         let long_chain = format!("SELECT 1{}", " + 1".repeat(5000));
-        assert_eq!(crate::parser::parse_batch(&long_chain).unwrap_err().number, 191);
+        assert_eq!(
+            crate::parser::parse_batch(&long_chain).unwrap_err().number,
+            191
+        );
         let deep_if = "IF 1=1 ".repeat(3000) + "PRINT 1";
-        assert_eq!(crate::parser::parse_batch(&deep_if).unwrap_err().number, 191);
+        assert_eq!(
+            crate::parser::parse_batch(&deep_if).unwrap_err().number,
+            191
+        );
         let neg = format!("SELECT {}1", "- ".repeat(5000));
         assert_eq!(crate::parser::parse_batch(&neg).unwrap_err().number, 191);
         let opts = format!("CREATE AVAILABILITY GROUP a WITH {}", "(x ".repeat(5000));

@@ -7,7 +7,7 @@ use crate::error::{Result, SqlError};
 pub enum Tok {
     /// Unquoted identifier or keyword (also #temp, ##global); compare keywords case-insensitively.
     Word(String),
-    /// [bracketed] or "double-quoted" identifier (QUOTED_IDENTIFIER ON, the client default).
+    /// `[bracketed]` or "double-quoted" identifier (QUOTED_IDENTIFIER ON, the client default).
     QuotedId(String),
     Str(String),
     NStr(String),
@@ -53,8 +53,8 @@ impl Token {
 }
 
 const OPS: &[&str] = &[
-    "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<>", "!=", "<=", ">=", "!<", "!>", "::", "+", "-", "*", "/", "%",
-    "=", "<", ">", "&", "|", "^", "~", ":",
+    "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<>", "!=", "<=", ">=", "!<", "!>", "::", "+",
+    "-", "*", "/", "%", "=", "<", ">", "&", "|", "^", "~", ":",
 ];
 
 fn is_ident_start(c: char) -> bool {
@@ -78,8 +78,8 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
         };
         let start = i;
         let start_line = line;
-        // Whitespace
-        if c.is_whitespace() {
+        // A byte-order mark (files saved by Windows editors) counts as whitespace.
+        if c.is_whitespace() || c == '\u{feff}' {
             if c == '\n' {
                 line += 1;
             }
@@ -98,7 +98,8 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
             let mut depth = 0usize;
             loop {
                 if i >= bytes.len() {
-                    return Err(SqlError::new(113, 15, "Missing end comment mark '*/'.").at_line(start_line));
+                    return Err(SqlError::new(113, 15, "Missing end comment mark '*/'.")
+                        .at_line(start_line));
                 }
                 if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
                     depth += 1;
@@ -119,7 +120,12 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
             continue;
         }
         let push = |out: &mut Vec<Token>, tok: Tok, end: usize| {
-            out.push(Token { tok, line: start_line, start, end });
+            out.push(Token {
+                tok,
+                line: start_line,
+                start,
+                end,
+            });
         };
         // N'...'
         if (c == 'N' || c == 'n') && bytes.get(i + 1) == Some(&b'\'') {
@@ -144,7 +150,10 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
                         return Err(SqlError::new(
                             105,
                             15,
-                            format!("Unclosed quotation mark after the character string '{}'.", s),
+                            format!(
+                                "Unclosed quotation mark after the character string '{}'.",
+                                s
+                            ),
                         )
                         .at_line(start_line))
                     }
@@ -179,7 +188,10 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
                         return Err(SqlError::new(
                             105,
                             15,
-                            format!("Unclosed quotation mark after the character string '{}'.", s),
+                            format!(
+                                "Unclosed quotation mark after the character string '{}'.",
+                                s
+                            ),
                         )
                         .at_line(start_line))
                     }
@@ -219,7 +231,10 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
         // Numbers (and money with a leading $)
         if c.is_ascii_digit()
             || (c == '.' && bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit()))
-            || (c == '$' && bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit() || *b == b'.' || *b == b'-'))
+            || (c == '$'
+                && bytes
+                    .get(i + 1)
+                    .is_some_and(|b| b.is_ascii_digit() || *b == b'.' || *b == b'-'))
         {
             let money = c == '$';
             let mut j = if money { i + 1 } else { i };
@@ -275,7 +290,15 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
                 }
             }
             let text = src[i..j].to_string();
-            push(&mut out, if global { Tok::Global(text) } else { Tok::Var(text) }, j);
+            push(
+                &mut out,
+                if global {
+                    Tok::Global(text)
+                } else {
+                    Tok::Var(text)
+                },
+                j,
+            );
             i = j;
             continue;
         }
@@ -310,7 +333,12 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
         }
         i += 1;
     }
-    out.push(Token { tok: Tok::Eof, line, start: src.len(), end: src.len() });
+    out.push(Token {
+        tok: Tok::Eof,
+        line,
+        start: src.len(),
+        end: src.len(),
+    });
     Ok(out)
 }
 
@@ -326,7 +354,10 @@ fn lex_string(src: &str, open: usize, line: &mut u32) -> Result<(String, usize)>
                 return Err(SqlError::new(
                     105,
                     15,
-                    format!("Unclosed quotation mark after the character string '{}'.", s),
+                    format!(
+                        "Unclosed quotation mark after the character string '{}'.",
+                        s
+                    ),
                 )
                 .at_line(start_line))
             }
@@ -369,24 +400,187 @@ pub fn decode_hex(hex: &str) -> Vec<u8> {
 /// T-SQL reserved keywords: these end an expression (no implicit alias) and give error 156 instead of 102.
 pub fn is_reserved(word: &str) -> bool {
     const RESERVED: &[&str] = &[
-        "ADD", "ALL", "ALTER", "AND", "ANY", "AS", "ASC", "AUTHORIZATION", "BACKUP", "BEGIN", "BETWEEN", "BREAK",
-        "BROWSE", "BULK", "BY", "CASCADE", "CASE", "CHECK", "CHECKPOINT", "CLOSE", "CLUSTERED", "COALESCE", "COLLATE",
-        "COLUMN", "COMMIT", "COMPUTE", "CONSTRAINT", "CONTAINS", "CONTAINSTABLE", "CONTINUE", "CONVERT", "CREATE",
-        "CROSS", "CURRENT", "CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "CURRENT_USER", "CURSOR", "DATABASE",
-        "DBCC", "DEALLOCATE", "DECLARE", "DEFAULT", "DELETE", "DENY", "DESC", "DISK", "DISTINCT", "DISTRIBUTED",
-        "DOUBLE", "DROP", "DUMP", "ELSE", "END", "ERRLVL", "ESCAPE", "EXCEPT", "EXEC", "EXECUTE", "EXISTS", "EXIT",
-        "EXTERNAL", "FETCH", "FILE", "FILLFACTOR", "FOR", "FOREIGN", "FREETEXT", "FREETEXTTABLE", "FROM", "FULL",
-        "FUNCTION", "GOTO", "GRANT", "GROUP", "HAVING", "HOLDLOCK", "IDENTITY", "IDENTITY_INSERT", "IDENTITYCOL",
-        "IF", "IN", "INDEX", "INNER", "INSERT", "INTERSECT", "INTO", "IS", "JOIN", "KEY", "KILL", "LEFT", "LIKE",
-        "LINENO", "LOAD", "MERGE", "NATIONAL", "NOCHECK", "NONCLUSTERED", "NOT", "NULL", "NULLIF", "OF", "OFF",
-        "OFFSETS", "ON", "OPEN", "OPENDATASOURCE", "OPENQUERY", "OPENROWSET", "OPENXML", "OPTION", "OR", "ORDER",
-        "OUTER", "OVER", "PERCENT", "PIVOT", "PLAN", "PRECISION", "PRIMARY", "PRINT", "PROC", "PROCEDURE", "PUBLIC",
-        "RAISERROR", "READ", "READTEXT", "RECONFIGURE", "REFERENCES", "REPLICATION", "RESTORE", "RESTRICT", "RETURN",
-        "REVERT", "REVOKE", "RIGHT", "ROLLBACK", "ROWCOUNT", "ROWGUIDCOL", "RULE", "SAVE", "SCHEMA", "SECURITYAUDIT",
-        "SELECT", "SESSION_USER", "SET", "SETUSER", "SHUTDOWN", "SOME", "STATISTICS", "SYSTEM_USER", "TABLE",
-        "TABLESAMPLE", "TEXTSIZE", "THEN", "TO", "TOP", "TRAN", "TRANSACTION", "TRIGGER", "TRUNCATE", "TRY_CONVERT",
-        "TSEQUAL", "UNION", "UNIQUE", "UNPIVOT", "UPDATE", "UPDATETEXT", "USE", "USER", "VALUES", "VARYING", "VIEW",
-        "WAITFOR", "WHEN", "WHERE", "WHILE", "WITH", "WRITETEXT",
+        "ADD",
+        "ALL",
+        "ALTER",
+        "AND",
+        "ANY",
+        "AS",
+        "ASC",
+        "AUTHORIZATION",
+        "BACKUP",
+        "BEGIN",
+        "BETWEEN",
+        "BREAK",
+        "BROWSE",
+        "BULK",
+        "BY",
+        "CASCADE",
+        "CASE",
+        "CHECK",
+        "CHECKPOINT",
+        "CLOSE",
+        "CLUSTERED",
+        "COALESCE",
+        "COLLATE",
+        "COLUMN",
+        "COMMIT",
+        "COMPUTE",
+        "CONSTRAINT",
+        "CONTAINS",
+        "CONTAINSTABLE",
+        "CONTINUE",
+        "CONVERT",
+        "CREATE",
+        "CROSS",
+        "CURRENT",
+        "CURRENT_DATE",
+        "CURRENT_TIME",
+        "CURRENT_TIMESTAMP",
+        "CURRENT_USER",
+        "CURSOR",
+        "DATABASE",
+        "DBCC",
+        "DEALLOCATE",
+        "DECLARE",
+        "DEFAULT",
+        "DELETE",
+        "DENY",
+        "DESC",
+        "DISK",
+        "DISTINCT",
+        "DISTRIBUTED",
+        "DOUBLE",
+        "DROP",
+        "DUMP",
+        "ELSE",
+        "END",
+        "ERRLVL",
+        "ESCAPE",
+        "EXCEPT",
+        "EXEC",
+        "EXECUTE",
+        "EXISTS",
+        "EXIT",
+        "EXTERNAL",
+        "FETCH",
+        "FILE",
+        "FILLFACTOR",
+        "FOR",
+        "FOREIGN",
+        "FREETEXT",
+        "FREETEXTTABLE",
+        "FROM",
+        "FULL",
+        "FUNCTION",
+        "GOTO",
+        "GRANT",
+        "GROUP",
+        "HAVING",
+        "HOLDLOCK",
+        "IDENTITY",
+        "IDENTITY_INSERT",
+        "IDENTITYCOL",
+        "IF",
+        "IN",
+        "INDEX",
+        "INNER",
+        "INSERT",
+        "INTERSECT",
+        "INTO",
+        "IS",
+        "JOIN",
+        "KEY",
+        "KILL",
+        "LEFT",
+        "LIKE",
+        "LINENO",
+        "LOAD",
+        "MERGE",
+        "NATIONAL",
+        "NOCHECK",
+        "NONCLUSTERED",
+        "NOT",
+        "NULL",
+        "NULLIF",
+        "OF",
+        "OFF",
+        "OFFSETS",
+        "ON",
+        "OPEN",
+        "OPENDATASOURCE",
+        "OPENQUERY",
+        "OPENROWSET",
+        "OPENXML",
+        "OPTION",
+        "OR",
+        "ORDER",
+        "OUTER",
+        "OVER",
+        "PERCENT",
+        "PIVOT",
+        "PLAN",
+        "PRECISION",
+        "PRIMARY",
+        "PRINT",
+        "PROC",
+        "PROCEDURE",
+        "PUBLIC",
+        "RAISERROR",
+        "READ",
+        "READTEXT",
+        "RECONFIGURE",
+        "REFERENCES",
+        "REPLICATION",
+        "RESTORE",
+        "RESTRICT",
+        "RETURN",
+        "REVERT",
+        "REVOKE",
+        "RIGHT",
+        "ROLLBACK",
+        "ROWCOUNT",
+        "ROWGUIDCOL",
+        "RULE",
+        "SAVE",
+        "SCHEMA",
+        "SECURITYAUDIT",
+        "SELECT",
+        "SESSION_USER",
+        "SET",
+        "SETUSER",
+        "SHUTDOWN",
+        "SOME",
+        "STATISTICS",
+        "SYSTEM_USER",
+        "TABLE",
+        "TABLESAMPLE",
+        "TEXTSIZE",
+        "THEN",
+        "TO",
+        "TOP",
+        "TRAN",
+        "TRANSACTION",
+        "TRIGGER",
+        "TRUNCATE",
+        "TRY_CONVERT",
+        "TSEQUAL",
+        "UNION",
+        "UNIQUE",
+        "UNPIVOT",
+        "UPDATE",
+        "UPDATETEXT",
+        "USE",
+        "USER",
+        "VALUES",
+        "VARYING",
+        "VIEW",
+        "WAITFOR",
+        "WHEN",
+        "WHERE",
+        "WHILE",
+        "WITH",
+        "WRITETEXT",
     ];
     RESERVED.iter().any(|k| k.eq_ignore_ascii_case(word))
 }
@@ -450,5 +644,14 @@ mod tests {
                 Tok::Eof
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod bom_tests {
+    #[test]
+    fn byte_order_mark_is_whitespace() {
+        let t = super::tokenize("\u{feff}SELECT 1").unwrap();
+        assert_eq!(t.len(), 3);
     }
 }

@@ -135,7 +135,12 @@ pub fn split_go(script: &str) -> Vec<String> {
 
 impl<'a> Parser<'a> {
     pub fn new(src: &'a str) -> Result<Self> {
-        Ok(Parser { src, toks: tokenize(src)?, pos: 0, depth: 0 })
+        Ok(Parser {
+            src,
+            toks: tokenize(src)?,
+            pos: 0,
+            depth: 0,
+        })
     }
 
     // ---- token helpers -----------------------------------------------------------------------------------------
@@ -225,10 +230,16 @@ impl<'a> Parser<'a> {
     pub(crate) fn error_here(&self) -> SqlError {
         let t = self.peek();
         match &t.tok {
-            Tok::Word(w) if is_reserved(w) => SqlError::syntax_near_keyword(&w.to_ascii_uppercase(), t.line),
+            Tok::Word(w) if is_reserved(w) => {
+                SqlError::syntax_near_keyword(&w.to_ascii_uppercase(), t.line)
+            }
             Tok::Eof => {
                 // At the end SQL Server points at the last token.
-                let last = if self.pos > 0 { &self.toks[self.pos - 1] } else { t };
+                let last = if self.pos > 0 {
+                    &self.toks[self.pos - 1]
+                } else {
+                    t
+                };
                 SqlError::syntax_near(&last.display(self.src), last.line)
             }
             _ => SqlError::syntax_near(&t.display(self.src), t.line),
@@ -267,12 +278,18 @@ impl<'a> Parser<'a> {
             Tok::Word(w) if !is_reserved(w) => {
                 let v = w.clone();
                 self.next();
-                Ok(Ident { value: v, quoted: false })
+                Ok(Ident {
+                    value: v,
+                    quoted: false,
+                })
             }
             Tok::QuotedId(s) => {
                 let v = s.clone();
                 self.next();
-                Ok(Ident { value: v, quoted: true })
+                Ok(Ident {
+                    value: v,
+                    quoted: true,
+                })
             }
             _ => Err(self.error_here()),
         }
@@ -310,7 +327,11 @@ impl<'a> Parser<'a> {
     // ---- statements --------------------------------------------------------------------------------------------
 
     /// Parses statements until one of `terminators` (keywords) or EOF.
-    pub(crate) fn parse_statements_until(&mut self, terminators: &[&str], top: bool) -> Result<Vec<Statement>> {
+    pub(crate) fn parse_statements_until(
+        &mut self,
+        terminators: &[&str],
+        top: bool,
+    ) -> Result<Vec<Statement>> {
         let mut out = Vec::new();
         loop {
             while self.eat(&Tok::Semi) {}
@@ -336,8 +357,16 @@ impl<'a> Parser<'a> {
         let r = self.parse_statement_kind(first_in_batch);
         self.depth = saved;
         let kind = r?;
-        let end = if self.pos > 0 { self.toks[self.pos - 1].end } else { start_tok.end };
-        Ok(Statement { line: start_tok.line, kind, span: (start_tok.start, end.max(start_tok.start)) })
+        let end = if self.pos > 0 {
+            self.toks[self.pos - 1].end
+        } else {
+            start_tok.end
+        };
+        Ok(Statement {
+            line: start_tok.line,
+            kind,
+            span: (start_tok.start, end.max(start_tok.start)),
+        })
     }
 
     fn parse_statement_kind(&mut self, first_in_batch: bool) -> Result<StatementKind> {
@@ -362,7 +391,11 @@ impl<'a> Parser<'a> {
                 if self.peek().tok == Tok::Semi && self.is_kw_at(1, "ELSE") {
                     self.next();
                 }
-                let else_ = if self.eat_kw("ELSE") { Some(Box::new(self.parse_statement(false)?)) } else { None };
+                let else_ = if self.eat_kw("ELSE") {
+                    Some(Box::new(self.parse_statement(false)?))
+                } else {
+                    None
+                };
                 Ok(StatementKind::If { cond, then, else_ })
             }
             "WHILE" => {
@@ -382,7 +415,11 @@ impl<'a> Parser<'a> {
             }
             "RETURN" => {
                 self.next();
-                let e = if self.starts_expression() { Some(self.parse_expr()?) } else { None };
+                let e = if self.starts_expression() {
+                    Some(self.parse_expr()?)
+                } else {
+                    None
+                };
                 Ok(StatementKind::Return(e))
             }
             "PRINT" => {
@@ -398,7 +435,11 @@ impl<'a> Parser<'a> {
                     let message = self.parse_expr()?;
                     self.expect(&Tok::Comma)?;
                     let state = self.parse_expr()?;
-                    Ok(StatementKind::Throw(Some(Box::new(Throw { number, message, state }))))
+                    Ok(StatementKind::Throw(Some(Box::new(Throw {
+                        number,
+                        message,
+                        state,
+                    }))))
                 } else {
                     Ok(StatementKind::Throw(None))
                 }
@@ -407,7 +448,11 @@ impl<'a> Parser<'a> {
                 self.next();
                 let _ = self.eat_kw("TRAN") || self.eat_kw("TRANSACTION") || self.eat_kw("WORK");
                 let name = self.parse_tran_name();
-                Ok(if word == "COMMIT" { StatementKind::Commit { name } } else { StatementKind::Rollback { name } })
+                Ok(if word == "COMMIT" {
+                    StatementKind::Commit { name }
+                } else {
+                    StatementKind::Rollback { name }
+                })
             }
             "SAVE" => {
                 self.next();
@@ -433,7 +478,10 @@ impl<'a> Parser<'a> {
                 } else {
                     return Err(self.error_here());
                 };
-                Ok(StatementKind::WaitFor { delay, time: self.parse_primary()? })
+                Ok(StatementKind::WaitFor {
+                    delay,
+                    time: self.parse_primary()?,
+                })
             }
             "TRUNCATE" => {
                 self.next();
@@ -445,6 +493,8 @@ impl<'a> Parser<'a> {
                 let start = t.start;
                 self.next();
                 let mut depth = 0i32;
+                // The statement ends after its principal list: TO|FROM p [, p] [WITH GRANT OPTION]
+                // [CASCADE] [AS p].
                 loop {
                     let tk = self.peek().clone();
                     match &tk.tok {
@@ -452,20 +502,50 @@ impl<'a> Parser<'a> {
                         Tok::Eof => break,
                         Tok::LParen => depth += 1,
                         Tok::RParen => depth -= 1,
-                        Tok::Word(w) if depth == 0 && is_statement_start(w) && !self.is_grant_word(w) => break,
+                        Tok::Word(w)
+                            if depth == 0
+                                && (w.eq_ignore_ascii_case("TO")
+                                    || w.eq_ignore_ascii_case("FROM")) =>
+                        {
+                            self.next();
+                            loop {
+                                self.parse_grant_principal()?;
+                                if !self.eat(&Tok::Comma) {
+                                    break;
+                                }
+                            }
+                            if self.is_kw("WITH") && self.is_kw_at(1, "GRANT") {
+                                self.next();
+                                self.next();
+                                self.expect_kw("OPTION")?;
+                            }
+                            self.eat_kw("CASCADE");
+                            if self.eat_kw("AS") {
+                                self.parse_grant_principal()?;
+                            }
+                            break;
+                        }
+                        Tok::Word(w)
+                            if depth == 0 && is_statement_start(w) && !self.is_grant_word(w) =>
+                        {
+                            break
+                        }
                         _ => {}
                     }
                     self.next();
                 }
                 let end = self.toks[self.pos.saturating_sub(1)].end;
-                Ok(StatementKind::Grant { text: self.src[start..end.max(start)].to_string() })
+                Ok(StatementKind::Grant {
+                    text: self.src[start..end.max(start)].to_string(),
+                })
             }
             "CREATE" => self.parse_create(),
             "ALTER" => self.parse_alter(),
             "DROP" => self.parse_drop(),
-            "BACKUP" | "RESTORE" | "DBCC" | "CHECKPOINT" | "KILL" | "OPEN" | "CLOSE" => {
-                Ok(StatementKind::Admin(Box::new(self.parse_admin_statement()?)))
-            }
+            "BACKUP" | "RESTORE" | "DBCC" | "CHECKPOINT" | "KILL" | "OPEN" | "CLOSE"
+            | "RECONFIGURE" | "SHUTDOWN" => Ok(StatementKind::Admin(Box::new(
+                self.parse_admin_statement()?,
+            ))),
             "MERGE" => Err(SqlError::unsupported("MERGE", t.line)),
             "GOTO" => Err(SqlError::unsupported("GOTO", t.line)),
             _ => {
@@ -473,18 +553,43 @@ impl<'a> Parser<'a> {
                 if first_in_batch && !is_reserved(&word) {
                     let proc = ProcTarget::Name(self.parse_object_name()?);
                     let args = self.parse_exec_args()?;
-                    return Ok(StatementKind::Exec(Box::new(Exec { return_var: None, proc, args })));
+                    return Ok(StatementKind::Exec(Box::new(Exec {
+                        return_var: None,
+                        proc,
+                        args,
+                    })));
                 }
                 Err(self.error_here())
             }
         }
     }
 
+    fn parse_grant_principal(&mut self) -> Result<()> {
+        match &self.peek().tok {
+            Tok::Word(_) | Tok::QuotedId(_) => {
+                self.next();
+                Ok(())
+            }
+            _ => Err(self.error_here()),
+        }
+    }
+
     fn is_grant_word(&self, w: &str) -> bool {
         // Words inside GRANT that are also statement starters.
-        ["SELECT", "INSERT", "UPDATE", "DELETE", "EXECUTE", "EXEC", "ALTER", "CREATE", "BACKUP", "CHECKPOINT"]
-            .iter()
-            .any(|k| k.eq_ignore_ascii_case(w))
+        [
+            "SELECT",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "EXECUTE",
+            "EXEC",
+            "ALTER",
+            "CREATE",
+            "BACKUP",
+            "CHECKPOINT",
+        ]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(w))
     }
 
     fn parse_tran_name(&mut self) -> Option<String> {
@@ -520,7 +625,10 @@ impl<'a> Parser<'a> {
                     self.next();
                 }
             }
-            return Ok(StatementKind::BeginTran { name, distributed: false });
+            return Ok(StatementKind::BeginTran {
+                name,
+                distributed: false,
+            });
         }
         if self.is_kw("DISTRIBUTED") {
             self.next();
@@ -528,7 +636,10 @@ impl<'a> Parser<'a> {
                 return Err(self.error_here());
             }
             let name = self.parse_tran_name();
-            return Ok(StatementKind::BeginTran { name, distributed: true });
+            return Ok(StatementKind::BeginTran {
+                name,
+                distributed: true,
+            });
         }
         if self.is_kw("TRY") {
             self.next();
@@ -541,7 +652,10 @@ impl<'a> Parser<'a> {
             let catch_block = self.parse_statements_until(&["END"], false)?;
             self.expect_kw("END")?;
             self.expect_kw("CATCH")?;
-            return Ok(StatementKind::TryCatch { try_block, catch_block });
+            return Ok(StatementKind::TryCatch {
+                try_block,
+                catch_block,
+            });
         }
         if self.is_kw("CONVERSATION") || self.is_kw("DIALOG") {
             return Err(SqlError::unsupported("Service Broker", self.line()));
@@ -578,7 +692,13 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok(StatementKind::Raiserror(Box::new(Raiserror { message, severity, state, args, options })))
+        Ok(StatementKind::Raiserror(Box::new(Raiserror {
+            message,
+            severity,
+            state,
+            args,
+            options,
+        })))
     }
 
     fn parse_declare(&mut self) -> Result<StatementKind> {
@@ -597,12 +717,20 @@ impl<'a> Parser<'a> {
             if self.is_kw("TABLE") {
                 self.next();
                 let (columns, constraints) = self.parse_table_elements()?;
-                decls.push(Declaration::Table { name, columns, constraints });
+                decls.push(Declaration::Table {
+                    name,
+                    columns,
+                    constraints,
+                });
             } else if self.is_kw("CURSOR") {
                 return Err(SqlError::unsupported("DECLARE CURSOR", self.line()));
             } else {
                 let ty = self.parse_type()?;
-                let init = if self.eat_op("=") { Some(self.parse_expr()?) } else { None };
+                let init = if self.eat_op("=") {
+                    Some(self.parse_expr()?)
+                } else {
+                    None
+                };
                 decls.push(Declaration::Scalar { name, ty, init });
             }
             if !self.eat(&Tok::Comma) {
@@ -738,6 +866,9 @@ impl<'a> Parser<'a> {
 
     fn parse_exec(&mut self) -> Result<StatementKind> {
         self.next(); // EXEC
+        if self.is_kw("AS") {
+            return Err(SqlError::unsupported("EXECUTE AS", self.line()));
+        }
         if self.peek().tok == Tok::LParen {
             self.next();
             let mut parts = vec![self.parse_primary_or_concat()?];
@@ -749,7 +880,10 @@ impl<'a> Parser<'a> {
                 return Err(SqlError::unsupported("EXEC ... AS USER/LOGIN", self.line()));
             }
             if self.is_kw("AT") {
-                return Err(SqlError::unsupported("EXEC ... AT linked server", self.line()));
+                return Err(SqlError::unsupported(
+                    "EXEC ... AT linked server",
+                    self.line(),
+                ));
             }
             return Ok(StatementKind::ExecString(parts));
         }
@@ -772,7 +906,11 @@ impl<'a> Parser<'a> {
         if self.is_kw("WITH") && (self.is_kw_at(1, "RECOMPILE") || self.is_kw_at(1, "RESULT")) {
             return Err(SqlError::unsupported("EXEC ... WITH options", self.line()));
         }
-        Ok(StatementKind::Exec(Box::new(Exec { return_var, proc, args })))
+        Ok(StatementKind::Exec(Box::new(Exec {
+            return_var,
+            proc,
+            args,
+        })))
     }
 
     fn parse_primary_or_concat(&mut self) -> Result<Expr> {
@@ -800,7 +938,11 @@ impl<'a> Parser<'a> {
             } else {
                 false
             };
-            args.push(ExecArg { name, value, output });
+            args.push(ExecArg {
+                name,
+                value,
+                output,
+            });
             if !self.eat(&Tok::Comma) {
                 break;
             }
@@ -823,7 +965,9 @@ impl<'a> Parser<'a> {
             | Tok::Op("-")
             | Tok::Op("+") => true,
             Tok::Word(w) => {
-                w.eq_ignore_ascii_case("DEFAULT") || w.eq_ignore_ascii_case("NULL") || !is_reserved(w)
+                w.eq_ignore_ascii_case("DEFAULT")
+                    || w.eq_ignore_ascii_case("NULL")
+                    || !is_reserved(w)
             }
             _ => false,
         }
@@ -836,7 +980,9 @@ impl<'a> Parser<'a> {
                 Ok(Expr::Literal(Literal::Default))
             }
             // A bare word is a string: EXEC sp_help mytable.
-            Tok::Word(w) if !is_reserved(w) && !matches!(self.peek_at(1).tok, Tok::LParen | Tok::Dot) => {
+            Tok::Word(w)
+                if !is_reserved(w) && !matches!(self.peek_at(1).tok, Tok::LParen | Tok::Dot) =>
+            {
                 let v = w.clone();
                 self.next();
                 Ok(Expr::Literal(Literal::NString(v)))
@@ -858,7 +1004,11 @@ impl<'a> Parser<'a> {
         self.next();
         self.eat_kw("AS");
         let ty = self.parse_type()?;
-        let default = if self.eat_op("=") { Some(self.parse_unary()?) } else { None };
+        let default = if self.eat_op("=") {
+            Some(self.parse_unary()?)
+        } else {
+            None
+        };
         let mut output = false;
         loop {
             if self.eat_kw("OUTPUT") || self.eat_kw("OUT") {
@@ -867,10 +1017,36 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(ProcParam { name, ty, default, output })
+        Ok(ProcParam {
+            name,
+            ty,
+            default,
+            output,
+        })
     }
 
     // ---- types -------------------------------------------------------------------------------------------------
+
+    /// In CAST/CONVERT a character or binary type without a length means 30, not 1.
+    fn parse_cast_type(&mut self) -> Result<DataType> {
+        let no_len = !matches!(self.peek_at(1).tok, Tok::LParen | Tok::Dot);
+        let ty = self.parse_type()?;
+        Ok(match ty {
+            DataType::Char(1) if no_len => DataType::Char(30),
+            DataType::NChar(1) if no_len => DataType::NChar(30),
+            DataType::Binary(1) if no_len => DataType::Binary(30),
+            DataType::VarChar(crate::types::Len::N(1)) if no_len => {
+                DataType::VarChar(crate::types::Len::N(30))
+            }
+            DataType::NVarChar(crate::types::Len::N(1)) if no_len => {
+                DataType::NVarChar(crate::types::Len::N(30))
+            }
+            DataType::VarBinary(crate::types::Len::N(1)) if no_len => {
+                DataType::VarBinary(crate::types::Len::N(30))
+            }
+            other => other,
+        })
+    }
 
     pub(crate) fn parse_type(&mut self) -> Result<DataType> {
         let line = self.line();
@@ -892,7 +1068,9 @@ impl<'a> Parser<'a> {
             self.expect_kw("PRECISION")?;
             name = "FLOAT".into();
         }
-        if (name.eq_ignore_ascii_case("CHARACTER") || name.eq_ignore_ascii_case("CHAR")) && self.eat_kw("VARYING") {
+        if (name.eq_ignore_ascii_case("CHARACTER") || name.eq_ignore_ascii_case("CHAR"))
+            && self.eat_kw("VARYING")
+        {
             name = "VARCHAR".into();
         }
         let mut args = Vec::new();
@@ -918,8 +1096,17 @@ impl<'a> Parser<'a> {
             self.expect(&Tok::RParen)?;
         }
         validate_type_args(&name, &args, line)?;
-        DataType::from_name(&name, &args)
-            .ok_or_else(|| SqlError::new(2715, 16, format!("Column, parameter, or variable #1: Cannot find data type {}.", name)).at_line(line))
+        DataType::from_name(&name, &args).ok_or_else(|| {
+            SqlError::new(
+                2715,
+                16,
+                format!(
+                    "Column, parameter, or variable #1: Cannot find data type {}.",
+                    name
+                ),
+            )
+            .at_line(line)
+        })
     }
 
     // ---- expressions -------------------------------------------------------------------------------------------
@@ -932,7 +1119,15 @@ impl<'a> Parser<'a> {
                 !is_reserved(&u)
                     || matches!(
                         u.as_str(),
-                        "NULL" | "CASE" | "NOT" | "EXISTS" | "CONVERT" | "COALESCE" | "NULLIF" | "LEFT" | "RIGHT"
+                        "NULL"
+                            | "CASE"
+                            | "NOT"
+                            | "EXISTS"
+                            | "CONVERT"
+                            | "COALESCE"
+                            | "NULLIF"
+                            | "LEFT"
+                            | "RIGHT"
                             | "CURRENT_TIMESTAMP"
                             | "TRY_CONVERT"
                     )
@@ -957,7 +1152,11 @@ impl<'a> Parser<'a> {
         let mut left = self.parse_and()?;
         while self.eat_kw("OR") {
             let right = self.parse_and()?;
-            left = Expr::Binary { op: BinOp::Or, left: Box::new(left), right: Box::new(right) };
+            left = Expr::Binary {
+                op: BinOp::Or,
+                left: Box::new(left),
+                right: Box::new(right),
+            };
             self.enter()?;
         }
         Ok(left)
@@ -967,7 +1166,11 @@ impl<'a> Parser<'a> {
         let mut left = self.parse_not()?;
         while self.eat_kw("AND") {
             let right = self.parse_not()?;
-            left = Expr::Binary { op: BinOp::And, left: Box::new(left), right: Box::new(right) };
+            left = Expr::Binary {
+                op: BinOp::And,
+                left: Box::new(left),
+                right: Box::new(right),
+            };
             self.enter()?;
         }
         Ok(left)
@@ -978,7 +1181,10 @@ impl<'a> Parser<'a> {
             self.enter()?;
             let e = self.parse_not();
             self.leave();
-            return Ok(Expr::Unary { op: UnaryOp::Not, expr: Box::new(e?) });
+            return Ok(Expr::Unary {
+                op: UnaryOp::Not,
+                expr: Box::new(e?),
+            });
         }
         self.parse_predicate()
     }
@@ -998,31 +1204,52 @@ impl<'a> Parser<'a> {
             if let Some(op) = cmp {
                 self.next();
                 if self.is_kw("ALL") || self.is_kw("ANY") || self.is_kw("SOME") {
-                    return Err(SqlError::unsupported("ALL/ANY/SOME comparison", self.line()));
+                    return Err(SqlError::unsupported(
+                        "ALL/ANY/SOME comparison",
+                        self.line(),
+                    ));
                 }
                 let right = self.parse_additive()?;
-                left = Expr::Binary { op, left: Box::new(left), right: Box::new(right) };
-            self.enter()?;
+                left = Expr::Binary {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                };
+                self.enter()?;
                 continue;
             }
             if self.is_kw("IS") {
                 self.next();
                 let negated = self.eat_kw("NOT");
                 self.expect_kw("NULL")?;
-                left = Expr::IsNull { expr: Box::new(left), negated };
-            self.enter()?;
+                left = Expr::IsNull {
+                    expr: Box::new(left),
+                    negated,
+                };
+                self.enter()?;
                 continue;
             }
             let negated = self.is_kw("NOT")
-                && (self.is_kw_at(1, "LIKE") || self.is_kw_at(1, "IN") || self.is_kw_at(1, "BETWEEN"));
+                && (self.is_kw_at(1, "LIKE")
+                    || self.is_kw_at(1, "IN")
+                    || self.is_kw_at(1, "BETWEEN"));
             if negated {
                 self.next();
             }
             if self.eat_kw("LIKE") {
                 let pattern = self.parse_additive()?;
-                let escape = if self.eat_kw("ESCAPE") { Some(Box::new(self.parse_additive()?)) } else { None };
-                left = Expr::Like { expr: Box::new(left), pattern: Box::new(pattern), escape, negated };
-            self.enter()?;
+                let escape = if self.eat_kw("ESCAPE") {
+                    Some(Box::new(self.parse_additive()?))
+                } else {
+                    None
+                };
+                left = Expr::Like {
+                    expr: Box::new(left),
+                    pattern: Box::new(pattern),
+                    escape,
+                    negated,
+                };
+                self.enter()?;
                 continue;
             }
             if self.eat_kw("IN") {
@@ -1030,16 +1257,24 @@ impl<'a> Parser<'a> {
                 if self.is_kw("SELECT") || self.is_kw("WITH") {
                     let q = self.parse_query()?;
                     self.expect(&Tok::RParen)?;
-                    left = Expr::InSubquery { expr: Box::new(left), query: Box::new(q), negated };
-            self.enter()?;
+                    left = Expr::InSubquery {
+                        expr: Box::new(left),
+                        query: Box::new(q),
+                        negated,
+                    };
+                    self.enter()?;
                 } else {
                     let mut list = vec![self.parse_expr()?];
                     while self.eat(&Tok::Comma) {
                         list.push(self.parse_expr()?);
                     }
                     self.expect(&Tok::RParen)?;
-                    left = Expr::InList { expr: Box::new(left), list, negated };
-            self.enter()?;
+                    left = Expr::InList {
+                        expr: Box::new(left),
+                        list,
+                        negated,
+                    };
+                    self.enter()?;
                 }
                 continue;
             }
@@ -1047,8 +1282,13 @@ impl<'a> Parser<'a> {
                 let low = self.parse_additive()?;
                 self.expect_kw("AND")?;
                 let high = self.parse_additive()?;
-                left = Expr::Between { expr: Box::new(left), low: Box::new(low), high: Box::new(high), negated };
-            self.enter()?;
+                left = Expr::Between {
+                    expr: Box::new(left),
+                    low: Box::new(low),
+                    high: Box::new(high),
+                    negated,
+                };
+                self.enter()?;
                 continue;
             }
             if negated {
@@ -1071,7 +1311,11 @@ impl<'a> Parser<'a> {
             };
             self.next();
             let right = self.parse_multiplicative()?;
-            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right) };
+            left = Expr::Binary {
+                op,
+                left: Box::new(left),
+                right: Box::new(right),
+            };
             self.enter()?;
         }
     }
@@ -1087,7 +1331,11 @@ impl<'a> Parser<'a> {
             };
             self.next();
             let right = self.parse_unary()?;
-            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right) };
+            left = Expr::Binary {
+                op,
+                left: Box::new(left),
+                right: Box::new(right),
+            };
             self.enter()?;
         }
     }
@@ -1115,13 +1363,19 @@ impl<'a> Parser<'a> {
                     _ => {}
                 }
             }
-            return Ok(Expr::Unary { op, expr: Box::new(inner) });
+            return Ok(Expr::Unary {
+                op,
+                expr: Box::new(inner),
+            });
         }
         let mut e = self.parse_primary()?;
         while self.is_kw("COLLATE") {
             self.next();
             let c = self.parse_any_word()?;
-            e = Expr::Collate { expr: Box::new(e), collation: c };
+            e = Expr::Collate {
+                expr: Box::new(e),
+                collation: c,
+            };
             self.enter()?;
         }
         Ok(e)
@@ -1144,9 +1398,10 @@ impl<'a> Parser<'a> {
             }
             Tok::Float(s) => {
                 self.next();
-                let v: f64 = s.parse().or_else(|_| format!("{}0", s).parse()).map_err(|_| {
-                    SqlError::syntax_near(&s, t.line)
-                })?;
+                let v: f64 = s
+                    .parse()
+                    .or_else(|_| format!("{}0", s).parse())
+                    .map_err(|_| SqlError::syntax_near(&s, t.line))?;
                 lit(Literal::Float(v))
             }
             Tok::Money(s) => {
@@ -1205,28 +1460,45 @@ impl<'a> Parser<'a> {
                         self.next();
                         let e = self.parse_expr()?;
                         self.expect_kw("AS")?;
-                        let ty = self.parse_type()?;
+                        let ty = self.parse_cast_type()?;
                         self.expect(&Tok::RParen)?;
-                        Ok(Expr::Cast { expr: Box::new(e), ty, try_: u == "TRY_CAST" })
+                        Ok(Expr::Cast {
+                            expr: Box::new(e),
+                            ty,
+                            try_: u == "TRY_CAST",
+                        })
                     }
                     "CONVERT" | "TRY_CONVERT" => {
                         self.next();
                         self.expect(&Tok::LParen)?;
-                        let ty = self.parse_type()?;
+                        let ty = self.parse_cast_type()?;
                         self.expect(&Tok::Comma)?;
                         let e = self.parse_expr()?;
-                        let style = if self.eat(&Tok::Comma) { Some(Box::new(self.parse_expr()?)) } else { None };
+                        let style = if self.eat(&Tok::Comma) {
+                            Some(Box::new(self.parse_expr()?))
+                        } else {
+                            None
+                        };
                         self.expect(&Tok::RParen)?;
-                        Ok(Expr::Convert { ty, expr: Box::new(e), style, try_: u == "TRY_CONVERT" })
+                        Ok(Expr::Convert {
+                            ty,
+                            expr: Box::new(e),
+                            style,
+                            try_: u == "TRY_CONVERT",
+                        })
                     }
                     "EXISTS" => {
                         self.next();
                         self.expect(&Tok::LParen)?;
                         let q = self.parse_query()?;
                         self.expect(&Tok::RParen)?;
-                        Ok(Expr::Exists { query: Box::new(q), negated: false })
+                        Ok(Expr::Exists {
+                            query: Box::new(q),
+                            negated: false,
+                        })
                     }
-                    "CURRENT_TIMESTAMP" | "CURRENT_USER" | "SESSION_USER" | "SYSTEM_USER" | "USER"
+                    "CURRENT_TIMESTAMP" | "CURRENT_USER" | "SESSION_USER" | "SYSTEM_USER"
+                    | "USER"
                         if !matches!(self.peek_at(1).tok, Tok::LParen) =>
                     {
                         self.next();
@@ -1240,9 +1512,17 @@ impl<'a> Parser<'a> {
                     _ => {
                         let callable_reserved = matches!(
                             u.as_str(),
-                            "LEFT" | "RIGHT" | "COALESCE" | "NULLIF" | "USER" | "IDENTITY" | "UPDATE"
+                            "LEFT"
+                                | "RIGHT"
+                                | "COALESCE"
+                                | "NULLIF"
+                                | "USER"
+                                | "IDENTITY"
+                                | "UPDATE"
                         );
-                        if is_reserved(&u) && !(callable_reserved && matches!(self.peek_at(1).tok, Tok::LParen)) {
+                        if is_reserved(&u)
+                            && !(callable_reserved && matches!(self.peek_at(1).tok, Tok::LParen))
+                        {
                             return Err(self.error_here());
                         }
                         self.parse_name_expr()
@@ -1304,14 +1584,26 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                let order_by = if self.is_kw("ORDER") { self.parse_order_by()? } else { vec![] };
+                let order_by = if self.is_kw("ORDER") {
+                    self.parse_order_by()?
+                } else {
+                    vec![]
+                };
                 if self.is_kw("ROWS") || self.is_kw("RANGE") {
                     return Err(SqlError::unsupported("window frame", self.line()));
                 }
                 self.expect(&Tok::RParen)?;
-                over = Some(WindowSpec { partition_by, order_by });
+                over = Some(WindowSpec {
+                    partition_by,
+                    order_by,
+                });
             }
-            return Ok(Expr::Function(Box::new(FunctionCall { name: ObjectName(parts), args, distinct, over })));
+            return Ok(Expr::Function(Box::new(FunctionCall {
+                name: ObjectName(parts),
+                args,
+                distinct,
+                over,
+            })));
         }
         Ok(Expr::Column(parts))
     }
@@ -1321,7 +1613,10 @@ impl<'a> Parser<'a> {
             Tok::Word(w) => {
                 let v = w.clone();
                 self.next();
-                Ok(Ident { value: v, quoted: false })
+                Ok(Ident {
+                    value: v,
+                    quoted: false,
+                })
             }
             _ => self.parse_ident(),
         }
@@ -1329,7 +1624,11 @@ impl<'a> Parser<'a> {
 
     fn parse_case(&mut self) -> Result<Expr> {
         self.next(); // CASE
-        let operand = if self.is_kw("WHEN") { None } else { Some(Box::new(self.parse_expr()?)) };
+        let operand = if self.is_kw("WHEN") {
+            None
+        } else {
+            Some(Box::new(self.parse_expr()?))
+        };
         let mut whens = Vec::new();
         while self.eat_kw("WHEN") {
             let w = self.parse_expr()?;
@@ -1340,9 +1639,17 @@ impl<'a> Parser<'a> {
         if whens.is_empty() {
             return Err(self.error_here());
         }
-        let else_ = if self.eat_kw("ELSE") { Some(Box::new(self.parse_expr()?)) } else { None };
+        let else_ = if self.eat_kw("ELSE") {
+            Some(Box::new(self.parse_expr()?))
+        } else {
+            None
+        };
         self.expect_kw("END")?;
-        Ok(Expr::Case { operand, whens, else_ })
+        Ok(Expr::Case {
+            operand,
+            whens,
+            else_,
+        })
     }
 
     // ---- queries -----------------------------------------------------------------------------------------------
@@ -1374,14 +1681,21 @@ impl<'a> Parser<'a> {
                 self.expect(&Tok::LParen)?;
                 let query = self.parse_query()?;
                 self.expect(&Tok::RParen)?;
-                ctes.push(Cte { name, columns, query });
+                ctes.push(Cte {
+                    name,
+                    columns,
+                    query,
+                });
                 if !self.eat(&Tok::Comma) {
                     break;
                 }
             }
             // A CTE may precede INSERT/UPDATE/DELETE too; only SELECT is supported after it.
             if !(self.is_kw("SELECT") || self.peek().tok == Tok::LParen) {
-                return Err(SqlError::unsupported("WITH before INSERT/UPDATE/DELETE", self.line()));
+                return Err(SqlError::unsupported(
+                    "WITH before INSERT/UPDATE/DELETE",
+                    self.line(),
+                ));
             }
         }
         let mut body = self.parse_set_term()?;
@@ -1401,9 +1715,17 @@ impl<'a> Parser<'a> {
                 break;
             };
             let right = self.parse_set_term()?;
-            body = SetExpr::SetOp { op, left: Box::new(body), right: Box::new(right) };
+            body = SetExpr::SetOp {
+                op,
+                left: Box::new(body),
+                right: Box::new(right),
+            };
         }
-        let order_by = if self.is_kw("ORDER") { self.parse_order_by()? } else { vec![] };
+        let order_by = if self.is_kw("ORDER") {
+            self.parse_order_by()?
+        } else {
+            vec![]
+        };
         let mut offset = None;
         let mut fetch = None;
         if self.is_kw("OFFSET") && !order_by.is_empty() {
@@ -1423,9 +1745,14 @@ impl<'a> Parser<'a> {
                 self.expect_kw("ONLY")?;
             }
         }
-        if self.is_kw("FOR") && (self.is_kw_at(1, "XML") || self.is_kw_at(1, "JSON") || self.is_kw_at(1, "BROWSE")) {
+        if self.is_kw("FOR")
+            && (self.is_kw_at(1, "XML") || self.is_kw_at(1, "JSON") || self.is_kw_at(1, "BROWSE"))
+        {
             return Err(SqlError::unsupported(
-                &format!("FOR {}", self.peek_at(1).display(self.src).to_ascii_uppercase()),
+                &format!(
+                    "FOR {}",
+                    self.peek_at(1).display(self.src).to_ascii_uppercase()
+                ),
                 self.line(),
             ));
         }
@@ -1437,7 +1764,14 @@ impl<'a> Parser<'a> {
             let end = self.toks[self.pos - 1].start;
             option = Some(self.src[start..end.max(start)].trim().to_string());
         }
-        Ok(Query { ctes, body, order_by, offset, fetch, option })
+        Ok(Query {
+            ctes,
+            body,
+            order_by,
+            offset,
+            fetch,
+            option,
+        })
     }
 
     /// Skips a balanced parenthesised group starting at '('.
@@ -1529,7 +1863,11 @@ impl<'a> Parser<'a> {
         } else {
             false
         };
-        Ok(Some(Top { count, percent, with_ties }))
+        Ok(Some(Top {
+            count,
+            percent,
+            with_ties,
+        }))
     }
 
     fn parse_select(&mut self) -> Result<Select> {
@@ -1542,9 +1880,21 @@ impl<'a> Parser<'a> {
         };
         let top = self.parse_top()?;
         let items = self.parse_select_items()?;
-        let into = if self.eat_kw("INTO") { Some(self.parse_object_name()?) } else { None };
-        let from = if self.eat_kw("FROM") { self.parse_from()? } else { vec![] };
-        let selection = if self.eat_kw("WHERE") { Some(self.parse_expr()?) } else { None };
+        let into = if self.eat_kw("INTO") {
+            Some(self.parse_object_name()?)
+        } else {
+            None
+        };
+        let from = if self.eat_kw("FROM") {
+            self.parse_from()?
+        } else {
+            vec![]
+        };
+        let selection = if self.eat_kw("WHERE") {
+            Some(self.parse_expr()?)
+        } else {
+            None
+        };
         let mut group_by = Vec::new();
         if self.is_kw("GROUP") {
             self.next();
@@ -1556,8 +1906,21 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let having = if self.eat_kw("HAVING") { Some(self.parse_expr()?) } else { None };
-        Ok(Select { distinct, top, items, into, from, selection, group_by, having })
+        let having = if self.eat_kw("HAVING") {
+            Some(self.parse_expr()?)
+        } else {
+            None
+        };
+        Ok(Select {
+            distinct,
+            top,
+            items,
+            into,
+            from,
+            selection,
+            group_by,
+            having,
+        })
     }
 
     pub(crate) fn parse_select_items(&mut self) -> Result<Vec<SelectItem>> {
@@ -1592,13 +1955,22 @@ impl<'a> Parser<'a> {
         } && matches!(self.peek_at(1).tok, Tok::Op("="));
         if alias_eq {
             let alias = match self.next().tok {
-                Tok::Word(w) => Ident { value: w, quoted: false },
-                Tok::QuotedId(w) | Tok::Str(w) => Ident { value: w, quoted: true },
+                Tok::Word(w) => Ident {
+                    value: w,
+                    quoted: false,
+                },
+                Tok::QuotedId(w) | Tok::Str(w) => Ident {
+                    value: w,
+                    quoted: true,
+                },
                 _ => unreachable!(),
             };
             self.next();
             let expr = self.parse_expr()?;
-            return Ok(SelectItem::Expr { expr, alias: Some(alias) });
+            return Ok(SelectItem::Expr {
+                expr,
+                alias: Some(alias),
+            });
         }
         let expr = self.parse_expr()?;
         let alias = self.parse_alias(false)?;
@@ -1612,7 +1984,10 @@ impl<'a> Parser<'a> {
                 Tok::Str(s) | Tok::NStr(s) if !table => {
                     let v = s.clone();
                     self.next();
-                    Ok(Some(Ident { value: v, quoted: true }))
+                    Ok(Some(Ident {
+                        value: v,
+                        quoted: true,
+                    }))
                 }
                 _ => Ok(Some(self.parse_ident()?)),
             };
@@ -1621,17 +1996,26 @@ impl<'a> Parser<'a> {
             Tok::Word(w) if !is_reserved(w) && !is_context_word(w) => {
                 let v = w.clone();
                 self.next();
-                Ok(Some(Ident { value: v, quoted: false }))
+                Ok(Some(Ident {
+                    value: v,
+                    quoted: false,
+                }))
             }
             Tok::QuotedId(w) => {
                 let v = w.clone();
                 self.next();
-                Ok(Some(Ident { value: v, quoted: true }))
+                Ok(Some(Ident {
+                    value: v,
+                    quoted: true,
+                }))
             }
             Tok::Str(s) if !table => {
                 let v = s.clone();
                 self.next();
-                Ok(Some(Ident { value: v, quoted: true }))
+                Ok(Some(Ident {
+                    value: v,
+                    quoted: true,
+                }))
             }
             _ => Ok(None),
         }
@@ -1684,7 +2068,10 @@ impl<'a> Parser<'a> {
                 break;
             };
             let table = self.parse_table_factor()?;
-            let on = if matches!(kind, JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full) {
+            let on = if matches!(
+                kind,
+                JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
+            ) {
                 self.expect_kw("ON")?;
                 Some(self.parse_expr()?)
             } else {
@@ -1704,13 +2091,21 @@ impl<'a> Parser<'a> {
                     self.expect(&Tok::RParen)?;
                     let alias = self.parse_alias(true)?;
                     let columns = self.parse_column_alias_list()?;
-                    return Ok(TableFactor::Values { rows, alias, columns });
+                    return Ok(TableFactor::Values {
+                        rows,
+                        alias,
+                        columns,
+                    });
                 }
                 let q = self.parse_query()?;
                 self.expect(&Tok::RParen)?;
                 let alias = self.parse_alias(true)?;
                 let columns = self.parse_column_alias_list()?;
-                Ok(TableFactor::Derived { query: Box::new(q), alias, columns })
+                Ok(TableFactor::Derived {
+                    query: Box::new(q),
+                    alias,
+                    columns,
+                })
             }
             Tok::Var(v) => {
                 let name = v.clone();
@@ -1720,7 +2115,10 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 let name = self.parse_object_name()?;
-                if self.peek().tok == Tok::LParen {
+                // Legacy hint syntax `FROM t (NOLOCK)` is not a table-valued function call.
+                let legacy_hint = self.peek().tok == Tok::LParen
+                    && matches!(&self.peek_at(1).tok, Tok::Word(w) if is_table_hint(w));
+                if self.peek().tok == Tok::LParen && !legacy_hint {
                     self.next();
                     let mut args = Vec::new();
                     if self.peek().tok != Tok::RParen {
@@ -1734,12 +2132,26 @@ impl<'a> Parser<'a> {
                     self.expect(&Tok::RParen)?;
                     let alias = self.parse_alias(true)?;
                     return Ok(TableFactor::Function {
-                        call: FunctionCall { name, args, distinct: false, over: None },
+                        call: FunctionCall {
+                            name,
+                            args,
+                            distinct: false,
+                            over: None,
+                        },
                         alias,
                     });
                 }
-                let alias = self.parse_alias(true)?;
                 let mut hints = Vec::new();
+                if legacy_hint {
+                    self.parse_legacy_hints(&mut hints)?;
+                }
+                let alias = self.parse_alias(true)?;
+                if alias.is_some()
+                    && self.peek().tok == Tok::LParen
+                    && matches!(&self.peek_at(1).tok, Tok::Word(w) if is_table_hint(w))
+                {
+                    self.parse_legacy_hints(&mut hints)?;
+                }
                 if self.is_kw("WITH") && matches!(self.peek_at(1).tok, Tok::LParen) {
                     self.next();
                     self.next();
@@ -1760,9 +2172,26 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `(NOLOCK, INDEX(ix))` after a table name or alias.
+    fn parse_legacy_hints(&mut self, hints: &mut Vec<String>) -> Result<()> {
+        self.expect(&Tok::LParen)?;
+        loop {
+            hints.push(self.parse_any_word()?);
+            if self.peek().tok == Tok::LParen {
+                self.skip_parens()?;
+            }
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        self.expect(&Tok::RParen)
+    }
+
     fn parse_column_alias_list(&mut self) -> Result<Vec<Ident>> {
         let mut cols = Vec::new();
-        if self.peek().tok == Tok::LParen && matches!(self.peek_at(1).tok, Tok::Word(_) | Tok::QuotedId(_)) {
+        if self.peek().tok == Tok::LParen
+            && matches!(self.peek_at(1).tok, Tok::Word(_) | Tok::QuotedId(_))
+        {
             self.next();
             loop {
                 cols.push(self.parse_ident()?);
@@ -1804,7 +2233,14 @@ impl<'a> Parser<'a> {
         self.next();
         let top = self.parse_top()?;
         self.eat_kw("INTO");
-        let table = self.parse_object_name()?;
+        // INSERT INTO @table_variable: the variable names the table.
+        let table = if let Tok::Var(v) = &self.peek().tok {
+            let v = v.clone();
+            self.next();
+            ObjectName(vec![Ident::new(v)])
+        } else {
+            self.parse_object_name()?
+        };
         if self.is_kw("WITH") && matches!(self.peek_at(1).tok, Tok::LParen) {
             self.next();
             self.skip_parens()?;
@@ -1832,14 +2268,25 @@ impl<'a> Parser<'a> {
         } else if self.is_kw("EXEC") || self.is_kw("EXECUTE") {
             match self.parse_exec()? {
                 StatementKind::Exec(e) => InsertSource::Exec(e),
-                _ => return Err(SqlError::unsupported("INSERT ... EXEC (string)", self.line())),
+                _ => {
+                    return Err(SqlError::unsupported(
+                        "INSERT ... EXEC (string)",
+                        self.line(),
+                    ))
+                }
             }
         } else if self.is_kw("SELECT") || self.is_kw("WITH") || self.peek().tok == Tok::LParen {
             InsertSource::Query(Box::new(self.parse_query()?))
         } else {
             return Err(self.error_here());
         };
-        Ok(StatementKind::Insert(Box::new(Insert { top, table, columns, output, source })))
+        Ok(StatementKind::Insert(Box::new(Insert {
+            top,
+            table,
+            columns,
+            output,
+            source,
+        })))
     }
 
     fn parse_update(&mut self) -> Result<StatementKind> {
@@ -1865,9 +2312,24 @@ impl<'a> Parser<'a> {
             }
         }
         let output = self.parse_output()?;
-        let from = if self.eat_kw("FROM") { self.parse_from()? } else { vec![] };
-        let selection = if self.eat_kw("WHERE") { Some(self.parse_where_or_current()?) } else { None };
-        Ok(StatementKind::Update(Box::new(Update { top, table, assignments, output, from, selection })))
+        let from = if self.eat_kw("FROM") {
+            self.parse_from()?
+        } else {
+            vec![]
+        };
+        let selection = if self.eat_kw("WHERE") {
+            Some(self.parse_where_or_current()?)
+        } else {
+            None
+        };
+        Ok(StatementKind::Update(Box::new(Update {
+            top,
+            table,
+            assignments,
+            output,
+            from,
+            selection,
+        })))
     }
 
     fn parse_where_or_current(&mut self) -> Result<Expr> {
@@ -1883,9 +2345,23 @@ impl<'a> Parser<'a> {
         self.eat_kw("FROM");
         let table = self.parse_table_factor()?;
         let output = self.parse_output()?;
-        let from = if self.eat_kw("FROM") { self.parse_from()? } else { vec![] };
-        let selection = if self.eat_kw("WHERE") { Some(self.parse_where_or_current()?) } else { None };
-        Ok(StatementKind::Delete(Box::new(Delete { top, table, output, from, selection })))
+        let from = if self.eat_kw("FROM") {
+            self.parse_from()?
+        } else {
+            vec![]
+        };
+        let selection = if self.eat_kw("WHERE") {
+            Some(self.parse_where_or_current()?)
+        } else {
+            None
+        };
+        Ok(StatementKind::Delete(Box::new(Delete {
+            top,
+            table,
+            output,
+            from,
+            selection,
+        })))
     }
 
     // ---- DDL ---------------------------------------------------------------------------------------------------
@@ -1921,9 +2397,17 @@ impl<'a> Parser<'a> {
             let name = self.parse_object_name()?;
             let (columns, constraints) = self.parse_table_elements()?;
             self.skip_storage_clauses()?;
-            return Ok(StatementKind::CreateTable(Box::new(CreateTable { name, columns, constraints })));
+            return Ok(StatementKind::CreateTable(Box::new(CreateTable {
+                name,
+                columns,
+                constraints,
+            })));
         }
-        if self.is_kw("UNIQUE") || self.is_kw("CLUSTERED") || self.is_kw("NONCLUSTERED") || self.is_kw("INDEX") {
+        if self.is_kw("UNIQUE")
+            || self.is_kw("CLUSTERED")
+            || self.is_kw("NONCLUSTERED")
+            || self.is_kw("INDEX")
+        {
             let unique = self.eat_kw("UNIQUE");
             let clustered = if self.eat_kw("CLUSTERED") {
                 Some(true)
@@ -1951,7 +2435,11 @@ impl<'a> Parser<'a> {
                 }
                 self.expect(&Tok::RParen)?;
             }
-            let filter = if self.eat_kw("WHERE") { Some(self.parse_expr()?) } else { None };
+            let filter = if self.eat_kw("WHERE") {
+                Some(self.parse_expr()?)
+            } else {
+                None
+            };
             self.skip_storage_clauses()?;
             return Ok(StatementKind::CreateIndex(Box::new(CreateIndex {
                 unique,
@@ -1966,7 +2454,10 @@ impl<'a> Parser<'a> {
         if self.eat_kw("VIEW") {
             let name = self.parse_object_name()?;
             if self.peek().tok == Tok::LParen {
-                return Err(SqlError::unsupported("CREATE VIEW with a column list", self.line()));
+                return Err(SqlError::unsupported(
+                    "CREATE VIEW with a column list",
+                    self.line(),
+                ));
             }
             if self.is_kw("WITH") {
                 self.next();
@@ -1974,7 +2465,11 @@ impl<'a> Parser<'a> {
             }
             self.expect_kw("AS")?;
             let query = self.parse_query()?;
-            return Ok(StatementKind::CreateView { name, query: Box::new(query), or_alter });
+            return Ok(StatementKind::CreateView {
+                name,
+                query: Box::new(query),
+                or_alter,
+            });
         }
         if self.is_kw("PROC") || self.is_kw("PROCEDURE") {
             self.next();
@@ -1982,15 +2477,28 @@ impl<'a> Parser<'a> {
         }
         if self.eat_kw("SCHEMA") {
             let name = self.parse_ident()?;
-            let authorization = if self.eat_kw("AUTHORIZATION") { Some(self.parse_ident()?) } else { None };
-            return Ok(StatementKind::CreateSchema { name, authorization });
+            let authorization = if self.eat_kw("AUTHORIZATION") {
+                Some(self.parse_ident()?)
+            } else {
+                None
+            };
+            return Ok(StatementKind::CreateSchema {
+                name,
+                authorization,
+            });
         }
-        if self.is_kw("FUNCTION") || self.is_kw("TRIGGER") || self.is_kw("TYPE") || self.is_kw("SEQUENCE") {
+        if self.is_kw("FUNCTION")
+            || self.is_kw("TRIGGER")
+            || self.is_kw("TYPE")
+            || self.is_kw("SEQUENCE")
+        {
             let w = self.parse_any_word()?;
             return Err(SqlError::unsupported(&format!("CREATE {}", w), self.line()));
         }
         self.pos = save;
-        Ok(StatementKind::Admin(Box::new(self.parse_admin_statement()?)))
+        Ok(StatementKind::Admin(Box::new(
+            self.parse_admin_statement()?,
+        )))
     }
 
     fn parse_create_procedure(&mut self, or_alter: bool) -> Result<StatementKind> {
@@ -2011,7 +2519,10 @@ impl<'a> Parser<'a> {
         if self.eat_kw("WITH") {
             loop {
                 self.parse_any_word()?;
-                if self.is_kw("AS") && !self.is_kw_at(1, "BEGIN") && matches!(self.peek_at(1).tok, Tok::Word(_)) {
+                if self.is_kw("AS")
+                    && !self.is_kw_at(1, "BEGIN")
+                    && matches!(self.peek_at(1).tok, Tok::Word(_))
+                {
                     // EXECUTE AS OWNER / CALLER
                     self.next();
                     self.parse_any_word()?;
@@ -2025,7 +2536,13 @@ impl<'a> Parser<'a> {
         let start = self.peek().start;
         let body = self.parse_statements_until(&[], false)?;
         let text = self.src[start.min(self.src.len())..].to_string();
-        Ok(StatementKind::CreateProcedure { name, params, body, text, or_alter })
+        Ok(StatementKind::CreateProcedure {
+            name,
+            params,
+            body,
+            text,
+            or_alter,
+        })
     }
 
     /// ON [PRIMARY], WITH (...), TEXTIMAGE_ON: storage clauses that mean nothing on SQLite.
@@ -2069,7 +2586,9 @@ impl<'a> Parser<'a> {
         Ok(cols)
     }
 
-    pub(crate) fn parse_table_elements(&mut self) -> Result<(Vec<ColumnDef>, Vec<TableConstraint>)> {
+    pub(crate) fn parse_table_elements(
+        &mut self,
+    ) -> Result<(Vec<ColumnDef>, Vec<TableConstraint>)> {
         self.expect(&Tok::LParen)?;
         let mut columns = Vec::new();
         let mut constraints = Vec::new();
@@ -2149,26 +2668,49 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_table_constraint(&mut self) -> Result<TableConstraint> {
-        let name = if self.eat_kw("CONSTRAINT") { Some(self.parse_ident()?) } else { None };
+        let name = if self.eat_kw("CONSTRAINT") {
+            Some(self.parse_ident()?)
+        } else {
+            None
+        };
         let kind = if self.eat_kw("PRIMARY") {
             self.expect_kw("KEY")?;
             let clustered = self.parse_clustered();
-            TableConstraintKind::PrimaryKey { columns: self.parse_index_columns()?, clustered }
+            TableConstraintKind::PrimaryKey {
+                columns: self.parse_index_columns()?,
+                clustered,
+            }
         } else if self.eat_kw("UNIQUE") {
             let clustered = self.parse_clustered();
-            TableConstraintKind::Unique { columns: self.parse_index_columns()?, clustered }
+            TableConstraintKind::Unique {
+                columns: self.parse_index_columns()?,
+                clustered,
+            }
         } else if self.eat_kw("FOREIGN") {
             self.expect_kw("KEY")?;
-            let columns = self.parse_index_columns()?.into_iter().map(|c| c.0).collect();
+            let columns = self
+                .parse_index_columns()?
+                .into_iter()
+                .map(|c| c.0)
+                .collect();
             self.expect_kw("REFERENCES")?;
             let table = self.parse_object_name()?;
             let ref_columns = if self.peek().tok == Tok::LParen {
-                self.parse_index_columns()?.into_iter().map(|c| c.0).collect()
+                self.parse_index_columns()?
+                    .into_iter()
+                    .map(|c| c.0)
+                    .collect()
             } else {
                 vec![]
             };
             let (on_delete, on_update) = self.parse_ref_actions()?;
-            TableConstraintKind::ForeignKey { columns, table, ref_columns, on_delete, on_update }
+            TableConstraintKind::ForeignKey {
+                columns,
+                table,
+                ref_columns,
+                on_delete,
+                on_update,
+            }
         } else if self.eat_kw("CHECK") {
             if self.is_kw("NOT") {
                 self.next();
@@ -2182,7 +2724,10 @@ impl<'a> Parser<'a> {
         } else if self.eat_kw("DEFAULT") {
             let expr = self.parse_expr()?;
             self.expect_kw("FOR")?;
-            TableConstraintKind::Default { expr, column: self.parse_ident()? }
+            TableConstraintKind::Default {
+                expr,
+                column: self.parse_ident()?,
+            }
         } else {
             return Err(self.error_here());
         };
@@ -2202,7 +2747,13 @@ impl<'a> Parser<'a> {
         if self.eat_kw("AS") {
             let e = self.parse_expr()?;
             self.eat_kw("PERSISTED");
-            return Ok(ColumnDef { name, ty: None, collation: None, computed: Some(e), constraints: vec![] });
+            return Ok(ColumnDef {
+                name,
+                ty: None,
+                collation: None,
+                computed: Some(e),
+                constraints: vec![],
+            });
         }
         let ty = self.parse_type()?;
         let mut collation = None;
@@ -2212,7 +2763,11 @@ impl<'a> Parser<'a> {
                 collation = Some(self.parse_any_word()?);
                 continue;
             }
-            let cname = if self.eat_kw("CONSTRAINT") { Some(self.parse_ident()?) } else { None };
+            let cname = if self.eat_kw("CONSTRAINT") {
+                Some(self.parse_ident()?)
+            } else {
+                None
+            };
             let c = if self.is_kw("NOT") && self.is_kw_at(1, "NULL") {
                 self.next();
                 self.next();
@@ -2240,12 +2795,20 @@ impl<'a> Parser<'a> {
                 self.expect_kw("REFERENCES")?;
                 let table = self.parse_object_name()?;
                 let columns = if self.peek().tok == Tok::LParen {
-                    self.parse_index_columns()?.into_iter().map(|c| c.0).collect()
+                    self.parse_index_columns()?
+                        .into_iter()
+                        .map(|c| c.0)
+                        .collect()
                 } else {
                     vec![]
                 };
                 let (on_delete, on_update) = self.parse_ref_actions()?;
-                ColumnConstraint::References { table, columns, on_delete, on_update }
+                ColumnConstraint::References {
+                    table,
+                    columns,
+                    on_delete,
+                    on_update,
+                }
             } else if self.eat_kw("IDENTITY") {
                 let (mut seed, mut increment) = (1i64, 1i64);
                 if self.eat(&Tok::LParen) {
@@ -2268,9 +2831,18 @@ impl<'a> Parser<'a> {
                 }
                 break;
             };
-            constraints.push(NamedColumnConstraint { name: cname, constraint: c });
+            constraints.push(NamedColumnConstraint {
+                name: cname,
+                constraint: c,
+            });
         }
-        Ok(ColumnDef { name, ty: Some(ty), collation, computed: None, constraints })
+        Ok(ColumnDef {
+            name,
+            ty: Some(ty),
+            collation,
+            computed: None,
+            constraints,
+        })
     }
 
     pub(crate) fn parse_signed_int(&mut self) -> Result<i64> {
@@ -2312,7 +2884,10 @@ impl<'a> Parser<'a> {
             } else if self.eat_kw("DROP") {
                 if self.eat_kw("CONSTRAINT") {
                     let if_exists = self.parse_if_exists();
-                    AlterTableAction::DropConstraint { if_exists, name: self.parse_ident()? }
+                    AlterTableAction::DropConstraint {
+                        if_exists,
+                        name: self.parse_ident()?,
+                    }
                 } else {
                     self.eat_kw("COLUMN");
                     let if_exists = self.parse_if_exists();
@@ -2336,14 +2911,20 @@ impl<'a> Parser<'a> {
             let name = self.parse_object_name()?;
             self.expect_kw("AS")?;
             let query = self.parse_query()?;
-            return Ok(StatementKind::CreateView { name, query: Box::new(query), or_alter: true });
+            return Ok(StatementKind::CreateView {
+                name,
+                query: Box::new(query),
+                or_alter: true,
+            });
         }
         if self.is_kw("PROC") || self.is_kw("PROCEDURE") {
             self.next();
             return self.parse_create_procedure(true);
         }
         self.pos = save;
-        Ok(StatementKind::Admin(Box::new(self.parse_admin_statement()?)))
+        Ok(StatementKind::Admin(Box::new(
+            self.parse_admin_statement()?,
+        )))
     }
 
     fn parse_drop(&mut self) -> Result<StatementKind> {
@@ -2351,20 +2932,32 @@ impl<'a> Parser<'a> {
         self.next();
         if self.eat_kw("TABLE") {
             let if_exists = self.parse_if_exists();
-            return Ok(StatementKind::DropTable { if_exists, names: self.parse_name_list()? });
+            return Ok(StatementKind::DropTable {
+                if_exists,
+                names: self.parse_name_list()?,
+            });
         }
         if self.eat_kw("VIEW") {
             let if_exists = self.parse_if_exists();
-            return Ok(StatementKind::DropView { if_exists, names: self.parse_name_list()? });
+            return Ok(StatementKind::DropView {
+                if_exists,
+                names: self.parse_name_list()?,
+            });
         }
         if self.is_kw("PROC") || self.is_kw("PROCEDURE") {
             self.next();
             let if_exists = self.parse_if_exists();
-            return Ok(StatementKind::DropProcedure { if_exists, names: self.parse_name_list()? });
+            return Ok(StatementKind::DropProcedure {
+                if_exists,
+                names: self.parse_name_list()?,
+            });
         }
         if self.eat_kw("SCHEMA") {
             let if_exists = self.parse_if_exists();
-            return Ok(StatementKind::DropSchema { if_exists, name: self.parse_ident()? });
+            return Ok(StatementKind::DropSchema {
+                if_exists,
+                name: self.parse_ident()?,
+            });
         }
         if self.eat_kw("INDEX") {
             let if_exists = self.parse_if_exists();
@@ -2374,7 +2967,10 @@ impl<'a> Parser<'a> {
                 let n = self.parse_object_name()?;
                 if self.eat_kw("ON") {
                     let t = self.parse_object_name()?;
-                    indexes.push((n.0.last().cloned().unwrap_or_else(|| Ident::new("")), Some(t)));
+                    indexes.push((
+                        n.0.last().cloned().unwrap_or_else(|| Ident::new("")),
+                        Some(t),
+                    ));
                 } else if n.0.len() >= 2 {
                     let mut parts = n.0.clone();
                     let ix = parts.pop().unwrap_or_else(|| Ident::new(""));
@@ -2389,7 +2985,9 @@ impl<'a> Parser<'a> {
             return Ok(StatementKind::DropIndex { if_exists, indexes });
         }
         self.pos = save;
-        Ok(StatementKind::Admin(Box::new(self.parse_admin_statement()?)))
+        Ok(StatementKind::Admin(Box::new(
+            self.parse_admin_statement()?,
+        )))
     }
 }
 
@@ -2432,23 +3030,94 @@ fn validate_type_args(name: &str, args: &[Option<u32>], line: u32) -> Result<()>
             .at_line(line));
         }
         if s > p {
-            return Err(SqlError::new(183, 15, "The scale (".to_string() + &s.to_string() + ") for column or parameter #1 must be within the range 0 to " + &p.to_string() + ".").at_line(line));
+            return Err(SqlError::new(
+                183,
+                15,
+                "The scale (".to_string()
+                    + &s.to_string()
+                    + ") for column or parameter #1 must be within the range 0 to "
+                    + &p.to_string()
+                    + ".",
+            )
+            .at_line(line));
         }
     }
     Ok(())
 }
 
+/// Table hints accepted in the legacy `FROM t (NOLOCK)` form.
+fn is_table_hint(w: &str) -> bool {
+    [
+        "NOLOCK",
+        "NOWAIT",
+        "READPAST",
+        "ROWLOCK",
+        "TABLOCK",
+        "TABLOCKX",
+        "UPDLOCK",
+        "XLOCK",
+        "HOLDLOCK",
+        "READUNCOMMITTED",
+        "READCOMMITTED",
+        "READCOMMITTEDLOCK",
+        "REPEATABLEREAD",
+        "SERIALIZABLE",
+        "PAGLOCK",
+        "NOEXPAND",
+    ]
+    .iter()
+    .any(|k| k.eq_ignore_ascii_case(w))
+}
+
 /// Non-reserved words that still cannot be implicit aliases because they continue the enclosing statement.
 fn is_context_word(w: &str) -> bool {
-    ["OUTPUT", "OFFSET", "APPLY", "WINDOW", "THROW", "GO"].iter().any(|k| k.eq_ignore_ascii_case(w))
+    ["OUTPUT", "OFFSET", "APPLY", "WINDOW", "THROW", "GO"]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(w))
 }
 
 /// Keywords that begin a statement (used to find the end of statements we keep as text).
 fn is_statement_start(w: &str) -> bool {
     [
-        "SELECT", "INSERT", "UPDATE", "DELETE", "DECLARE", "SET", "IF", "WHILE", "BEGIN", "END", "PRINT", "RAISERROR",
-        "COMMIT", "ROLLBACK", "SAVE", "USE", "EXEC", "EXECUTE", "CREATE", "ALTER", "DROP", "GRANT", "DENY", "REVOKE",
-        "BACKUP", "RESTORE", "DBCC", "CHECKPOINT", "KILL", "RETURN", "WITH", "TRUNCATE", "ELSE",
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DECLARE",
+        "SET",
+        "IF",
+        "WHILE",
+        "BEGIN",
+        "END",
+        "PRINT",
+        "RAISERROR",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVE",
+        "USE",
+        "EXEC",
+        "EXECUTE",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "GRANT",
+        "DENY",
+        "REVOKE",
+        "BACKUP",
+        "RESTORE",
+        "DBCC",
+        "CHECKPOINT",
+        "KILL",
+        "RETURN",
+        "WITH",
+        "TRUNCATE",
+        "ELSE",
+        "SHUTDOWN",
+        "RECONFIGURE",
+        "WAITFOR",
+        "THROW",
+        "OPEN",
+        "CLOSE",
     ]
     .iter()
     .any(|k| k.eq_ignore_ascii_case(w))

@@ -39,9 +39,13 @@ pub fn to_stored(v: &Value) -> Stored {
     match v {
         Value::Null => Stored::Null,
         Value::Bit(b) => Stored::Integer(*b as i64),
-        Value::TinyInt(_) | Value::SmallInt(_) | Value::Int(_) | Value::BigInt(_) => Stored::Integer(v.as_i64().unwrap_or(0)),
+        Value::TinyInt(_) | Value::SmallInt(_) | Value::Int(_) | Value::BigInt(_) => {
+            Stored::Integer(v.as_i64().unwrap_or(0))
+        }
         Value::Decimal(d) => Stored::Text(d.to_string()),
-        Value::Money(m) | Value::SmallMoney(m) => Stored::Text(Decimal::new(*m as i128, 19, 4).to_string()),
+        Value::Money(m) | Value::SmallMoney(m) => {
+            Stored::Text(Decimal::new(*m as i128, 19, 4).to_string())
+        }
         Value::Float(f) => Stored::Real(*f),
         Value::Real(f) => Stored::Real(*f as f64),
         Value::VarChar(s) | Value::NVarChar(s) => Stored::Text(s.clone()),
@@ -54,7 +58,9 @@ pub fn to_stored(v: &Value) -> Stored {
             t.second(),
             t.nanosecond() / 100
         )),
-        Value::DateTime(dt) | Value::SmallDateTime(dt) | Value::DateTime2(dt, _) => Stored::Text(stamp(dt)),
+        Value::DateTime(dt) | Value::SmallDateTime(dt) | Value::DateTime2(dt, _) => {
+            Stored::Text(stamp(dt))
+        }
         Value::DateTimeOffset(dto, _) => {
             let secs = dto.offset().local_minus_utc();
             Stored::Text(format!(
@@ -186,7 +192,11 @@ pub fn call_function(name: &str, args: &[Stored]) -> Result<Stored> {
     let lname = name.to_ascii_lowercase();
     let arith = |op: BinOp| -> Result<Stored> {
         if args.len() != 4 {
-            return Err(SqlError::new(174, 15, format!("{} needs 4 arguments", lname)));
+            return Err(SqlError::new(
+                174,
+                15,
+                format!("{} needs 4 arguments", lname),
+            ));
         }
         let a = typed(&args[0], type_arg(&args[2])?)?;
         let b = typed(&args[1], type_arg(&args[3])?)?;
@@ -201,9 +211,14 @@ pub fn call_function(name: &str, args: &[Stored]) -> Result<Stored> {
         // tsql_convert(value, 'target type', style|NULL, 'source type'|NULL [, try])
         "tsql_convert" => {
             if args.len() < 2 {
-                return Err(SqlError::new(174, 15, "tsql_convert needs at least 2 arguments"));
+                return Err(SqlError::new(
+                    174,
+                    15,
+                    "tsql_convert needs at least 2 arguments",
+                ));
             }
-            let to = type_arg(&args[1])?.ok_or_else(|| SqlError::new(174, 15, "tsql_convert: bad target type"))?;
+            let to = type_arg(&args[1])?
+                .ok_or_else(|| SqlError::new(174, 15, "tsql_convert: bad target type"))?;
             let style = match args.get(2) {
                 Some(Stored::Integer(i)) => Some(*i),
                 _ => None,
@@ -225,7 +240,8 @@ pub fn call_function(name: &str, args: &[Stored]) -> Result<Stored> {
             if args.len() != 4 {
                 return Err(SqlError::new(174, 15, "tsql_coerce needs 4 arguments"));
             }
-            let ty = type_arg(&args[1])?.ok_or_else(|| SqlError::new(174, 15, "tsql_coerce: bad type"))?;
+            let ty = type_arg(&args[1])?
+                .ok_or_else(|| SqlError::new(174, 15, "tsql_coerce: bad type"))?;
             let text = |s: &Stored| match s {
                 Stored::Text(t) => t.clone(),
                 _ => String::new(),
@@ -243,7 +259,12 @@ pub fn call_function(name: &str, args: &[Stored]) -> Result<Stored> {
                 },
                 _ => v,
             };
-            Ok(to_stored(&coerce_for_column(&v, &ty, &text(&args[2]), &text(&args[3]))?))
+            Ok(to_stored(&coerce_for_column(
+                &v,
+                &ty,
+                &text(&args[2]),
+                &text(&args[3]),
+            )?))
         }
         "tsql_like" => {
             if args.len() < 2 {
@@ -258,12 +279,88 @@ pub fn call_function(name: &str, args: &[Stored]) -> Result<Stored> {
             if s.is_null() || p.is_null() {
                 return Ok(Stored::Null);
             }
-            Ok(Stored::Integer(like(&s.to_text().unwrap_or_default(), &p.to_text().unwrap_or_default(), esc) as i64))
+            Ok(Stored::Integer(like(
+                &s.to_text().unwrap_or_default(),
+                &p.to_text().unwrap_or_default(),
+                esc,
+            ) as i64))
         }
         _ => {
-            let fname = lname.strip_prefix("tsql_").unwrap_or(&lname).to_ascii_uppercase();
-            let vals: Vec<Value> = args.iter().map(|a| from_stored(a, None)).collect::<Result<_>>()?;
+            let fname = lname
+                .strip_prefix("tsql_")
+                .unwrap_or(&lname)
+                .to_ascii_uppercase();
+            let vals: Vec<Value> = args
+                .iter()
+                .map(|a| from_stored(a, None))
+                .collect::<Result<_>>()?;
             Ok(to_stored(&call_builtin(&fname, &vals)?))
+        }
+    }
+}
+
+/// State of the `tsql_sum` / `tsql_avg` aggregates over DECIMAL/MONEY values (exact, as SQL Server sums them:
+/// SUM(decimal(p,s)) is decimal(38,s); AVG keeps the argument's scale with a minimum of 6 for decimals).
+#[derive(Debug, Clone, Default)]
+pub struct ExactAggregate {
+    sum: Option<Decimal>,
+    count: i64,
+    money: bool,
+}
+
+impl ExactAggregate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one stored value (NULLs are ignored, as in SQL Server).
+    pub fn step(&mut self, v: &Stored) -> Result<()> {
+        let d = match v {
+            Stored::Null => return Ok(()),
+            Stored::Integer(i) => Decimal::new(*i as i128, 19, 0),
+            Stored::Real(f) => Decimal::from_f64(*f, 38, 10)?,
+            Stored::Text(t) => Decimal::parse(t).ok_or_else(|| {
+                SqlError::new(8114, 16, "Error converting data type nvarchar to numeric.")
+            })?,
+            Stored::Blob(_) => {
+                return Err(SqlError::new(
+                    8117,
+                    16,
+                    "Operand data type varbinary is invalid for sum operator.",
+                ))
+            }
+        };
+        if matches!(v, Stored::Text(t) if t.split_once('.').is_some_and(|(_, f)| f.len() == 4)) {
+            self.money = true;
+        }
+        let d = Decimal { precision: 38, ..d };
+        self.sum = Some(match self.sum {
+            None => d,
+            Some(acc) => {
+                let r = acc.arith(&d, '+')?;
+                Decimal { precision: 38, ..r }
+            }
+        });
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn sum(&self) -> Stored {
+        match &self.sum {
+            Some(d) => Stored::Text(d.to_string()),
+            None => Stored::Null,
+        }
+    }
+
+    pub fn avg(&self) -> Result<Stored> {
+        match &self.sum {
+            Some(d) if self.count > 0 => {
+                let scale = if self.money { 4 } else { d.scale.max(6) };
+                let n = Decimal::new(self.count as i128, 19, 0);
+                let q = d.arith(&n, '/')?;
+                Ok(Stored::Text(q.rescale(38, scale.min(38))?.to_string()))
+            }
+            _ => Ok(Stored::Null),
         }
     }
 }
@@ -304,36 +401,111 @@ mod tests {
             let t = v.data_type().unwrap();
             assert_eq!(from_stored(&to_stored(&v), Some(&t)).unwrap(), v);
         }
-        let dt = convert(&Value::VarChar("2026-11-27 13:05:09.5".into()), &DataType::DateTime2(3), None).unwrap();
-        assert_eq!(to_stored(&dt), Stored::Text("2026-11-27 13:05:09.5000000".into()));
-        assert_eq!(from_stored(&to_stored(&dt), Some(&DataType::DateTime2(3))).unwrap(), dt);
+        let dt = convert(
+            &Value::VarChar("2026-11-27 13:05:09.5".into()),
+            &DataType::DateTime2(3),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            to_stored(&dt),
+            Stored::Text("2026-11-27 13:05:09.5000000".into())
+        );
+        assert_eq!(
+            from_stored(&to_stored(&dt), Some(&DataType::DateTime2(3))).unwrap(),
+            dt
+        );
     }
 
     #[test]
     fn functions() {
         let t = |s: &str| Stored::Text(s.into());
         assert_eq!(
-            call_function("tsql_add", &[t("1.50"), Stored::Integer(1), t("decimal(3,2)"), t("int")]).unwrap(),
+            call_function(
+                "tsql_add",
+                &[t("1.50"), Stored::Integer(1), t("decimal(3,2)"), t("int")]
+            )
+            .unwrap(),
             t("2.50")
         );
-        assert_eq!(call_function("tsql_add", &[t("a"), t("b"), t("varchar(1)"), t("varchar(1)")]).unwrap(), t("ab"));
         assert_eq!(
-            call_function("tsql_div", &[Stored::Integer(1), Stored::Integer(0), Stored::Null, Stored::Null]).unwrap_err().number,
+            call_function(
+                "tsql_add",
+                &[t("a"), t("b"), t("varchar(1)"), t("varchar(1)")]
+            )
+            .unwrap(),
+            t("ab")
+        );
+        assert_eq!(
+            call_function(
+                "tsql_div",
+                &[
+                    Stored::Integer(1),
+                    Stored::Integer(0),
+                    Stored::Null,
+                    Stored::Null
+                ]
+            )
+            .unwrap_err()
+            .number,
             8134
         );
         assert_eq!(
-            call_function("tsql_coerce", &[t("abcdef"), t("nvarchar(3)"), t("t"), t("c")]).unwrap_err().number,
+            call_function(
+                "tsql_coerce",
+                &[t("abcdef"), t("nvarchar(3)"), t("t"), t("c")]
+            )
+            .unwrap_err()
+            .number,
             2628
         );
-        assert_eq!(call_function("tsql_coerce", &[t("1.255"), t("decimal(5,2)"), t("t"), t("c")]).unwrap(), t("1.26"));
-        assert_eq!(call_function("tsql_coerce", &[t("x"), t("int"), t("t"), t("c")]).unwrap_err().number, 245);
         assert_eq!(
-            call_function("tsql_convert", &[t("2026-11-27 13:05:09.0000000"), t("varchar(30)"), Stored::Integer(120), t("datetime")]).unwrap(),
+            call_function(
+                "tsql_coerce",
+                &[t("1.255"), t("decimal(5,2)"), t("t"), t("c")]
+            )
+            .unwrap(),
+            t("1.26")
+        );
+        assert_eq!(
+            call_function("tsql_coerce", &[t("x"), t("int"), t("t"), t("c")])
+                .unwrap_err()
+                .number,
+            245
+        );
+        assert_eq!(
+            call_function(
+                "tsql_convert",
+                &[
+                    t("2026-11-27 13:05:09.0000000"),
+                    t("varchar(30)"),
+                    Stored::Integer(120),
+                    t("datetime")
+                ]
+            )
+            .unwrap(),
             t("2026-11-27 13:05:09")
         );
-        assert_eq!(call_function("tsql_dateadd", &[t("day"), Stored::Integer(1), t("2026-12-31")]).unwrap(), t("2027-01-01 00:00:00.0000000"));
-        assert_eq!(call_function("tsql_charindex", &[t("B"), t("abc")]).unwrap(), Stored::Integer(2));
+        assert_eq!(
+            call_function(
+                "tsql_dateadd",
+                &[t("day"), Stored::Integer(1), t("2026-12-31")]
+            )
+            .unwrap(),
+            t("2027-01-01 00:00:00.0000000")
+        );
+        assert_eq!(
+            call_function("tsql_charindex", &[t("B"), t("abc")]).unwrap(),
+            Stored::Integer(2)
+        );
         assert_eq!(collate_decimal("10.00", "9.5"), Ordering::Greater);
+        let mut agg = ExactAggregate::new();
+        for v in ["0.10", "0.20", "0.05"] {
+            agg.step(&t(v)).unwrap();
+        }
+        agg.step(&Stored::Null).unwrap();
+        assert_eq!(agg.sum(), t("0.35"));
+        assert_eq!(agg.avg().unwrap(), t("0.116667"));
         assert_eq!(collate_ci_as("ABC ", "abc"), Ordering::Equal);
         let _ = Len::Max;
     }

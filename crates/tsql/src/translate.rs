@@ -51,6 +51,8 @@ pub enum TranslationKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// Result columns are empty when the shape could not be inferred (a `*` over a table the catalog does not
+/// know): use SQLite's column names then, with types by storage class.
 pub struct ResultColumn {
     /// Column name as SQL Server reports it ("" for an unnamed expression).
     pub name: String,
@@ -103,7 +105,7 @@ pub struct Translation {
     pub sql: String,
     /// Further statements to run after `sql`, in order (e.g. DROP TABLE a, b).
     pub extra: Vec<String>,
-    /// Bound parameters: `?1` is params[0]. Variables by name with '@', globals with '@@'.
+    /// Bound parameters: `?1` is `params[0]`. Variables by name with '@', globals with '@@'.
     pub params: Vec<String>,
     /// Result set columns (SELECT, or RETURNING from OUTPUT).
     pub columns: Vec<ResultColumn>,
@@ -118,9 +120,70 @@ pub struct Translation {
 /// Translates one DML/DDL statement. Procedural and admin statements are the session's, not SQLite's: they give
 /// an error here.
 pub fn translate(stmt: &Statement, catalog: &dyn Catalog) -> Result<Translation> {
-    let mut t = Tx { catalog, params: Vec::new(), scopes: Vec::new() };
+    let mut t = Tx {
+        catalog,
+        params: Vec::new(),
+        scopes: Vec::new(),
+    };
     let r = t.statement(&stmt.kind);
     r.map_err(|e| e.at_line(stmt.line))
+}
+
+/// Translates a query on its own: what [`crate::eval::Context::subquery`] and `exists` receive, e.g. for
+/// `IF EXISTS (SELECT …)` or `SET @n = (SELECT COUNT(*) FROM t)`.
+pub fn translate_query(query: &Query, catalog: &dyn Catalog) -> Result<Translation> {
+    let mut t = Tx {
+        catalog,
+        params: Vec::new(),
+        scopes: Vec::new(),
+    };
+    t.top_query(query)
+}
+
+/// Translates `SELECT <expr>` for an expression the engine prefers to run inside SQLite.
+pub fn translate_expression(expr: &Expr, catalog: &dyn Catalog) -> Result<Translation> {
+    let q = Query {
+        ctes: vec![],
+        body: SetExpr::Select(Box::new(Select {
+            distinct: false,
+            top: None,
+            items: vec![SelectItem::Expr {
+                expr: expr.clone(),
+                alias: None,
+            }],
+            into: None,
+            from: vec![],
+            selection: None,
+            group_by: vec![],
+            having: None,
+        })),
+        order_by: vec![],
+        offset: None,
+        fetch: None,
+        option: None,
+    };
+    translate_query(&q, catalog)
+}
+
+/// `DECLARE @t TABLE (…)`: the table variable becomes a table in SQLite's temp schema named `@t` (the engine
+/// drops it when the batch ends); later statements reference it as `temp."@t"`, catalog key `@t`.
+pub fn translate_table_variable(
+    name: &str,
+    columns: &[ColumnDef],
+    constraints: &[TableConstraint],
+    catalog: &dyn Catalog,
+) -> Result<Translation> {
+    let ct = CreateTable {
+        name: ObjectName(vec![Ident::new(name)]),
+        columns: columns.to_vec(),
+        constraints: constraints.to_vec(),
+    };
+    let mut t = Tx {
+        catalog,
+        params: Vec::new(),
+        scopes: Vec::new(),
+    };
+    t.create_table(&ct)
 }
 
 /// Key of a table name for [`Catalog`] lookups and metadata.
@@ -143,7 +206,8 @@ fn lit_str(s: &str) -> String {
 /// SQLite reference to a table.
 fn table_sql(name: &ObjectName) -> String {
     let n = name.name();
-    if n.starts_with('#') {
+    // #temp tables and @table variables live in SQLite's per-connection temp schema.
+    if n.starts_with('#') || n.starts_with('@') {
         return format!("temp.{}", q(n));
     }
     let key = table_key(name);
@@ -202,7 +266,10 @@ impl<'c> Tx<'c> {
     }
 
     fn param(&mut self, name: &str) -> String {
-        let pos = self.params.iter().position(|p| p.eq_ignore_ascii_case(name));
+        let pos = self
+            .params
+            .iter()
+            .position(|p| p.eq_ignore_ascii_case(name));
         let i = match pos {
             Some(i) => i,
             None => {
@@ -217,18 +284,26 @@ impl<'c> Tx<'c> {
         // CTEs and derived tables in scope shadow catalog tables.
         for scope in self.scopes.iter().rev() {
             for t in scope {
-                if t.key.eq_ignore_ascii_case(key) && t.columns.is_some() && t.qualifier.eq_ignore_ascii_case(key) {
+                if t.key.eq_ignore_ascii_case(key)
+                    && t.columns.is_some()
+                    && t.qualifier.eq_ignore_ascii_case(key)
+                {
                     return t.columns.clone();
                 }
             }
         }
-        self.catalog.column_types(key).map(|c| c.into_iter().map(|(n, t)| (n, Some(t))).collect())
+        self.catalog
+            .column_types(key)
+            .map(|c| c.into_iter().map(|(n, t)| (n, Some(t))).collect())
     }
 
     fn column_type(&self, parts: &[Ident]) -> Option<DataType> {
         let col = parts.last()?.value.as_str();
         let find = |cols: &Option<Vec<(String, Option<DataType>)>>| -> Option<Option<DataType>> {
-            cols.as_ref()?.iter().find(|(n, _)| n.eq_ignore_ascii_case(col)).map(|(_, t)| *t)
+            cols.as_ref()?
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(col))
+                .map(|(_, t)| *t)
         };
         if parts.len() >= 2 {
             let qual = parts[parts.len() - 2].value.as_str();
@@ -262,7 +337,13 @@ impl<'c> Tx<'c> {
             StatementKind::DropTable { if_exists, names } => {
                 let stmts: Vec<String> = names
                     .iter()
-                    .map(|n| format!("DROP TABLE {}{}", if *if_exists { "IF EXISTS " } else { "" }, table_sql(n)))
+                    .map(|n| {
+                        format!(
+                            "DROP TABLE {}{}",
+                            if *if_exists { "IF EXISTS " } else { "" },
+                            table_sql(n)
+                        )
+                    })
                     .collect();
                 let mut t = self.base(TranslationKind::DropTable, stmts[0].clone());
                 t.extra = stmts[1..].to_vec();
@@ -270,17 +351,27 @@ impl<'c> Tx<'c> {
                 Ok(t)
             }
             StatementKind::TruncateTable(n) => {
-                let mut t = self.base(TranslationKind::Truncate, format!("DELETE FROM {}", table_sql(n)));
+                let mut t = self.base(
+                    TranslationKind::Truncate,
+                    format!("DELETE FROM {}", table_sql(n)),
+                );
                 t.target = Some(table_key(n));
                 Ok(t)
             }
             StatementKind::CreateIndex(ci) => {
-                let cols: Vec<String> =
-                    ci.columns.iter().map(|(c, d)| format!("{}{}", q(&c.value), if *d { " DESC" } else { "" })).collect();
+                let cols: Vec<String> = ci
+                    .columns
+                    .iter()
+                    .map(|(c, d)| format!("{}{}", q(&c.value), if *d { " DESC" } else { "" }))
+                    .collect();
                 let table_ref = table_sql(&ci.table);
                 // The index lives in the table's database; its name is unqualified.
                 let (prefix, tname) = match table_ref.split_once('.') {
-                    Some((db, t)) if !table_ref.starts_with('"') || ci.table.name().starts_with('#') => (format!("{}.", db), t.to_string()),
+                    Some((db, t))
+                        if !table_ref.starts_with('"') || ci.table.name().starts_with('#') =>
+                    {
+                        (format!("{}.", db), t.to_string())
+                    }
                     _ => (String::new(), table_ref.clone()),
                 };
                 let mut sql = format!(
@@ -309,22 +400,38 @@ impl<'c> Tx<'c> {
                             Some(t) if t.name().starts_with('#') => "temp.".to_string(),
                             _ => String::new(),
                         };
-                        format!("DROP INDEX {}{}{}", if *if_exists { "IF EXISTS " } else { "" }, prefix, q(&ix.value))
+                        format!(
+                            "DROP INDEX {}{}{}",
+                            if *if_exists { "IF EXISTS " } else { "" },
+                            prefix,
+                            q(&ix.value)
+                        )
                     })
                     .collect();
                 let mut t = self.base(TranslationKind::DropIndex, stmts[0].clone());
                 t.extra = stmts[1..].to_vec();
                 Ok(t)
             }
-            StatementKind::CreateView { name, query, or_alter } => {
+            StatementKind::CreateView {
+                name,
+                query,
+                or_alter,
+            } => {
                 let (sql, cols) = self.query(query)?;
-                let mut t = self.base(TranslationKind::CreateView, format!("CREATE VIEW {} AS {}", table_sql(name), sql));
+                let mut t = self.base(
+                    TranslationKind::CreateView,
+                    format!("CREATE VIEW {} AS {}", table_sql(name), sql),
+                );
                 if *or_alter {
                     t.extra.push(t.sql.clone());
                     t.sql = format!("DROP VIEW IF EXISTS {}", table_sql(name));
                 }
                 if !self.params.is_empty() {
-                    return Err(SqlError::new(4104, 16, "Variables are not allowed in a view definition."));
+                    return Err(SqlError::new(
+                        4104,
+                        16,
+                        "Variables are not allowed in a view definition.",
+                    ));
                 }
                 t.columns = cols;
                 t.target = Some(table_key(name));
@@ -333,20 +440,32 @@ impl<'c> Tx<'c> {
             StatementKind::DropView { if_exists, names } => {
                 let stmts: Vec<String> = names
                     .iter()
-                    .map(|n| format!("DROP VIEW {}{}", if *if_exists { "IF EXISTS " } else { "" }, table_sql(n)))
+                    .map(|n| {
+                        format!(
+                            "DROP VIEW {}{}",
+                            if *if_exists { "IF EXISTS " } else { "" },
+                            table_sql(n)
+                        )
+                    })
                     .collect();
                 let mut t = self.base(TranslationKind::DropView, stmts[0].clone());
                 t.extra = stmts[1..].to_vec();
                 Ok(t)
             }
-            _ => Err(SqlError::new(40000, 16, "Statement is not DML or DDL; the session executes it.")),
+            _ => Err(SqlError::new(
+                40000,
+                16,
+                "Statement is not DML or DDL; the session executes it.",
+            )),
         }
     }
 
     fn scope_table(&self, name: &ObjectName, alias: Option<&Ident>) -> ScopeTable {
         let key = table_key(name);
         ScopeTable {
-            qualifier: alias.map(|a| a.value.clone()).unwrap_or_else(|| name.name().to_string()),
+            qualifier: alias
+                .map(|a| a.value.clone())
+                .unwrap_or_else(|| name.name().to_string()),
             columns: self.lookup_table(&key),
             key,
         }
@@ -360,12 +479,23 @@ impl<'c> Tx<'c> {
                 Literal::Null => ("NULL".into(), None),
                 Literal::Int(n) => (
                     n.to_string(),
-                    Some(if *n >= i32::MIN as i64 && *n <= i32::MAX as i64 { DataType::Int } else { DataType::BigInt }),
+                    Some(if *n >= i32::MIN as i64 && *n <= i32::MAX as i64 {
+                        DataType::Int
+                    } else {
+                        DataType::Decimal {
+                            precision: n.unsigned_abs().to_string().len() as u8,
+                            scale: 0,
+                            numeric: true,
+                        }
+                    }),
                 ),
                 // Exact literals travel as text so SQLite never rounds them through a double.
                 Literal::Decimal(s) => {
                     let d = crate::decimal::Decimal::parse(s);
-                    (lit_str(&d.map(|d| d.to_string()).unwrap_or_else(|| s.clone())), d.map(|d| d.data_type()))
+                    (
+                        lit_str(&d.map(|d| d.to_string()).unwrap_or_else(|| s.clone())),
+                        d.map(|d| d.data_type()),
+                    )
                 }
                 Literal::Float(f) => (format!("{:?}", f), Some(DataType::Float)),
                 Literal::Money(s) => {
@@ -376,12 +506,21 @@ impl<'c> Tx<'c> {
                     };
                     (lit_str(&txt), Some(DataType::Money))
                 }
-                Literal::String(s) => (lit_str(s), Some(DataType::VarChar(Len::N((s.len() as u32).clamp(1, 8000))))),
-                Literal::NString(s) => {
-                    (lit_str(s), Some(DataType::NVarChar(Len::N((s.chars().count() as u32).clamp(1, 4000)))))
-                }
+                Literal::String(s) => (
+                    lit_str(s),
+                    Some(DataType::VarChar(Len::N((s.len() as u32).clamp(1, 8000)))),
+                ),
+                Literal::NString(s) => (
+                    lit_str(s),
+                    Some(DataType::NVarChar(Len::N(
+                        (s.chars().count() as u32).clamp(1, 4000),
+                    ))),
+                ),
                 Literal::Binary(b) => (
-                    format!("X'{}'", b.iter().map(|x| format!("{:02X}", x)).collect::<String>()),
+                    format!(
+                        "X'{}'",
+                        b.iter().map(|x| format!("{:02X}", x)).collect::<String>()
+                    ),
                     Some(DataType::VarBinary(Len::N((b.len() as u32).clamp(1, 8000)))),
                 ),
                 Literal::Default => return Err(SqlError::syntax_near_keyword("DEFAULT", 0)),
@@ -392,20 +531,29 @@ impl<'c> Tx<'c> {
             }
             Expr::Global(g) => {
                 let ty = match g.to_ascii_uppercase().as_str() {
-                    "@@ROWCOUNT" | "@@TRANCOUNT" | "@@ERROR" | "@@FETCH_STATUS" | "@@DATEFIRST" | "@@MAX_PRECISION" => {
-                        Some(DataType::Int)
-                    }
+                    "@@ROWCOUNT" | "@@TRANCOUNT" | "@@ERROR" | "@@FETCH_STATUS" | "@@DATEFIRST"
+                    | "@@MAX_PRECISION" => Some(DataType::Int),
                     "@@SPID" | "@@LANGID" => Some(DataType::SmallInt),
-                    "@@SERVERNAME" | "@@SERVICENAME" | "@@LANGUAGE" => Some(DataType::NVarChar(Len::N(128))),
+                    "@@SERVERNAME" | "@@SERVICENAME" | "@@LANGUAGE" => {
+                        Some(DataType::NVarChar(Len::N(128)))
+                    }
                     "@@VERSION" => Some(DataType::NVarChar(Len::N(300))),
-                    "@@IDENTITY" => Some(DataType::Decimal { precision: 38, scale: 0, numeric: true }),
+                    "@@IDENTITY" => Some(DataType::Decimal {
+                        precision: 38,
+                        scale: 0,
+                        numeric: true,
+                    }),
                     _ => None,
                 };
                 (self.param(g), ty)
             }
             Expr::Column(parts) => {
                 let ty = self.column_type(parts);
-                let sql = parts.iter().filter(|p| !p.value.is_empty()).map(|p| q(&p.value)).collect::<Vec<_>>();
+                let sql = parts
+                    .iter()
+                    .filter(|p| !p.value.is_empty())
+                    .map(|p| q(&p.value))
+                    .collect::<Vec<_>>();
                 // Only the last two parts mean something to SQLite (qualifier.column).
                 let n = sql.len();
                 (sql[n.saturating_sub(2)..].join("."), ty)
@@ -428,9 +576,17 @@ impl<'c> Tx<'c> {
             Expr::Binary { .. } => self.binary_chain(e)?,
             Expr::IsNull { expr, negated } => {
                 let (s, _) = self.expr(expr)?;
-                (format!("({} IS {}NULL)", s, if *negated { "NOT " } else { "" }), Some(DataType::Bit))
+                (
+                    format!("({} IS {}NULL)", s, if *negated { "NOT " } else { "" }),
+                    Some(DataType::Bit),
+                )
             }
-            Expr::Like { expr, pattern, escape, negated } => {
+            Expr::Like {
+                expr,
+                pattern,
+                escape,
+                negated,
+            } => {
                 let (s, _) = self.expr(expr)?;
                 let (p, _) = self.expr(pattern)?;
                 let esc = match escape {
@@ -453,34 +609,93 @@ impl<'c> Tx<'c> {
                 };
                 (sql, Some(DataType::Bit))
             }
-            Expr::InList { expr, list, negated } => {
-                let (s, _) = self.expr(expr)?;
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                let (s, t) = self.expr(expr)?;
+                let s = if t.is_some_and(|t| t.is_string()) {
+                    format!("{} COLLATE TSQL_CI_AS", s)
+                } else {
+                    s
+                };
                 let mut items = Vec::new();
                 for i in list {
-                    items.push(self.expr(i)?.0);
+                    let (x, xt) = self.expr(i)?;
+                    let x = match t {
+                        Some(tt) if tt.is_temporal() => {
+                            self.temporal_operand(x, xt, Some(i), tt)?
+                        }
+                        _ => x,
+                    };
+                    items.push(x);
                 }
-                (format!("({} {}IN ({}))", s, if *negated { "NOT " } else { "" }, items.join(", ")), Some(DataType::Bit))
+                (
+                    format!(
+                        "({} {}IN ({}))",
+                        s,
+                        if *negated { "NOT " } else { "" },
+                        items.join(", ")
+                    ),
+                    Some(DataType::Bit),
+                )
             }
-            Expr::InSubquery { expr, query, negated } => {
+            Expr::InSubquery {
+                expr,
+                query,
+                negated,
+            } => {
                 let (s, _) = self.expr(expr)?;
                 let (sub, _) = self.query(query)?;
-                (format!("({} {}IN ({}))", s, if *negated { "NOT " } else { "" }, sub), Some(DataType::Bit))
+                (
+                    format!("({} {}IN ({}))", s, if *negated { "NOT " } else { "" }, sub),
+                    Some(DataType::Bit),
+                )
             }
-            Expr::Between { expr, low, high, negated } => {
-                let (s, _) = self.expr(expr)?;
-                let (l, _) = self.expr(low)?;
-                let (h, _) = self.expr(high)?;
-                (format!("({} {}BETWEEN {} AND {})", s, if *negated { "NOT " } else { "" }, l, h), Some(DataType::Bit))
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
+                let (s, st) = self.expr(expr)?;
+                let (l, lt) = self.expr(low)?;
+                let (h, ht) = self.expr(high)?;
+                let (l, h) = match st {
+                    Some(t) if t.is_temporal() => (
+                        self.temporal_operand(l, lt, Some(low), t)?,
+                        self.temporal_operand(h, ht, Some(high), t)?,
+                    ),
+                    _ => (l, h),
+                };
+                (
+                    format!(
+                        "({} {}BETWEEN {} AND {})",
+                        s,
+                        if *negated { "NOT " } else { "" },
+                        l,
+                        h
+                    ),
+                    Some(DataType::Bit),
+                )
             }
             Expr::Exists { query, negated } => {
                 let (sub, _) = self.query(query)?;
-                (format!("({}EXISTS ({}))", if *negated { "NOT " } else { "" }, sub), Some(DataType::Bit))
+                (
+                    format!("({}EXISTS ({}))", if *negated { "NOT " } else { "" }, sub),
+                    Some(DataType::Bit),
+                )
             }
             Expr::Subquery(qy) => {
                 let (sub, cols) = self.query(qy)?;
                 (format!("({})", sub), cols.first().and_then(|c| c.ty))
             }
-            Expr::Case { operand, whens, else_ } => {
+            Expr::Case {
+                operand,
+                whens,
+                else_,
+            } => {
                 let mut s = String::from("CASE");
                 if let Some(o) = operand {
                     s.push(' ');
@@ -504,18 +719,36 @@ impl<'c> Tx<'c> {
             Expr::Cast { expr, ty, try_ } => {
                 let (s, from) = self.expr(expr)?;
                 (
-                    format!("tsql_convert({}, {}, NULL, {}{})", s, lit_str(&ty.to_string()), type_lit(&from), if *try_ { ", 1" } else { "" }),
+                    format!(
+                        "tsql_convert({}, {}, NULL, {}{})",
+                        s,
+                        lit_str(&ty.to_string()),
+                        type_lit(&from),
+                        if *try_ { ", 1" } else { "" }
+                    ),
                     Some(*ty),
                 )
             }
-            Expr::Convert { ty, expr, style, try_ } => {
+            Expr::Convert {
+                ty,
+                expr,
+                style,
+                try_,
+            } => {
                 let (s, from) = self.expr(expr)?;
                 let st = match style {
                     Some(x) => self.expr(x)?.0,
                     None => "NULL".into(),
                 };
                 (
-                    format!("tsql_convert({}, {}, {}, {}{})", s, lit_str(&ty.to_string()), st, type_lit(&from), if *try_ { ", 1" } else { "" }),
+                    format!(
+                        "tsql_convert({}, {}, {}, {}{})",
+                        s,
+                        lit_str(&ty.to_string()),
+                        st,
+                        type_lit(&from),
+                        if *try_ { ", 1" } else { "" }
+                    ),
                     Some(*ty),
                 )
             }
@@ -537,17 +770,71 @@ impl<'c> Tx<'c> {
         }
         let (mut acc, mut acc_ty) = self.expr(cur)?;
         let mut acc_is_col = matches!(cur, Expr::Column(_));
+        let mut acc_expr = Some(cur);
         for (op, right) in spine.into_iter().rev() {
-            let (s, t) = self.binary(op, acc, acc_ty, acc_is_col, right)?;
+            let (s, t) = self.binary(op, acc, acc_ty, acc_is_col, acc_expr, right)?;
             acc = s;
             acc_ty = t;
             acc_is_col = false;
+            acc_expr = None;
         }
         Ok((acc, acc_ty))
     }
 
-    fn binary(&mut self, op: BinOp, l: String, lt: Option<DataType>, left_is_col: bool, right: &Expr) -> Result<(String, Option<DataType>)> {
+    /// The other operand of a comparison with a date/time value, in the stored canonical text form: string
+    /// literals are converted now (241 if invalid), anything else through `tsql_convert` at run time.
+    fn temporal_operand(
+        &mut self,
+        sql: String,
+        ty: Option<DataType>,
+        e: Option<&Expr>,
+        target: DataType,
+    ) -> Result<String> {
+        if ty.is_some_and(|t| t.is_temporal()) {
+            return Ok(sql);
+        }
+        if let Some(Expr::Literal(Literal::String(s) | Literal::NString(s))) = e {
+            let v = crate::value::convert(&crate::value::Value::VarChar(s.clone()), &target, None)?;
+            if let crate::storage::Stored::Text(t) = crate::storage::to_stored(&v) {
+                return Ok(lit_str(&t));
+            }
+        }
+        if sql == "NULL" {
+            return Ok(sql);
+        }
+        Ok(format!(
+            "tsql_convert({}, {}, NULL, {})",
+            sql,
+            lit_str(&target.to_string()),
+            type_lit(&ty)
+        ))
+    }
+
+    fn binary(
+        &mut self,
+        op: BinOp,
+        l: String,
+        lt: Option<DataType>,
+        left_is_col: bool,
+        left_expr: Option<&Expr>,
+        right: &Expr,
+    ) -> Result<(String, Option<DataType>)> {
         let (r, rt) = self.expr(right)?;
+        // Date/time values are stored as canonical text: bring the other side of a comparison to that form.
+        let is_cmp = matches!(
+            op,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+        );
+        let temporal = |t: &Option<DataType>| t.is_some_and(|t| t.is_temporal());
+        let (l, r) = if is_cmp && temporal(&lt) && !temporal(&rt) {
+            let target = lt.unwrap_or(DataType::DateTime2(7));
+            (l, self.temporal_operand(r, rt, Some(right), target)?)
+        } else if is_cmp && temporal(&rt) && !temporal(&lt) {
+            let target = rt.unwrap_or(DataType::DateTime2(7));
+            (self.temporal_operand(l, lt, left_expr, target)?, r)
+        } else {
+            (l, r)
+        };
         let sym = match op {
             BinOp::Eq => "=",
             BinOp::Ne => "<>",
@@ -563,27 +850,47 @@ impl<'c> Tx<'c> {
             if matches!(op, BinOp::And | BinOp::Or) {
                 return Ok((format!("({} {} {})", l, sym, r), Some(DataType::Bit)));
             }
-            // Literal-to-literal (or variable) comparisons get the instance collation explicitly; a column
-            // operand brings its own declared collation.
-            let collate = if left_is_col || matches!(right, Expr::Column(_)) {
+            // String comparisons always use the instance collation explicitly, so system views and expressions
+            // compare case-insensitively too (declared columns carry the same collation, so indexes still apply).
+            let collate = if matches!(right, Expr::Collate { .. }) {
                 ""
             } else if lt.is_some_and(|t| t.is_string()) || rt.is_some_and(|t| t.is_string()) {
                 " COLLATE TSQL_CI_AS"
-            } else if lt.is_some_and(|t| matches!(t, DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney))
-                && rt.is_some_and(|t| matches!(t, DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney))
-            {
+            } else if left_is_col || matches!(right, Expr::Column(_)) {
+                ""
+            } else if lt.is_some_and(|t| {
+                matches!(
+                    t,
+                    DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney
+                )
+            }) && rt.is_some_and(|t| {
+                matches!(
+                    t,
+                    DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney
+                )
+            }) {
                 " COLLATE TSQL_DECIMAL"
             } else {
                 ""
             };
-            return Ok((format!("({} {} {}{})", l, sym, r, collate), Some(DataType::Bit)));
+            return Ok((
+                format!("({} {} {}{})", l, sym, r, collate),
+                Some(DataType::Bit),
+            ));
         }
         let known = |t: &Option<DataType>| *t;
         let (lk, rk) = (known(&lt), known(&rt));
-        let native_num = |t: &Option<DataType>| t.is_some_and(|t| t.is_integer() || matches!(t, DataType::Float | DataType::Real));
+        let native_num = |t: &Option<DataType>| {
+            t.is_some_and(|t| t.is_integer() || matches!(t, DataType::Float | DataType::Real))
+        };
         match op {
-            BinOp::Add if lk.is_some_and(|t| t.is_string()) && rk.is_some_and(|t| t.is_string()) => {
-                let ty = concat_result(&lk.unwrap_or(DataType::VarChar(Len::Max)), &rk.unwrap_or(DataType::VarChar(Len::Max)));
+            BinOp::Add
+                if lk.is_some_and(|t| t.is_string()) && rk.is_some_and(|t| t.is_string()) =>
+            {
+                let ty = concat_result(
+                    &lk.unwrap_or(DataType::VarChar(Len::Max)),
+                    &rk.unwrap_or(DataType::VarChar(Len::Max)),
+                );
                 Ok((format!("({} || {})", l, r), Some(ty)))
             }
             BinOp::Add | BinOp::Sub | BinOp::Mul if native_num(&lk) && native_num(&rk) => {
@@ -592,7 +899,11 @@ impl<'c> Tx<'c> {
                     BinOp::Sub => '-',
                     _ => '*',
                 };
-                let ty = arithmetic_result(&lk.unwrap_or(DataType::Int), &rk.unwrap_or(DataType::Int), c);
+                let ty = arithmetic_result(
+                    &lk.unwrap_or(DataType::Int),
+                    &rk.unwrap_or(DataType::Int),
+                    c,
+                );
                 Ok((format!("({} {} {})", l, c, r), Some(ty)))
             }
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
@@ -607,25 +918,49 @@ impl<'c> Tx<'c> {
                     (Some(a), Some(b)) => Some(arithmetic_result(&a, &b, c)),
                     _ => None,
                 };
-                Ok((format!("{}({}, {}, {}, {})", f, l, r, type_lit(&lt), type_lit(&rt)), ty))
+                Ok((
+                    format!("{}({}, {}, {}, {})", f, l, r, type_lit(&lt), type_lit(&rt)),
+                    ty,
+                ))
             }
             BinOp::BitAnd => Ok((format!("({} & {})", l, r), lk.or(rk))),
             BinOp::BitOr => Ok((format!("({} | {})", l, r), lk.or(rk))),
             // SQLite has no XOR operator.
-            BinOp::BitXor => Ok((format!("(({0}) | ({1})) - (({0}) & ({1}))", l, r), lk.or(rk))),
+            BinOp::BitXor => Ok((
+                format!("(({0}) | ({1})) - (({0}) & ({1}))", l, r),
+                lk.or(rk),
+            )),
             _ => Err(unsupported("operator")),
         }
     }
 
     fn function(&mut self, f: &FunctionCall) -> Result<(String, Option<DataType>)> {
         let name = f.name.name().to_ascii_uppercase();
-        let schema_ok = f.name.0.len() == 1 || f.name.schema().is_some_and(|s| s.eq_ignore_ascii_case("sys") || s.eq_ignore_ascii_case("dbo"));
+        let schema_ok = f.name.0.len() == 1
+            || f.name
+                .schema()
+                .is_some_and(|s| s.eq_ignore_ascii_case("sys") || s.eq_ignore_ascii_case("dbo"));
         // Date functions: the datepart is a keyword, passed as a string.
-        if matches!(name.as_str(), "DATEADD" | "DATEDIFF" | "DATEDIFF_BIG" | "DATEPART" | "DATENAME") && !f.args.is_empty() {
+        if matches!(
+            name.as_str(),
+            "DATEADD" | "DATEDIFF" | "DATEDIFF_BIG" | "DATEPART" | "DATENAME"
+        ) && !f.args.is_empty()
+        {
             let part = match &f.args[0] {
                 Expr::Column(p) if p.len() == 1 => p[0].value.to_ascii_lowercase(),
-                Expr::Literal(Literal::String(s)) | Expr::Literal(Literal::NString(s)) => s.to_ascii_lowercase(),
-                _ => return Err(SqlError::new(1023, 15, format!("Invalid parameter 1 specified for {}.", name.to_ascii_lowercase()))),
+                Expr::Literal(Literal::String(s)) | Expr::Literal(Literal::NString(s)) => {
+                    s.to_ascii_lowercase()
+                }
+                _ => {
+                    return Err(SqlError::new(
+                        1023,
+                        15,
+                        format!(
+                            "Invalid parameter 1 specified for {}.",
+                            name.to_ascii_lowercase()
+                        ),
+                    ))
+                }
             };
             let mut args = vec![lit_str(&part)];
             let mut types = Vec::new();
@@ -643,7 +978,10 @@ impl<'c> Tx<'c> {
                 "DATEDIFF_BIG" => Some(DataType::BigInt),
                 _ => Some(DataType::NVarChar(Len::N(30))),
             };
-            return Ok((format!("tsql_{}({})", name.to_ascii_lowercase(), args.join(", ")), ty));
+            return Ok((
+                format!("tsql_{}({})", name.to_ascii_lowercase(), args.join(", ")),
+                ty,
+            ));
         }
         let mut args = Vec::new();
         let mut types = Vec::new();
@@ -671,66 +1009,176 @@ impl<'c> Tx<'c> {
             None => String::new(),
         };
         let distinct = if f.distinct { "DISTINCT " } else { "" };
-        let call = |n: &str, args: &[String]| format!("{}({}{}){}", n, distinct, args.join(", "), over);
-        let is_exact = |t: Option<DataType>| t.is_some_and(|t| matches!(t, DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney));
+        let call =
+            |n: &str, args: &[String]| format!("{}({}{}){}", n, distinct, args.join(", "), over);
+        let is_exact = |t: Option<DataType>| {
+            t.is_some_and(|t| {
+                matches!(
+                    t,
+                    DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney
+                )
+            })
+        };
         if schema_ok {
             let r = match name.as_str() {
                 "COUNT" => Some((call("count", &args), Some(DataType::Int))),
                 "COUNT_BIG" => Some((call("count", &args), Some(DataType::BigInt))),
-                "SUM" if is_exact(t0) => Some((call("tsql_sum", &args), t0.map(|t| match t {
-                    DataType::Decimal { scale, .. } => DataType::Decimal { precision: 38, scale, numeric: false },
-                    other => other,
-                }))),
+                "SUM" if is_exact(t0) => Some((
+                    call("tsql_sum", &args),
+                    t0.map(|t| match t {
+                        DataType::Decimal { scale, .. } => DataType::Decimal {
+                            precision: 38,
+                            scale,
+                            numeric: false,
+                        },
+                        other => other,
+                    }),
+                )),
                 "AVG" if is_exact(t0) => Some((call("tsql_avg", &args), t0)),
-                "SUM" => Some((call("sum", &args), t0.map(|t| if t.is_integer() && t != DataType::BigInt { DataType::Int } else { t }))),
-                "AVG" => Some((call("avg", &args), t0.map(|t| if t.is_integer() && t != DataType::BigInt { DataType::Int } else { t }))),
+                "SUM" => Some((
+                    call("sum", &args),
+                    t0.map(|t| {
+                        if t.is_integer() && t != DataType::BigInt {
+                            DataType::Int
+                        } else {
+                            t
+                        }
+                    }),
+                )),
+                "AVG" => Some((
+                    call("avg", &args),
+                    t0.map(|t| {
+                        if t.is_integer() && t != DataType::BigInt {
+                            DataType::Int
+                        } else {
+                            t
+                        }
+                    }),
+                )),
                 "MIN" | "MAX" => Some((call(&name.to_ascii_lowercase(), &args), t0)),
                 "STRING_AGG" => Some((call("group_concat", &args), t0)),
-                "ROW_NUMBER" | "RANK" | "DENSE_RANK" | "NTILE" => Some((call(&name.to_ascii_lowercase(), &args), Some(DataType::BigInt))),
-                "LAG" | "LEAD" | "FIRST_VALUE" | "LAST_VALUE" => Some((call(&name.to_ascii_lowercase(), &args), t0)),
-                "ISNULL" => Some((call("ifnull", &args), t0.or(types.get(1).copied().flatten()))),
-                "COALESCE" => Some((call("coalesce", &args), types.iter().flatten().next().copied())),
-                "NULLIF" => Some((call("nullif", &args), t0)),
-                "IIF" if args.len() == 3 => {
-                    Some((format!("(CASE WHEN {} THEN {} ELSE {} END)", args[0], args[1], args[2]), types[1].or(types[2])))
+                "ROW_NUMBER" | "RANK" | "DENSE_RANK" | "NTILE" => Some((
+                    call(&name.to_ascii_lowercase(), &args),
+                    Some(DataType::BigInt),
+                )),
+                "LAG" | "LEAD" | "FIRST_VALUE" | "LAST_VALUE" => {
+                    Some((call(&name.to_ascii_lowercase(), &args), t0))
                 }
-                "LEN" if args.len() == 1 => Some((format!("length(rtrim({}))", args[0]), Some(DataType::Int))),
+                "ISNULL" => Some((
+                    call("ifnull", &args),
+                    t0.or(types.get(1).copied().flatten()),
+                )),
+                "COALESCE" => Some((
+                    call("coalesce", &args),
+                    types.iter().flatten().next().copied(),
+                )),
+                "NULLIF" => Some((call("nullif", &args), t0)),
+                "IIF" if args.len() == 3 => Some((
+                    format!(
+                        "(CASE WHEN {} THEN {} ELSE {} END)",
+                        args[0], args[1], args[2]
+                    ),
+                    types[1].or(types[2]),
+                )),
+                "LEN" if args.len() == 1 => {
+                    Some((format!("length(rtrim({}))", args[0]), Some(DataType::Int)))
+                }
                 "UPPER" | "LOWER" | "LTRIM" | "RTRIM" | "TRIM" if args.len() == 1 => {
                     Some((call(&name.to_ascii_lowercase(), &args), t0))
                 }
                 "SUBSTRING" if args.len() == 3 => Some((call("substr", &args), t0)),
                 "CONCAT" => {
                     let unicode = types.iter().any(|t| t.is_some_and(|t| t.is_unicode()));
-                    Some((call("concat", &args), Some(if unicode { DataType::NVarChar(Len::Max) } else { DataType::VarChar(Len::Max) })))
+                    Some((
+                        call("concat", &args),
+                        Some(if unicode {
+                            DataType::NVarChar(Len::Max)
+                        } else {
+                            DataType::VarChar(Len::Max)
+                        }),
+                    ))
                 }
-                "ABS" if t0.is_some_and(|t| t.is_integer() || matches!(t, DataType::Float | DataType::Real)) => {
+                "ABS"
+                    if t0.is_some_and(|t| {
+                        t.is_integer() || matches!(t, DataType::Float | DataType::Real)
+                    }) =>
+                {
                     Some((call("abs", &args), t0))
                 }
-                "GETDATE" | "CURRENT_TIMESTAMP" => Some(("tsql_getdate()".to_string(), Some(DataType::DateTime))),
-                "GETUTCDATE" => Some(("tsql_getutcdate()".to_string(), Some(DataType::DateTime))),
-                "SYSDATETIME" => Some(("tsql_sysdatetime()".to_string(), Some(DataType::DateTime2(7)))),
-                "SYSUTCDATETIME" => Some(("tsql_sysutcdatetime()".to_string(), Some(DataType::DateTime2(7)))),
-                "SYSDATETIMEOFFSET" => Some(("tsql_sysdatetimeoffset()".to_string(), Some(DataType::DateTimeOffset(7)))),
-                "NEWID" => Some(("tsql_newid()".to_string(), Some(DataType::UniqueIdentifier))),
-                "SCOPE_IDENTITY" => Some(("tsql_scope_identity()".to_string(), Some(DataType::Decimal { precision: 38, scale: 0, numeric: true }))),
-                "YEAR" | "MONTH" | "DAY" | "CHARINDEX" | "PATINDEX" | "DATALENGTH" | "ASCII" | "UNICODE" | "ISNUMERIC" | "ISDATE" => {
-                    Some((call(&format!("tsql_{}", name.to_ascii_lowercase()), &args), Some(DataType::Int)))
+                "GETDATE" | "CURRENT_TIMESTAMP" => {
+                    Some(("tsql_getdate()".to_string(), Some(DataType::DateTime)))
                 }
-                "LEFT" | "RIGHT" | "REPLACE" | "REPLICATE" | "REVERSE" | "STUFF" | "ROUND" | "CEILING" | "FLOOR" | "SIGN" | "POWER" | "ABS" => {
-                    let ty = if name == "ROUND" || name == "CEILING" || name == "FLOOR" || name == "SIGN" || name == "POWER" || name == "ABS" {
+                "GETUTCDATE" => Some(("tsql_getutcdate()".to_string(), Some(DataType::DateTime))),
+                "SYSDATETIME" => Some((
+                    "tsql_sysdatetime()".to_string(),
+                    Some(DataType::DateTime2(7)),
+                )),
+                "SYSUTCDATETIME" => Some((
+                    "tsql_sysutcdatetime()".to_string(),
+                    Some(DataType::DateTime2(7)),
+                )),
+                "SYSDATETIMEOFFSET" => Some((
+                    "tsql_sysdatetimeoffset()".to_string(),
+                    Some(DataType::DateTimeOffset(7)),
+                )),
+                "NEWID" => Some(("tsql_newid()".to_string(), Some(DataType::UniqueIdentifier))),
+                "SCOPE_IDENTITY" => Some((
+                    "tsql_scope_identity()".to_string(),
+                    Some(DataType::Decimal {
+                        precision: 38,
+                        scale: 0,
+                        numeric: true,
+                    }),
+                )),
+                "YEAR" | "MONTH" | "DAY" | "CHARINDEX" | "PATINDEX" | "DATALENGTH" | "ASCII"
+                | "UNICODE" | "ISNUMERIC" | "ISDATE" => Some((
+                    call(&format!("tsql_{}", name.to_ascii_lowercase()), &args),
+                    Some(DataType::Int),
+                )),
+                "LEFT" | "RIGHT" | "REPLACE" | "REPLICATE" | "REVERSE" | "STUFF" | "ROUND"
+                | "CEILING" | "FLOOR" | "SIGN" | "POWER" | "ABS" => {
+                    let ty = if name == "ROUND"
+                        || name == "CEILING"
+                        || name == "FLOOR"
+                        || name == "SIGN"
+                        || name == "POWER"
+                        || name == "ABS"
+                    {
                         t0
                     } else {
-                        t0.map(|t| if t.is_unicode() { DataType::NVarChar(Len::Max) } else { DataType::VarChar(Len::Max) })
+                        t0.map(|t| {
+                            if t.is_unicode() {
+                                DataType::NVarChar(Len::Max)
+                            } else {
+                                DataType::VarChar(Len::Max)
+                            }
+                        })
                     };
-                    Some((call(&format!("tsql_{}", name.to_ascii_lowercase()), &args), ty))
+                    Some((
+                        call(&format!("tsql_{}", name.to_ascii_lowercase()), &args),
+                        ty,
+                    ))
                 }
-                "QUOTENAME" => Some((call("tsql_quotename", &args), Some(DataType::NVarChar(Len::N(258))))),
-                "SQRT" | "SQUARE" | "EXP" | "LOG" | "LOG10" | "PI" => {
-                    Some((call(&format!("tsql_{}", name.to_ascii_lowercase()), &args), Some(DataType::Float)))
-                }
-                "EOMONTH" | "DATEFROMPARTS" => Some((call(&format!("tsql_{}", name.to_ascii_lowercase()), &args), Some(DataType::Date))),
-                "SPACE" | "STR" | "CHAR" => Some((call(&format!("tsql_{}", name.to_ascii_lowercase()), &args), Some(DataType::VarChar(Len::Max)))),
-                "NCHAR" | "CONCAT_WS" => Some((call(&format!("tsql_{}", name.to_ascii_lowercase()), &args), Some(DataType::NVarChar(Len::Max)))),
+                "QUOTENAME" => Some((
+                    call("tsql_quotename", &args),
+                    Some(DataType::NVarChar(Len::N(258))),
+                )),
+                "SQRT" | "SQUARE" | "EXP" | "LOG" | "LOG10" | "PI" => Some((
+                    call(&format!("tsql_{}", name.to_ascii_lowercase()), &args),
+                    Some(DataType::Float),
+                )),
+                "EOMONTH" | "DATEFROMPARTS" => Some((
+                    call(&format!("tsql_{}", name.to_ascii_lowercase()), &args),
+                    Some(DataType::Date),
+                )),
+                "SPACE" | "STR" | "CHAR" => Some((
+                    call(&format!("tsql_{}", name.to_ascii_lowercase()), &args),
+                    Some(DataType::VarChar(Len::Max)),
+                )),
+                "NCHAR" | "CONCAT_WS" => Some((
+                    call(&format!("tsql_{}", name.to_ascii_lowercase()), &args),
+                    Some(DataType::NVarChar(Len::Max)),
+                )),
                 _ => None,
             };
             if let Some(r) = r {
@@ -738,7 +1186,11 @@ impl<'c> Tx<'c> {
             }
         }
         // Everything else is an instance function the engine registers under tsql_<name>.
-        let fname = format!("tsql_{}", name.to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"));
+        let fname = format!(
+            "tsql_{}",
+            name.to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_")
+        );
         Ok((call(&fname, &args), None))
     }
 
@@ -756,7 +1208,11 @@ impl<'c> Tx<'c> {
     fn top_query(&mut self, qy: &Query) -> Result<Translation> {
         // SELECT @v = … and SELECT … INTO are only meaningful on a plain SELECT body.
         if let SetExpr::Select(s) = &qy.body {
-            let assigns = s.items.iter().filter(|i| matches!(i, SelectItem::Assign { .. })).count();
+            let assigns = s
+                .items
+                .iter()
+                .filter(|i| matches!(i, SelectItem::Assign { .. }))
+                .count();
             if assigns > 0 && assigns != s.items.len() {
                 return Err(SqlError::new(
                     141,
@@ -770,7 +1226,10 @@ impl<'c> Tx<'c> {
                     sel.into = None;
                 }
                 let (sql, cols) = self.query(&inner)?;
-                let mut t = self.base(TranslationKind::SelectInto, format!("CREATE TABLE {} AS {}", table_sql(into), sql));
+                let mut t = self.base(
+                    TranslationKind::SelectInto,
+                    format!("CREATE TABLE {} AS {}", table_sql(into), sql),
+                );
                 t.params = self.params.clone();
                 t.table = Some(TableMeta {
                     name: table_key(into),
@@ -835,13 +1294,21 @@ impl<'c> Tx<'c> {
                 let col_list = if c.columns.is_empty() {
                     String::new()
                 } else {
-                    format!("({})", names.iter().map(|n| q(n)).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "({})",
+                        names.iter().map(|n| q(n)).collect::<Vec<_>>().join(", ")
+                    )
                 };
                 parts.push(format!("{}{} AS ({})", q(&c.name.value), col_list, sql));
                 scope.push(ScopeTable {
                     qualifier: c.name.value.clone(),
                     key: c.name.value.clone(),
-                    columns: Some(names.into_iter().zip(cols.iter().map(|c| c.ty).chain(std::iter::repeat(None))).collect()),
+                    columns: Some(
+                        names
+                            .into_iter()
+                            .zip(cols.iter().map(|c| c.ty).chain(std::iter::repeat(None)))
+                            .collect(),
+                    ),
                 });
             }
             // RECURSIVE is harmless for non-recursive CTEs and required for self-reference in SQLite.
@@ -877,7 +1344,11 @@ impl<'c> Tx<'c> {
             let (n, _) = self.expr(&t.count)?;
             sql.push_str(&format!(" LIMIT {}", n));
             if qy.offset.is_some() {
-                return Err(SqlError::new(10741, 15, "A TOP can not be used in the same query or sub-query as a OFFSET."));
+                return Err(SqlError::new(
+                    10741,
+                    15,
+                    "A TOP can not be used in the same query or sub-query as a OFFSET.",
+                ));
             }
         }
         if let Some(o) = &qy.offset {
@@ -925,7 +1396,10 @@ impl<'c> Tx<'c> {
                     for e in row {
                         let (s, t) = self.expr(e)?;
                         if i == 0 {
-                            cols.push(ResultColumn { name: String::new(), ty: t });
+                            cols.push(ResultColumn {
+                                name: String::new(),
+                                ty: t,
+                            });
                         }
                         items.push(s);
                     }
@@ -950,7 +1424,11 @@ impl<'c> Tx<'c> {
                     None => table_sql(name),
                 }
             }
-            TableFactor::Derived { query, alias, columns } => {
+            TableFactor::Derived {
+                query,
+                alias,
+                columns,
+            } => {
                 if !columns.is_empty() {
                     return Err(unsupported("derived table column aliases"));
                 }
@@ -967,36 +1445,62 @@ impl<'c> Tx<'c> {
                     format!("({}) AS {}", sql, q(&a))
                 }
             }
-            TableFactor::Values { rows, alias, columns } => {
+            TableFactor::Values {
+                rows,
+                alias,
+                columns,
+            } => {
                 let (sql, cols) = self.set_expr(&SetExpr::Values(rows.clone()))?;
-                let a = alias.as_ref().map(|a| a.value.clone()).unwrap_or_else(|| "v".into());
+                let a = alias
+                    .as_ref()
+                    .map(|a| a.value.clone())
+                    .unwrap_or_else(|| "v".into());
                 let names: Vec<String> = if columns.is_empty() {
                     (1..=cols.len()).map(|i| format!("column{}", i)).collect()
                 } else {
                     columns.iter().map(|c| c.value.clone()).collect()
                 };
                 // SQLite names VALUES columns column1..N: rename them to the declared aliases.
-                let select_list: Vec<String> =
-                    names.iter().enumerate().map(|(i, n)| format!("column{} AS {}", i + 1, q(n))).collect();
+                let select_list: Vec<String> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("column{} AS {}", i + 1, q(n)))
+                    .collect();
                 scope.push(ScopeTable {
                     qualifier: a.clone(),
                     key: a.clone(),
                     columns: Some(names.into_iter().zip(cols.iter().map(|c| c.ty)).collect()),
                 });
-                format!("(SELECT {} FROM ({})) AS {}", select_list.join(", "), sql, q(&a))
+                format!(
+                    "(SELECT {} FROM ({})) AS {}",
+                    select_list.join(", "),
+                    sql,
+                    q(&a)
+                )
             }
-            TableFactor::Function { call, alias } => {
-                let (s, _) = self.function(call)?;
-                match alias {
-                    Some(a) => format!("{} AS {}", s, q(&a.value)),
-                    None => s,
-                }
+            TableFactor::Function { call, .. } => {
+                // Table-valued functions would need SQLite virtual tables; name the gap instead.
+                return Err(unsupported(&format!(
+                    "table-valued function {}",
+                    call.name.name().to_ascii_uppercase()
+                )));
             }
-            TableFactor::Variable { .. } => return Err(unsupported("table variables in queries")),
+            TableFactor::Variable { name, alias } => {
+                let tf = TableFactor::Table {
+                    name: ObjectName(vec![Ident::new(name.clone())]),
+                    alias: Some(alias.clone().unwrap_or_else(|| Ident::new(name.clone()))),
+                    hints: vec![],
+                };
+                return self.table_factor(&tf, scope);
+            }
         })
     }
 
-    fn from_clause(&mut self, from: &[TableWithJoins], scope: &mut Vec<ScopeTable>) -> Result<String> {
+    fn translate_from(
+        &mut self,
+        from: &[TableWithJoins],
+        scope: &mut Vec<ScopeTable>,
+    ) -> Result<String> {
         let mut parts = Vec::new();
         for twj in from {
             let mut s = self.table_factor(&twj.table, scope)?;
@@ -1007,7 +1511,9 @@ impl<'c> Tx<'c> {
                     JoinKind::Right => "RIGHT JOIN",
                     JoinKind::Full => "FULL JOIN",
                     JoinKind::Cross => "CROSS JOIN",
-                    JoinKind::CrossApply | JoinKind::OuterApply => return Err(unsupported("CROSS/OUTER APPLY")),
+                    JoinKind::CrossApply | JoinKind::OuterApply => {
+                        return Err(unsupported("CROSS/OUTER APPLY"))
+                    }
                 };
                 let t = self.table_factor(&j.table, scope)?;
                 s.push_str(&format!(" {} {}", kw, t));
@@ -1026,33 +1532,52 @@ impl<'c> Tx<'c> {
 
     fn select(&mut self, s: &Select) -> Result<(String, Vec<ResultColumn>)> {
         let mut scope = Vec::new();
-        let from = self.from_clause(&s.from, &mut scope)?;
+        let from = self.translate_from(&s.from, &mut scope)?;
         self.scopes.push(scope.clone());
         let r = self.select_rest(s, &from, &scope);
         self.scopes.pop();
         r
     }
 
-    fn select_rest(&mut self, s: &Select, from: &str, scope: &[ScopeTable]) -> Result<(String, Vec<ResultColumn>)> {
+    fn select_rest(
+        &mut self,
+        s: &Select,
+        from: &str,
+        scope: &[ScopeTable],
+    ) -> Result<(String, Vec<ResultColumn>)> {
         let mut items = Vec::new();
         let mut cols = Vec::new();
+        // An unexpanded * makes the result shape unknown: report no columns rather than misaligned ones.
+        let mut unknown_shape = false;
         for item in &s.items {
             match item {
-                SelectItem::Expr { expr: Expr::Wildcard(qual), alias: None } => {
+                SelectItem::Expr {
+                    expr: Expr::Wildcard(qual),
+                    alias: None,
+                } => {
                     // Expand * when every table's columns are known, so result columns carry T-SQL types.
                     let tables: Vec<&ScopeTable> = scope
                         .iter()
-                        .filter(|t| qual.as_ref().is_none_or(|qn| t.qualifier.eq_ignore_ascii_case(qn.name()) || t.key.eq_ignore_ascii_case(qn.name())))
+                        .filter(|t| {
+                            qual.as_ref().is_none_or(|qn| {
+                                t.qualifier.eq_ignore_ascii_case(qn.name())
+                                    || t.key.eq_ignore_ascii_case(qn.name())
+                            })
+                        })
                         .collect();
                     if !tables.is_empty() && tables.iter().all(|t| t.columns.is_some()) {
                         for t in tables {
                             for (n, ty) in t.columns.as_ref().into_iter().flatten() {
                                 items.push(format!("{}.{} AS {}", q(&t.qualifier), q(n), q(n)));
-                                cols.push(ResultColumn { name: n.clone(), ty: *ty });
+                                cols.push(ResultColumn {
+                                    name: n.clone(),
+                                    ty: *ty,
+                                });
                             }
                         }
                     } else {
                         let (x, _) = self.expr(&Expr::Wildcard(qual.clone()))?;
+                        unknown_shape = true;
                         items.push(x);
                     }
                 }
@@ -1060,7 +1585,9 @@ impl<'c> Tx<'c> {
                     let (x, ty) = self.expr(expr)?;
                     let name = match (alias, expr) {
                         (Some(a), _) => a.value.clone(),
-                        (None, Expr::Column(p)) => p.last().map(|i| i.value.clone()).unwrap_or_default(),
+                        (None, Expr::Column(p)) => {
+                            p.last().map(|i| i.value.clone()).unwrap_or_default()
+                        }
                         _ => String::new(),
                     };
                     if name.is_empty() {
@@ -1072,16 +1599,27 @@ impl<'c> Tx<'c> {
                 }
                 SelectItem::Assign { var, op, expr } => {
                     let e = match op.binop() {
-                        Some(b) => Expr::Binary { op: b, left: Box::new(Expr::Variable(var.clone())), right: Box::new(expr.clone()) },
+                        Some(b) => Expr::Binary {
+                            op: b,
+                            left: Box::new(Expr::Variable(var.clone())),
+                            right: Box::new(expr.clone()),
+                        },
                         None => expr.clone(),
                     };
                     let (x, ty) = self.expr(&e)?;
                     items.push(x);
-                    cols.push(ResultColumn { name: var.clone(), ty });
+                    cols.push(ResultColumn {
+                        name: var.clone(),
+                        ty,
+                    });
                 }
             }
         }
-        let mut sql = format!("SELECT {}{}", if s.distinct { "DISTINCT " } else { "" }, items.join(", "));
+        let mut sql = format!(
+            "SELECT {}{}",
+            if s.distinct { "DISTINCT " } else { "" },
+            items.join(", ")
+        );
         if !from.is_empty() {
             sql.push_str(&format!(" FROM {}", from));
         }
@@ -1098,6 +1636,9 @@ impl<'c> Tx<'c> {
         if let Some(h) = &s.having {
             sql.push_str(&format!(" HAVING {}", self.expr(h)?.0));
         }
+        if unknown_shape {
+            cols.clear();
+        }
         Ok((sql, cols))
     }
 
@@ -1105,30 +1646,51 @@ impl<'c> Tx<'c> {
 
     fn coerce(&self, value: String, ty: Option<&DataType>, table: &str, column: &str) -> String {
         match ty {
-            Some(t) if value != "NULL" => format!("tsql_coerce({}, {}, {}, {})", value, lit_str(&t.to_string()), lit_str(table), lit_str(column)),
+            Some(t) if value != "NULL" => format!(
+                "tsql_coerce({}, {}, {}, {})",
+                value,
+                lit_str(&t.to_string()),
+                lit_str(table),
+                lit_str(column)
+            ),
             _ => value,
         }
     }
 
     /// OUTPUT inserted.x / deleted.x → RETURNING x. `allow` names the pseudo-table that RETURNING can show.
-    fn returning(&mut self, out: &Output, allow: &str, table_cols: &Option<Vec<(String, Option<DataType>)>>) -> Result<(String, Vec<ResultColumn>)> {
+    fn returning(
+        &mut self,
+        out: &Output,
+        allow: &str,
+        table_cols: &Option<Vec<(String, Option<DataType>)>>,
+    ) -> Result<(String, Vec<ResultColumn>)> {
         if out.into.is_some() {
             return Err(unsupported("OUTPUT … INTO"));
         }
         let mut items = Vec::new();
         let mut cols = Vec::new();
-        let col_ty = |n: &str| table_cols.as_ref().and_then(|c| c.iter().find(|(x, _)| x.eq_ignore_ascii_case(n)).and_then(|(_, t)| *t));
+        let col_ty = |n: &str| {
+            table_cols.as_ref().and_then(|c| {
+                c.iter()
+                    .find(|(x, _)| x.eq_ignore_ascii_case(n))
+                    .and_then(|(_, t)| *t)
+            })
+        };
         for it in &out.items {
             let (expr, alias) = match it {
                 SelectItem::Expr { expr, alias } => (expr, alias),
                 SelectItem::Assign { .. } => return Err(SqlError::syntax_near("=", 0)),
             };
             match expr {
-                Expr::Wildcard(Some(n)) if n.name().eq_ignore_ascii_case(allow) => match table_cols {
+                Expr::Wildcard(Some(n)) if n.name().eq_ignore_ascii_case(allow) => match table_cols
+                {
                     Some(tc) => {
                         for (n, t) in tc {
                             items.push(q(n));
-                            cols.push(ResultColumn { name: n.clone(), ty: *t });
+                            cols.push(ResultColumn {
+                                name: n.clone(),
+                                ty: *t,
+                            });
                         }
                     }
                     None => items.push("*".into()),
@@ -1136,16 +1698,29 @@ impl<'c> Tx<'c> {
                 Expr::Column(p) if p.len() == 2 => {
                     let pseudo = &p[0].value;
                     if !pseudo.eq_ignore_ascii_case(allow) {
-                        return Err(unsupported(&format!("OUTPUT {}.* in this statement", pseudo)));
+                        return Err(unsupported(&format!(
+                            "OUTPUT {}.* in this statement",
+                            pseudo
+                        )));
                     }
-                    let name = alias.as_ref().map(|a| a.value.clone()).unwrap_or_else(|| p[1].value.clone());
+                    let name = alias
+                        .as_ref()
+                        .map(|a| a.value.clone())
+                        .unwrap_or_else(|| p[1].value.clone());
                     items.push(format!("{} AS {}", q(&p[1].value), q(&name)));
-                    cols.push(ResultColumn { name, ty: col_ty(&p[1].value) });
+                    cols.push(ResultColumn {
+                        name,
+                        ty: col_ty(&p[1].value),
+                    });
                 }
                 other => {
                     let (x, ty) = self.expr(other)?;
                     let name = alias.as_ref().map(|a| a.value.clone()).unwrap_or_default();
-                    items.push(if name.is_empty() { x } else { format!("{} AS {}", x, q(&name)) });
+                    items.push(if name.is_empty() {
+                        x
+                    } else {
+                        format!("{} AS {}", x, q(&name))
+                    });
                     cols.push(ResultColumn { name, ty });
                 }
             }
@@ -1166,11 +1741,21 @@ impl<'c> Tx<'c> {
                 columns = tc
                     .iter()
                     .map(|(n, _)| n.clone())
-                    .filter(|n| identity.as_ref().is_none_or(|id| !id.eq_ignore_ascii_case(n)))
+                    .filter(|n| {
+                        identity
+                            .as_ref()
+                            .is_none_or(|id| !id.eq_ignore_ascii_case(n))
+                    })
                     .collect();
             }
         }
-        let col_ty = |n: &str| table_cols.as_ref().and_then(|c| c.iter().find(|(x, _)| x.eq_ignore_ascii_case(n)).and_then(|(_, t)| *t));
+        let col_ty = |n: &str| {
+            table_cols.as_ref().and_then(|c| {
+                c.iter()
+                    .find(|(x, _)| x.eq_ignore_ascii_case(n))
+                    .and_then(|(_, t)| *t)
+            })
+        };
         let tname = i.table.name().to_string();
         let mut sql = format!("INSERT INTO {}", table_sql(&i.table));
         let body = match &i.source {
@@ -1188,9 +1773,20 @@ impl<'c> Tx<'c> {
                     ));
                 }
                 // DEFAULT in VALUES: allowed when the same positions are DEFAULT in every row (drop them).
-                let default_at: Vec<bool> = (0..width).map(|c| rows.iter().all(|r| matches!(r[c], Expr::Literal(Literal::Default)))).collect();
-                if rows.iter().any(|r| r.iter().enumerate().any(|(c, e)| matches!(e, Expr::Literal(Literal::Default)) && !default_at[c])) {
-                    return Err(unsupported("DEFAULT in only some rows of a multi-row VALUES"));
+                let default_at: Vec<bool> = (0..width)
+                    .map(|c| {
+                        rows.iter()
+                            .all(|r| matches!(r[c], Expr::Literal(Literal::Default)))
+                    })
+                    .collect();
+                if rows.iter().any(|r| {
+                    r.iter().enumerate().any(|(c, e)| {
+                        matches!(e, Expr::Literal(Literal::Default)) && !default_at[c]
+                    })
+                }) {
+                    return Err(unsupported(
+                        "DEFAULT in only some rows of a multi-row VALUES",
+                    ));
                 }
                 let kept: Vec<usize> = (0..width).filter(|c| !default_at[*c]).collect();
                 if !columns.is_empty() {
@@ -1219,7 +1815,8 @@ impl<'c> Tx<'c> {
                     && sel.items.len() == columns.len()
                     && sel.items.iter().all(|i| matches!(i, SelectItem::Expr { expr, .. } if !matches!(expr, Expr::Wildcard(_)))));
                 if plain {
-                    let inner_cols: Vec<String> = (0..columns.len()).map(|i| format!("c{}", i + 1)).collect();
+                    let inner_cols: Vec<String> =
+                        (0..columns.len()).map(|i| format!("c{}", i + 1)).collect();
                     let mut qy3 = (**qy).clone();
                     if let SetExpr::Select(sel) = &mut qy3.body {
                         for (idx, it) in sel.items.iter_mut().enumerate() {
@@ -1242,7 +1839,10 @@ impl<'c> Tx<'c> {
             InsertSource::Exec(_) => return Err(unsupported("INSERT … EXEC")),
         };
         if !columns.is_empty() && !body.starts_with(" DEFAULT") {
-            sql.push_str(&format!(" ({})", columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")));
+            sql.push_str(&format!(
+                " ({})",
+                columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")
+            ));
         }
         sql.push_str(&body);
         let mut cols = Vec::new();
@@ -1261,19 +1861,38 @@ impl<'c> Tx<'c> {
     fn target_of(&self, tf: &TableFactor) -> Result<(ObjectName, Option<Ident>)> {
         match tf {
             TableFactor::Table { name, alias, .. } => Ok((name.clone(), alias.clone())),
-            _ => Err(unsupported("UPDATE/DELETE of a derived table or table variable")),
+            TableFactor::Variable { name, alias } => {
+                Ok((ObjectName(vec![Ident::new(name.clone())]), alias.clone()))
+            }
+            _ => Err(unsupported(
+                "UPDATE/DELETE of a derived table or table variable",
+            )),
         }
     }
 
     /// Resolves the UPDATE/DELETE target against FROM: `UPDATE a SET … FROM t AS a JOIN u …`.
     /// Returns (real table, alias, FROM without the target, join conditions that move to WHERE).
     #[allow(clippy::type_complexity)]
-    fn split_target(&self, target: &ObjectName, from: &[TableWithJoins]) -> Result<(ObjectName, Option<Ident>, Vec<TableWithJoins>, Vec<Expr>, bool)> {
+    fn split_target(
+        &self,
+        target: &ObjectName,
+        from: &[TableWithJoins],
+    ) -> Result<(
+        ObjectName,
+        Option<Ident>,
+        Vec<TableWithJoins>,
+        Vec<Expr>,
+        bool,
+    )> {
         let tname = target.name();
         let matches_target = |tf: &TableFactor| match tf {
             TableFactor::Table { name, alias, .. } => {
-                alias.as_ref().is_some_and(|a| a.value.eq_ignore_ascii_case(tname))
-                    || (alias.is_none() && name.name().eq_ignore_ascii_case(tname) && target.0.len() == 1)
+                alias
+                    .as_ref()
+                    .is_some_and(|a| a.value.eq_ignore_ascii_case(tname))
+                    || (alias.is_none()
+                        && name.name().eq_ignore_ascii_case(tname)
+                        && target.0.len() == 1)
                     || (name.name().eq_ignore_ascii_case(tname) && target.0.len() > 1)
             }
             _ => false,
@@ -1284,13 +1903,23 @@ impl<'c> Tx<'c> {
                     TableFactor::Table { name, alias, .. } => (name.clone(), alias.clone()),
                     _ => unreachable!(),
                 };
-                let mut rest: Vec<TableWithJoins> = from.iter().enumerate().filter(|(i, _)| *i != idx).map(|(_, t)| t.clone()).collect();
+                let mut rest: Vec<TableWithJoins> = from
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != idx)
+                    .map(|(_, t)| t.clone())
+                    .collect();
                 let mut conds = Vec::new();
                 for j in &twj.joins {
                     if !matches!(j.kind, JoinKind::Inner | JoinKind::Cross) {
-                        return Err(unsupported("UPDATE/DELETE … FROM target LEFT/RIGHT/FULL JOIN"));
+                        return Err(unsupported(
+                            "UPDATE/DELETE … FROM target LEFT/RIGHT/FULL JOIN",
+                        ));
                     }
-                    rest.push(TableWithJoins { table: j.table.clone(), joins: vec![] });
+                    rest.push(TableWithJoins {
+                        table: j.table.clone(),
+                        joins: vec![],
+                    });
                     if let Some(on) = &j.on {
                         conds.push(on.clone());
                     }
@@ -1298,7 +1927,9 @@ impl<'c> Tx<'c> {
                 return Ok((real, alias, rest, conds, true));
             }
             if twj.joins.iter().any(|j| matches_target(&j.table)) {
-                return Err(unsupported("UPDATE/DELETE target joined to an earlier table"));
+                return Err(unsupported(
+                    "UPDATE/DELETE target joined to an earlier table",
+                ));
             }
         }
         Ok((target.clone(), None, from.to_vec(), vec![], false))
@@ -1311,9 +1942,17 @@ impl<'c> Tx<'c> {
         let key = table_key(&real);
         let table_cols = self.lookup_table(&key);
         let mut scope = vec![self.scope_table(&real, alias.as_ref())];
-        let from_sql = self.from_clause(&rest, &mut scope)?;
+        let from_sql = self.translate_from(&rest, &mut scope)?;
         self.scopes.push(scope);
-        let r = self.update_rest(u, &real, alias.as_ref(), &from_sql, &conds, &table_cols, &key);
+        let r = self.update_rest(
+            u,
+            &real,
+            alias.as_ref(),
+            &from_sql,
+            &conds,
+            &table_cols,
+            &key,
+        );
         self.scopes.pop();
         r
     }
@@ -1329,7 +1968,13 @@ impl<'c> Tx<'c> {
         table_cols: &Option<Vec<(String, Option<DataType>)>>,
         key: &str,
     ) -> Result<Translation> {
-        let col_ty = |n: &str| table_cols.as_ref().and_then(|c| c.iter().find(|(x, _)| x.eq_ignore_ascii_case(n)).and_then(|(_, t)| *t));
+        let col_ty = |n: &str| {
+            table_cols.as_ref().and_then(|c| {
+                c.iter()
+                    .find(|(x, _)| x.eq_ignore_ascii_case(n))
+                    .and_then(|(_, t)| *t)
+            })
+        };
         let mut sets = Vec::new();
         for a in &u.assignments {
             let col = a.column.last().map(|i| i.value.clone()).unwrap_or_default();
@@ -1337,11 +1982,23 @@ impl<'c> Tx<'c> {
                 return Err(unsupported("SET @variable inside UPDATE"));
             }
             let value = match a.op.binop() {
-                Some(b) => Expr::Binary { op: b, left: Box::new(Expr::Column(a.column.clone())), right: Box::new(a.value.clone()) },
+                Some(b) => Expr::Binary {
+                    op: b,
+                    left: Box::new(Expr::Column(a.column.clone())),
+                    right: Box::new(a.value.clone()),
+                },
                 None => a.value.clone(),
             };
-            let (s, _) = if matches!(value, Expr::Literal(Literal::Default)) { ("NULL".to_string(), None) } else { self.expr(&value)? };
-            sets.push(format!("{} = {}", q(&col), self.coerce(s, col_ty(&col).as_ref(), real.name(), &col)));
+            // SQLite has no DEFAULT in UPDATE; NULL would be silently different.
+            if matches!(value, Expr::Literal(Literal::Default)) {
+                return Err(unsupported("UPDATE … SET column = DEFAULT"));
+            }
+            let (s, _) = self.expr(&value)?;
+            sets.push(format!(
+                "{} = {}",
+                q(&col),
+                self.coerce(s, col_ty(&col).as_ref(), real.name(), &col)
+            ));
         }
         let mut sql = format!("UPDATE {}", table_sql(real));
         if let Some(a) = alias {
@@ -1363,9 +2020,21 @@ impl<'c> Tx<'c> {
                 return Err(unsupported("UPDATE TOP with FROM or PERCENT"));
             }
             let (n, _) = self.expr(&top.count)?;
-            let inner_where = if wheres.is_empty() { String::new() } else { format!(" WHERE {}", wheres.join(" AND ")) };
-            let qual = alias.map(|a| format!(" AS {}", q(&a.value))).unwrap_or_default();
-            wheres = vec![format!("rowid IN (SELECT rowid FROM {}{}{} LIMIT {})", table_sql(real), qual, inner_where, n)];
+            let inner_where = if wheres.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", wheres.join(" AND "))
+            };
+            let qual = alias
+                .map(|a| format!(" AS {}", q(&a.value)))
+                .unwrap_or_default();
+            wheres = vec![format!(
+                "rowid IN (SELECT rowid FROM {}{}{} LIMIT {})",
+                table_sql(real),
+                qual,
+                inner_where,
+                n
+            )];
         }
         if !wheres.is_empty() {
             sql.push_str(&format!(" WHERE {}", wheres.join(" AND ")));
@@ -1388,7 +2057,11 @@ impl<'c> Tx<'c> {
         let key_initial = table_key(&tname);
         let (real, alias, _rest, _conds, in_from) = self.split_target(&tname, &d.from)?;
         let alias = alias.or(talias);
-        let key = if in_from { table_key(&real) } else { key_initial };
+        let key = if in_from {
+            table_key(&real)
+        } else {
+            key_initial
+        };
         let table_cols = self.lookup_table(&key);
         let mut sql = format!("DELETE FROM {}", table_sql(&real));
         if d.from.is_empty() {
@@ -1398,21 +2071,25 @@ impl<'c> Tx<'c> {
                 scope[0].qualifier = a.value.clone();
             }
             self.scopes.push(scope);
-            let w = match &d.selection {
-                Some(w) => Some(self.expr(w)),
-                None => None,
-            };
-            let top = match &d.top {
-                Some(t) => Some(self.expr(&t.count)),
-                None => None,
-            };
+            let w = d.selection.as_ref().map(|w| self.expr(w));
+            let top = d.top.as_ref().map(|t| self.expr(&t.count));
             self.scopes.pop();
             let w = w.transpose()?.map(|x| x.0);
             match top.transpose()? {
                 Some((n, _)) => {
                     let inner_where = w.map(|w| format!(" WHERE {}", w)).unwrap_or_default();
-                    let qual = alias.as_ref().map(|a| format!(" AS {}", q(&a.value))).unwrap_or_default();
-                    sql = format!("DELETE FROM {} WHERE rowid IN (SELECT rowid FROM {}{}{} LIMIT {})", table_sql(&real), table_sql(&real), qual, inner_where, n);
+                    let qual = alias
+                        .as_ref()
+                        .map(|a| format!(" AS {}", q(&a.value)))
+                        .unwrap_or_default();
+                    sql = format!(
+                        "DELETE FROM {} WHERE rowid IN (SELECT rowid FROM {}{}{} LIMIT {})",
+                        table_sql(&real),
+                        table_sql(&real),
+                        qual,
+                        inner_where,
+                        n
+                    );
                 }
                 None => {
                     if let Some(w) = w {
@@ -1425,20 +2102,27 @@ impl<'c> Tx<'c> {
             let mut scope = Vec::new();
             let mut from = d.from.clone();
             if !in_from {
-                from.insert(0, TableWithJoins { table: TableFactor::Table { name: real.clone(), alias: alias.clone(), hints: vec![] }, joins: vec![] });
+                from.insert(
+                    0,
+                    TableWithJoins {
+                        table: TableFactor::Table {
+                            name: real.clone(),
+                            alias: alias.clone(),
+                            hints: vec![],
+                        },
+                        joins: vec![],
+                    },
+                );
             }
-            let from_sql = self.from_clause(&from, &mut scope)?;
+            let from_sql = self.translate_from(&from, &mut scope)?;
             self.scopes.push(scope);
-            let w = match &d.selection {
-                Some(w) => Some(self.expr(w)),
-                None => None,
-            };
-            let top = match &d.top {
-                Some(t) => Some(self.expr(&t.count)),
-                None => None,
-            };
+            let w = d.selection.as_ref().map(|w| self.expr(w));
+            let top = d.top.as_ref().map(|t| self.expr(&t.count));
             self.scopes.pop();
-            let qual = alias.as_ref().map(|a| a.value.clone()).unwrap_or_else(|| real.name().to_string());
+            let qual = alias
+                .as_ref()
+                .map(|a| a.value.clone())
+                .unwrap_or_else(|| real.name().to_string());
             let mut inner = format!("SELECT {}.rowid FROM {}", q(&qual), from_sql);
             if let Some((w, _)) = w.transpose()? {
                 inner.push_str(&format!(" WHERE {}", w));
@@ -1463,7 +2147,12 @@ impl<'c> Tx<'c> {
 
     // ---- DDL ---------------------------------------------------------------------------------------------------
 
-    fn column_sql(&mut self, c: &ColumnDef, table: &str, rowid_pk: Option<&str>) -> Result<(String, ColumnMeta)> {
+    fn column_sql(
+        &mut self,
+        c: &ColumnDef,
+        table: &str,
+        rowid_pk: Option<&str>,
+    ) -> Result<(String, ColumnMeta)> {
         let mut meta = ColumnMeta {
             name: c.name.value.clone(),
             ty: c.ty,
@@ -1487,7 +2176,11 @@ impl<'c> Tx<'c> {
         }
         let mut tail = Vec::new();
         for nc in &c.constraints {
-            let cname = nc.name.as_ref().map(|n| format!("CONSTRAINT {} ", q(&n.value))).unwrap_or_default();
+            let cname = nc
+                .name
+                .as_ref()
+                .map(|n| format!("CONSTRAINT {} ", q(&n.value)))
+                .unwrap_or_default();
             match &nc.constraint {
                 ColumnConstraint::Null => {}
                 ColumnConstraint::NotNull => {
@@ -1516,10 +2209,22 @@ impl<'c> Tx<'c> {
                     let (s, _) = self.expr(e)?;
                     tail.push(format!("{}CHECK ({})", cname, s));
                 }
-                ColumnConstraint::References { table: rt, columns, on_delete, on_update } => {
+                ColumnConstraint::References {
+                    table: rt,
+                    columns,
+                    on_delete,
+                    on_update,
+                } => {
                     let mut s = format!("{}REFERENCES {}", cname, q(&table_key(rt)));
                     if !columns.is_empty() {
-                        s.push_str(&format!(" ({})", columns.iter().map(|c| q(&c.value)).collect::<Vec<_>>().join(", ")));
+                        s.push_str(&format!(
+                            " ({})",
+                            columns
+                                .iter()
+                                .map(|c| q(&c.value))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
                     }
                     if let Some(a) = on_delete {
                         s.push_str(&format!(" ON DELETE {}", a));
@@ -1537,9 +2242,16 @@ impl<'c> Tx<'c> {
             }
         }
         if ty.is_string() || ty == DataType::UniqueIdentifier {
-            let coll = c.collation.as_deref().map(collation_for).unwrap_or(COLLATION_CI_AS);
+            let coll = c
+                .collation
+                .as_deref()
+                .map(collation_for)
+                .unwrap_or(COLLATION_CI_AS);
             tail.push(format!("COLLATE {}", coll));
-        } else if matches!(ty, DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney) {
+        } else if matches!(
+            ty,
+            DataType::Decimal { .. } | DataType::Money | DataType::SmallMoney
+        ) {
             tail.push(format!("COLLATE {}", COLLATION_DECIMAL));
         }
         let _ = table;
@@ -1555,7 +2267,11 @@ impl<'c> Tx<'c> {
         let identities: Vec<&ColumnDef> = ct
             .columns
             .iter()
-            .filter(|c| c.constraints.iter().any(|k| matches!(k.constraint, ColumnConstraint::Identity(_))))
+            .filter(|c| {
+                c.constraints
+                    .iter()
+                    .any(|k| matches!(k.constraint, ColumnConstraint::Identity(_)))
+            })
             .collect();
         if identities.len() > 1 {
             return Err(SqlError::new(2744, 16, format!("Multiple identity columns specified for table '{}'. Only one identity column per table is allowed.", ct.name.name())));
@@ -1577,7 +2293,11 @@ impl<'c> Tx<'c> {
                             // AUTOINCREMENT continues from sqlite_sequence: start it at seed - 1.
                             extra.push(format!(
                                 "INSERT INTO {}sqlite_sequence (name, seq) VALUES ({}, {})",
-                                if ct.name.name().starts_with('#') { "temp." } else { "" },
+                                if ct.name.name().starts_with(['#', '@']) {
+                                    "temp."
+                                } else {
+                                    ""
+                                },
                                 lit_str(&key),
                                 id.seed - 1
                             ));
@@ -1591,13 +2311,22 @@ impl<'c> Tx<'c> {
         self.scopes.push(vec![ScopeTable {
             qualifier: ct.name.name().to_string(),
             key: key.clone(),
-            columns: Some(ct.columns.iter().map(|c| (c.name.value.clone(), c.ty)).collect()),
+            columns: Some(
+                ct.columns
+                    .iter()
+                    .map(|c| (c.name.value.clone(), c.ty))
+                    .collect(),
+            ),
         }]);
         let r = self.create_table_inner(ct, &key, rowid_pk.as_deref());
         self.scopes.pop();
         let (sql, meta) = r?;
         if !self.params.is_empty() {
-            return Err(SqlError::new(128, 15, "Variables are not allowed in a table definition."));
+            return Err(SqlError::new(
+                128,
+                15,
+                "Variables are not allowed in a table definition.",
+            ));
         }
         let mut t = self.base(TranslationKind::CreateTable, sql);
         t.extra = extra;
@@ -1606,7 +2335,12 @@ impl<'c> Tx<'c> {
         Ok(t)
     }
 
-    fn create_table_inner(&mut self, ct: &CreateTable, key: &str, rowid_pk: Option<&str>) -> Result<(String, TableMeta)> {
+    fn create_table_inner(
+        &mut self,
+        ct: &CreateTable,
+        key: &str,
+        rowid_pk: Option<&str>,
+    ) -> Result<(String, TableMeta)> {
         let mut defs = Vec::new();
         let mut metas = Vec::new();
         let mut constraints = Vec::new();
@@ -1623,11 +2357,15 @@ impl<'c> Tx<'c> {
                 };
                 if let Some(kind) = kind {
                     let clustered = match &nc.constraint {
-                        ColumnConstraint::PrimaryKey { clustered } | ColumnConstraint::Unique { clustered } => *clustered,
+                        ColumnConstraint::PrimaryKey { clustered }
+                        | ColumnConstraint::Unique { clustered } => *clustered,
                         _ => None,
                     };
                     let references = match &nc.constraint {
-                        ColumnConstraint::References { table, columns, .. } => Some((table_key(table), columns.iter().map(|c| c.value.clone()).collect())),
+                        ColumnConstraint::References { table, columns, .. } => Some((
+                            table_key(table),
+                            columns.iter().map(|c| c.value.clone()).collect(),
+                        )),
                         _ => None,
                     };
                     constraints.push(ConstraintMeta {
@@ -1642,7 +2380,11 @@ impl<'c> Tx<'c> {
             metas.push(m);
         }
         for tc in &ct.constraints {
-            let cname = tc.name.as_ref().map(|n| format!("CONSTRAINT {} ", q(&n.value))).unwrap_or_default();
+            let cname = tc
+                .name
+                .as_ref()
+                .map(|n| format!("CONSTRAINT {} ", q(&n.value)))
+                .unwrap_or_default();
             let (sql, meta) = match &tc.kind {
                 TableConstraintKind::PrimaryKey { columns, clustered } => {
                     let cols: Vec<String> = columns.iter().map(|(c, _)| c.value.clone()).collect();
@@ -1651,23 +2393,58 @@ impl<'c> Tx<'c> {
                             m.nullable = false;
                         }
                     }
-                    let same_as_rowid = rowid_pk.is_some_and(|r| cols.len() == 1 && cols[0].eq_ignore_ascii_case(r));
-                    let kw = if rowid_pk.is_some() { "UNIQUE" } else { "PRIMARY KEY" };
+                    let same_as_rowid = rowid_pk
+                        .is_some_and(|r| cols.len() == 1 && cols[0].eq_ignore_ascii_case(r));
+                    let kw = if rowid_pk.is_some() {
+                        "UNIQUE"
+                    } else {
+                        "PRIMARY KEY"
+                    };
                     let sql = if same_as_rowid {
                         None
                     } else {
-                        Some(format!("{}{} ({})", cname, kw, cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")))
+                        Some(format!(
+                            "{}{} ({})",
+                            cname,
+                            kw,
+                            cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")
+                        ))
                     };
-                    (sql, ConstraintMeta { name: tc.name.as_ref().map(|n| n.value.clone()), kind: "PRIMARY KEY", columns: cols, clustered: *clustered, references: None })
+                    (
+                        sql,
+                        ConstraintMeta {
+                            name: tc.name.as_ref().map(|n| n.value.clone()),
+                            kind: "PRIMARY KEY",
+                            columns: cols,
+                            clustered: *clustered,
+                            references: None,
+                        },
+                    )
                 }
                 TableConstraintKind::Unique { columns, clustered } => {
                     let cols: Vec<String> = columns.iter().map(|(c, _)| c.value.clone()).collect();
                     (
-                        Some(format!("{}UNIQUE ({})", cname, cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "))),
-                        ConstraintMeta { name: tc.name.as_ref().map(|n| n.value.clone()), kind: "UNIQUE", columns: cols, clustered: *clustered, references: None },
+                        Some(format!(
+                            "{}UNIQUE ({})",
+                            cname,
+                            cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")
+                        )),
+                        ConstraintMeta {
+                            name: tc.name.as_ref().map(|n| n.value.clone()),
+                            kind: "UNIQUE",
+                            columns: cols,
+                            clustered: *clustered,
+                            references: None,
+                        },
                     )
                 }
-                TableConstraintKind::ForeignKey { columns, table, ref_columns, on_delete, on_update } => {
+                TableConstraintKind::ForeignKey {
+                    columns,
+                    table,
+                    ref_columns,
+                    on_delete,
+                    on_update,
+                } => {
                     let cols: Vec<String> = columns.iter().map(|c| c.value.clone()).collect();
                     let rcols: Vec<String> = ref_columns.iter().map(|c| c.value.clone()).collect();
                     let mut s = format!(
@@ -1677,7 +2454,10 @@ impl<'c> Tx<'c> {
                         q(&table_key(table))
                     );
                     if !rcols.is_empty() {
-                        s.push_str(&format!(" ({})", rcols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")));
+                        s.push_str(&format!(
+                            " ({})",
+                            rcols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ")
+                        ));
                     }
                     if let Some(a) = on_delete {
                         s.push_str(&format!(" ON DELETE {}", a));
@@ -1700,10 +2480,18 @@ impl<'c> Tx<'c> {
                     let (s, _) = self.expr(e)?;
                     (
                         Some(format!("{}CHECK ({})", cname, s)),
-                        ConstraintMeta { name: tc.name.as_ref().map(|n| n.value.clone()), kind: "CHECK", columns: vec![], clustered: None, references: None },
+                        ConstraintMeta {
+                            name: tc.name.as_ref().map(|n| n.value.clone()),
+                            kind: "CHECK",
+                            columns: vec![],
+                            clustered: None,
+                            references: None,
+                        },
                     )
                 }
-                TableConstraintKind::Default { .. } => return Err(SqlError::syntax_near_keyword("DEFAULT", 0)),
+                TableConstraintKind::Default { .. } => {
+                    return Err(SqlError::syntax_near_keyword("DEFAULT", 0))
+                }
             };
             if let Some(s) = sql {
                 defs.push(s);
@@ -1715,7 +2503,12 @@ impl<'c> Tx<'c> {
             sql,
             TableMeta {
                 name: key.to_string(),
-                schema: ct.name.schema().filter(|s| !s.is_empty()).unwrap_or("dbo").to_string(),
+                schema: ct
+                    .name
+                    .schema()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("dbo")
+                    .to_string(),
                 columns: metas,
                 constraints,
             },
@@ -1729,8 +2522,17 @@ impl<'c> Tx<'c> {
                 let mut stmts = Vec::new();
                 let mut metas = Vec::new();
                 for c in cols {
-                    if c.constraints.iter().any(|k| matches!(k.constraint, ColumnConstraint::Identity(_) | ColumnConstraint::PrimaryKey { .. } | ColumnConstraint::Unique { .. })) {
-                        return Err(unsupported("ALTER TABLE ADD of an IDENTITY, PRIMARY KEY or UNIQUE column"));
+                    if c.constraints.iter().any(|k| {
+                        matches!(
+                            k.constraint,
+                            ColumnConstraint::Identity(_)
+                                | ColumnConstraint::PrimaryKey { .. }
+                                | ColumnConstraint::Unique { .. }
+                        )
+                    }) {
+                        return Err(unsupported(
+                            "ALTER TABLE ADD of an IDENTITY, PRIMARY KEY or UNIQUE column",
+                        ));
                     }
                     let (s, m) = self.column_sql(c, &key, None)?;
                     if !m.nullable && m.default.is_none() {
@@ -1745,19 +2547,79 @@ impl<'c> Tx<'c> {
                 }
                 let mut t = self.base(TranslationKind::AlterTable, stmts[0].clone());
                 t.extra = stmts[1..].to_vec();
-                t.table = Some(TableMeta { name: key.clone(), schema: name.schema().unwrap_or("dbo").to_string(), columns: metas, constraints: vec![] });
+                t.table = Some(TableMeta {
+                    name: key.clone(),
+                    schema: name.schema().unwrap_or("dbo").to_string(),
+                    columns: metas,
+                    constraints: vec![],
+                });
                 t.target = Some(key);
                 Ok(t)
             }
             AlterTableAction::DropColumns { names, .. } => {
-                let stmts: Vec<String> = names.iter().map(|c| format!("ALTER TABLE {} DROP COLUMN {}", table_sql(name), q(&c.value))).collect();
+                let stmts: Vec<String> = names
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "ALTER TABLE {} DROP COLUMN {}",
+                            table_sql(name),
+                            q(&c.value)
+                        )
+                    })
+                    .collect();
                 let mut t = self.base(TranslationKind::AlterTable, stmts[0].clone());
                 t.extra = stmts[1..].to_vec();
                 t.target = Some(key);
                 Ok(t)
             }
-            AlterTableAction::AddConstraint(_) => Err(unsupported("ALTER TABLE ADD CONSTRAINT")),
-            AlterTableAction::DropConstraint { .. } => Err(unsupported("ALTER TABLE DROP CONSTRAINT")),
+            // SQLite cannot add constraints to a table, but a UNIQUE constraint is exactly a unique index.
+            AlterTableAction::AddConstraint(TableConstraint {
+                name: cname,
+                kind: TableConstraintKind::Unique { columns, clustered },
+            }) => {
+                let cols: Vec<String> = columns.iter().map(|(c, _)| c.value.clone()).collect();
+                let iname = cname
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| format!("UQ_{}_{}", name.name(), cols.join("_")));
+                let prefix = if name.name().starts_with(['#', '@']) {
+                    "temp."
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "CREATE UNIQUE INDEX {}{} ON {} ({})",
+                    prefix,
+                    q(&iname),
+                    q(&key),
+                    columns
+                        .iter()
+                        .map(|(c, d)| format!("{}{}", q(&c.value), if *d { " DESC" } else { "" }))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut t = self.base(TranslationKind::AlterTable, sql);
+                t.table = Some(TableMeta {
+                    name: key.clone(),
+                    schema: name.schema().unwrap_or("dbo").to_string(),
+                    columns: vec![],
+                    constraints: vec![ConstraintMeta {
+                        name: Some(iname),
+                        kind: "UNIQUE",
+                        columns: cols,
+                        clustered: *clustered,
+                        references: None,
+                    }],
+                });
+                t.target = Some(key);
+                Ok(t)
+            }
+            AlterTableAction::AddConstraint(_) => Err(unsupported(
+                "ALTER TABLE ADD CONSTRAINT (other than UNIQUE)",
+            )),
+            AlterTableAction::DropConstraint { .. } => {
+                Err(unsupported("ALTER TABLE DROP CONSTRAINT"))
+            }
             AlterTableAction::AlterColumn(_) => Err(unsupported("ALTER TABLE ALTER COLUMN")),
         }
     }

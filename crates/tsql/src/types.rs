@@ -17,7 +17,11 @@ pub enum DataType {
     Int,
     BigInt,
     /// DECIMAL/NUMERIC(p, s); `numeric` keeps the spelling for metadata.
-    Decimal { precision: u8, scale: u8, numeric: bool },
+    Decimal {
+        precision: u8,
+        scale: u8,
+        numeric: bool,
+    },
     Money,
     SmallMoney,
     /// FLOAT(n): n <= 24 is REAL, otherwise 53.
@@ -69,7 +73,11 @@ impl DataType {
             "DECIMAL" | "DEC" | "NUMERIC" => {
                 let p = a0.flatten().unwrap_or(18).clamp(1, 38) as u8;
                 let s = a1.unwrap_or(0).min(p as u32) as u8;
-                DataType::Decimal { precision: p, scale: s, numeric: n == "NUMERIC" }
+                DataType::Decimal {
+                    precision: p,
+                    scale: s,
+                    numeric: n == "NUMERIC",
+                }
             }
             "MONEY" => DataType::Money,
             "SMALLMONEY" => DataType::SmallMoney,
@@ -149,10 +157,16 @@ impl DataType {
         )
     }
     pub fn is_unicode(&self) -> bool {
-        matches!(self, DataType::NChar(_) | DataType::NVarChar(_) | DataType::SysName | DataType::NText)
+        matches!(
+            self,
+            DataType::NChar(_) | DataType::NVarChar(_) | DataType::SysName | DataType::NText
+        )
     }
     pub fn is_binary(&self) -> bool {
-        matches!(self, DataType::Binary(_) | DataType::VarBinary(_) | DataType::Image)
+        matches!(
+            self,
+            DataType::Binary(_) | DataType::VarBinary(_) | DataType::Image
+        )
     }
     pub fn is_numeric(&self) -> bool {
         matches!(
@@ -170,7 +184,14 @@ impl DataType {
         )
     }
     pub fn is_integer(&self) -> bool {
-        matches!(self, DataType::Bit | DataType::TinyInt | DataType::SmallInt | DataType::Int | DataType::BigInt)
+        matches!(
+            self,
+            DataType::Bit
+                | DataType::TinyInt
+                | DataType::SmallInt
+                | DataType::Int
+                | DataType::BigInt
+        )
     }
     pub fn is_temporal(&self) -> bool {
         matches!(
@@ -188,7 +209,9 @@ impl DataType {
     pub fn max_len(&self) -> Option<u32> {
         match self {
             DataType::Char(n) | DataType::NChar(n) | DataType::Binary(n) => Some(*n),
-            DataType::VarChar(Len::N(n)) | DataType::NVarChar(Len::N(n)) | DataType::VarBinary(Len::N(n)) => Some(*n),
+            DataType::VarChar(Len::N(n))
+            | DataType::NVarChar(Len::N(n))
+            | DataType::VarBinary(Len::N(n)) => Some(*n),
             DataType::SysName => Some(128),
             _ => None,
         }
@@ -202,16 +225,17 @@ impl DataType {
             DataType::SmallInt => (5, 0),
             DataType::Int => (10, 0),
             DataType::BigInt => (19, 0),
-            DataType::Decimal { precision, scale, .. } => (*precision, *scale),
+            DataType::Decimal {
+                precision, scale, ..
+            } => (*precision, *scale),
             DataType::Money => (19, 4),
             DataType::SmallMoney => (10, 4),
             _ => (38, 0),
         }
     }
 
-    /// The SQLite column affinity used when translating DDL. Exact numerics are TEXT-free but stored as the
-    /// engine's canonical decimal text via a NUMERIC affinity... we keep DECIMAL/MONEY as TEXT so SQLite never
-    /// turns them into REAL.
+    /// The SQLite column affinity used when translating DDL. DECIMAL/NUMERIC/MONEY are TEXT (canonical decimal
+    /// text, compared through the TSQL_DECIMAL collation) so SQLite never turns them into REAL.
     pub fn sqlite_affinity(&self) -> &'static str {
         use DataType::*;
         match self {
@@ -237,7 +261,11 @@ pub fn arithmetic_result(a: &DataType, b: &DataType, op: char) -> DataType {
         };
         return VarBinary(l);
     }
-    let hi = if a.precedence() >= b.precedence() { *a } else { *b };
+    let hi = if a.precedence() >= b.precedence() {
+        *a
+    } else {
+        *b
+    };
     if hi.is_string() {
         // Only reachable when one side is a string and the other lower than string? strings are lowest, so the
         // other side wins; keep for completeness.
@@ -278,7 +306,11 @@ pub fn decimal_result(p1: u8, s1: u8, p2: u8, s2: u8, op: char) -> DataType {
     } else {
         (p, s)
     };
-    DataType::Decimal { precision: p.clamp(1, 38) as u8, scale: s.clamp(0, p.min(38)) as u8, numeric: false }
+    DataType::Decimal {
+        precision: p.clamp(1, 38) as u8,
+        scale: s.clamp(0, p.min(38)) as u8,
+        numeric: false,
+    }
 }
 
 /// String + string: unicode if either is; lengths add up to 8000 bytes (4000 chars unicode), else MAX.
@@ -316,8 +348,18 @@ impl fmt::Display for DataType {
             SmallInt => write!(f, "smallint"),
             Int => write!(f, "int"),
             BigInt => write!(f, "bigint"),
-            Decimal { precision, scale, numeric } => {
-                write!(f, "{}({},{})", if *numeric { "numeric" } else { "decimal" }, precision, scale)
+            Decimal {
+                precision,
+                scale,
+                numeric,
+            } => {
+                write!(
+                    f,
+                    "{}({},{})",
+                    if *numeric { "numeric" } else { "decimal" },
+                    precision,
+                    scale
+                )
             }
             Money => write!(f, "money"),
             SmallMoney => write!(f, "smallmoney"),
@@ -363,13 +405,26 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(DataType::from_name("nvarchar", &[None]), Some(DataType::NVarChar(Len::Max)));
+        assert_eq!(
+            DataType::from_name("nvarchar", &[None]),
+            Some(DataType::NVarChar(Len::Max))
+        );
         assert_eq!(
             DataType::from_name("DECIMAL", &[Some(10), Some(2)]),
-            Some(DataType::Decimal { precision: 10, scale: 2, numeric: false })
+            Some(DataType::Decimal {
+                precision: 10,
+                scale: 2,
+                numeric: false
+            })
         );
-        assert_eq!(DataType::from_name("float", &[Some(24)]), Some(DataType::Real));
-        assert_eq!(DataType::from_name("datetime2", &[]), Some(DataType::DateTime2(7)));
+        assert_eq!(
+            DataType::from_name("float", &[Some(24)]),
+            Some(DataType::Real)
+        );
+        assert_eq!(
+            DataType::from_name("datetime2", &[]),
+            Some(DataType::DateTime2(7))
+        );
         assert_eq!(DataType::from_name("nope", &[]), None);
     }
 
@@ -377,15 +432,26 @@ mod tests {
     fn plus_types() {
         let a = DataType::VarChar(Len::N(10));
         let b = DataType::NVarChar(Len::N(5));
-        assert_eq!(arithmetic_result(&a, &b, '+'), DataType::NVarChar(Len::N(15)));
+        assert_eq!(
+            arithmetic_result(&a, &b, '+'),
+            DataType::NVarChar(Len::N(15))
+        );
         assert_eq!(arithmetic_result(&a, &DataType::Int, '+'), DataType::Int);
         assert_eq!(
             arithmetic_result(
-                &DataType::Decimal { precision: 10, scale: 2, numeric: false },
+                &DataType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                    numeric: false
+                },
                 &DataType::Int,
                 '+'
             ),
-            DataType::Decimal { precision: 13, scale: 2, numeric: false }
+            DataType::Decimal {
+                precision: 13,
+                scale: 2,
+                numeric: false
+            }
         );
     }
 }

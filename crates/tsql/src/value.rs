@@ -3,7 +3,9 @@
 use crate::decimal::{pow10, Decimal};
 use crate::error::{Result, SqlError};
 use crate::types::{DataType, Len};
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Timelike};
+use chrono::{
+    DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Timelike,
+};
 use std::cmp::Ordering;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +57,7 @@ impl Value {
             Value::Float(_) => DataType::Float,
             Value::Real(_) => DataType::Real,
             Value::VarChar(s) => {
-                let n = s.len() as u32;
+                let n = s.chars().count() as u32;
                 DataType::VarChar(if n > 8000 { Len::Max } else { Len::N(n.max(1)) })
             }
             Value::NVarChar(s) => {
@@ -126,7 +128,9 @@ impl Value {
 
     /// SQL Server's type name for error messages ("varchar", "nvarchar", "int").
     pub fn type_name(&self) -> String {
-        self.data_type().map(|t| t.base_name()).unwrap_or_else(|| "int".into())
+        self.data_type()
+            .map(|t| t.base_name())
+            .unwrap_or_else(|| "int".into())
     }
 }
 
@@ -135,7 +139,10 @@ fn conversion_failed(v: &Value, to: &DataType) -> SqlError {
         Value::VarChar(s) | Value::NVarChar(s) => s.clone(),
         other => other.to_text().unwrap_or_default(),
     };
-    SqlError::conversion(&format!("the {} value '{}'", v.type_name(), shown), &to.base_name())
+    SqlError::conversion(
+        &format!("the {} value '{}'", v.type_name(), shown),
+        &to.base_name(),
+    )
 }
 
 fn overflow_to(to: &DataType) -> SqlError {
@@ -145,9 +152,13 @@ fn overflow_to(to: &DataType) -> SqlError {
 fn int_in_range(v: i128, to: &DataType) -> Result<Value> {
     let out = match to {
         DataType::TinyInt if (0..=255).contains(&v) => Value::TinyInt(v as u8),
-        DataType::SmallInt if (i16::MIN as i128..=i16::MAX as i128).contains(&v) => Value::SmallInt(v as i16),
+        DataType::SmallInt if (i16::MIN as i128..=i16::MAX as i128).contains(&v) => {
+            Value::SmallInt(v as i16)
+        }
         DataType::Int if (i32::MIN as i128..=i32::MAX as i128).contains(&v) => Value::Int(v as i32),
-        DataType::BigInt if (i64::MIN as i128..=i64::MAX as i128).contains(&v) => Value::BigInt(v as i64),
+        DataType::BigInt if (i64::MIN as i128..=i64::MAX as i128).contains(&v) => {
+            Value::BigInt(v as i64)
+        }
         DataType::Bit => Value::Bit(v != 0),
         _ => return Err(overflow_to(to)),
     };
@@ -155,7 +166,11 @@ fn int_in_range(v: i128, to: &DataType) -> Result<Value> {
 }
 
 fn money_from_decimal(d: &Decimal, small: bool) -> Result<Value> {
-    let to = if small { DataType::SmallMoney } else { DataType::Money };
+    let to = if small {
+        DataType::SmallMoney
+    } else {
+        DataType::Money
+    };
     let r = d.rescale(38, 4).map_err(|_| overflow_to(&to))?;
     let m = r.mantissa;
     if small {
@@ -193,7 +208,10 @@ fn parse_float_text(s: &str) -> Option<f64> {
     if t.is_empty() {
         return Some(0.0);
     }
-    if !t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
         return None;
     }
     t.parse().ok()
@@ -371,7 +389,11 @@ fn explicit_not_allowed(v: &Value, to: &DataType) -> SqlError {
     SqlError::new(
         529,
         16,
-        format!("Explicit conversion from data type {} to {} is not allowed.", v.type_name(), to.base_name()),
+        format!(
+            "Explicit conversion from data type {} to {} is not allowed.",
+            v.type_name(),
+            to.base_name()
+        ),
     )
 }
 
@@ -408,11 +430,19 @@ fn guid_from_sql_bytes(b: &[u8; 16]) -> [u8; 16] {
 
 pub fn parse_guid(s: &str) -> Option<[u8; 16]> {
     let t = s.trim();
-    let t = t.strip_prefix('{').and_then(|x| x.strip_suffix('}')).unwrap_or(t);
+    let t = t
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(t);
     // SQL Server ignores characters after the 36th.
     let t = t.get(..36)?;
     let groups: Vec<&str> = t.split('-').collect();
-    if groups.len() != 5 || [8, 4, 4, 4, 12].iter().zip(&groups).any(|(n, g)| g.len() != *n) {
+    if groups.len() != 5
+        || [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&groups)
+            .any(|(n, g)| g.len() != *n)
+    {
         return None;
     }
     let hex: String = groups.concat();
@@ -427,7 +457,14 @@ pub fn parse_guid(s: &str) -> Option<[u8; 16]> {
 
 pub fn format_guid(g: &[u8; 16]) -> String {
     let h: String = g.iter().map(|b| format!("{:02X}", b)).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// FLOAT to text as CONVERT style 0 does: 6 significant digits, scientific when large or small.
@@ -482,7 +519,8 @@ fn round_time_ns(dt: NaiveDateTime, p: u8) -> NaiveDateTime {
     let unit = pow10(9 - p.min(9) as u32) as i64;
     let ns = dt.and_utc().timestamp_subsec_nanos() as i64;
     let rounded = (ns + unit / 2) / unit * unit;
-    dt.checked_add_signed(TimeDelta::nanoseconds(rounded - ns)).unwrap_or(dt)
+    dt.checked_add_signed(TimeDelta::nanoseconds(rounded - ns))
+        .unwrap_or(dt)
 }
 
 /// DATETIME keeps 1/300 s ticks: .000, .003, .007.
@@ -492,7 +530,8 @@ fn round_datetime(dt: NaiveDateTime) -> NaiveDateTime {
     let new_ns = ticks * 1_000_000_000 / 300;
     // Displayed as milliseconds rounded: 1/300 s = 3.33 ms.
     let ms = (new_ns + 500_000) / 1_000_000;
-    dt.checked_add_signed(TimeDelta::nanoseconds(ms * 1_000_000 - ns)).unwrap_or(dt)
+    dt.checked_add_signed(TimeDelta::nanoseconds(ms * 1_000_000 - ns))
+        .unwrap_or(dt)
 }
 
 fn round_smalldatetime(dt: NaiveDateTime) -> NaiveDateTime {
@@ -502,17 +541,20 @@ fn round_smalldatetime(dt: NaiveDateTime) -> NaiveDateTime {
         .checked_sub_signed(TimeDelta::seconds(secs) + TimeDelta::nanoseconds(ns))
         .unwrap_or(dt);
     if secs * 1_000_000_000 + ns >= 29_999_000_000 {
-        base.checked_add_signed(TimeDelta::minutes(1)).unwrap_or(base)
+        base.checked_add_signed(TimeDelta::minutes(1))
+            .unwrap_or(base)
     } else {
         base
     }
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 fn ampm(dt: &NaiveDateTime, with_secs: bool, ms: bool) -> String {
     let h = dt.hour();
-    let h12 = if h % 12 == 0 { 12 } else { h % 12 };
+    let h12 = if h.is_multiple_of(12) { 12 } else { h % 12 };
     let mut s = format!("{}:{:02}", h12, dt.minute());
     if with_secs {
         s.push_str(&format!(":{:02}", dt.second()));
@@ -537,11 +579,24 @@ fn temporal_text(v: &Value, style: i64) -> Option<String> {
     };
     let date = format!("{:04}-{:02}-{:02}", dt.year(), dt.month(), dt.day());
     let ns = dt.and_utc().timestamp_subsec_nanos();
-    let time_p = |p: u8| format!("{:02}:{:02}:{:02}{}", dt.hour(), dt.minute(), dt.second(), frac_digits(ns, p));
+    let time_p = |p: u8| {
+        format!(
+            "{:02}:{:02}:{:02}{}",
+            dt.hour(),
+            dt.minute(),
+            dt.second(),
+            frac_digits(ns, p)
+        )
+    };
     let offset = match v {
         Value::DateTimeOffset(dto, _) => {
             let secs = dto.offset().local_minus_utc();
-            format!("{}{:02}:{:02}", if secs < 0 { '-' } else { '+' }, secs.abs() / 3600, secs.abs() % 3600 / 60)
+            format!(
+                "{}{:02}:{:02}",
+                if secs < 0 { '-' } else { '+' },
+                secs.abs() / 3600,
+                secs.abs() % 3600 / 60
+            )
         }
         _ => String::new(),
     };
@@ -552,7 +607,13 @@ fn temporal_text(v: &Value, style: i64) -> Option<String> {
             1 => time_p(p),
             4 => format!("{} {}", date, time_p(p)),
             5 => format!("{} {} {}", date, time_p(p), offset),
-            _ => format!("{} {:>2} {} {:>7}", mon, dt.day(), dt.year(), ampm(&dt, false, false)),
+            _ => format!(
+                "{} {:>2} {} {:>7}",
+                mon,
+                dt.day(),
+                dt.year(),
+                ampm(&dt, false, false)
+            ),
         },
         101 => format!("{:02}/{:02}/{:04}", dt.month(), dt.day(), dt.year()),
         1 => format!("{:02}/{:02}/{:02}", dt.month(), dt.day(), dt.year() % 100),
@@ -566,7 +627,13 @@ fn temporal_text(v: &Value, style: i64) -> Option<String> {
         20 | 120 => match kind {
             0 => date,
             1 => format!("{:02}:{:02}:{:02}", dt.hour(), dt.minute(), dt.second()),
-            _ => format!("{} {:02}:{:02}:{:02}", date, dt.hour(), dt.minute(), dt.second()),
+            _ => format!(
+                "{} {:02}:{:02}:{:02}",
+                date,
+                dt.hour(),
+                dt.minute(),
+                dt.second()
+            ),
         },
         21 | 25 | 121 => {
             let fp = if kind == 2 || kind == 3 { 3 } else { p };
@@ -589,7 +656,11 @@ fn temporal_text(v: &Value, style: i64) -> Option<String> {
             } else {
                 p
             };
-            let z = if style == 127 && kind == 5 { "Z".to_string() } else { offset.clone() };
+            let z = if style == 127 && kind == 5 {
+                "Z".to_string()
+            } else {
+                offset.clone()
+            };
             match kind {
                 0 => date,
                 1 => time_p(fp),
@@ -610,10 +681,21 @@ fn temporal_text(v: &Value, style: i64) -> Option<String> {
                         z
                     )
                 }
-                _ => format!("{}T{}{}", date, time_p(fp), if kind == 5 { offset } else { String::new() }),
+                _ => format!(
+                    "{}T{}{}",
+                    date,
+                    time_p(fp),
+                    if kind == 5 { offset } else { String::new() }
+                ),
             }
         }
-        9 | 109 => format!("{} {:>2} {} {:>14}", mon, dt.day(), dt.year(), ampm(&dt, true, true)),
+        9 | 109 => format!(
+            "{} {:>2} {} {:>14}",
+            mon,
+            dt.day(),
+            dt.year(),
+            ampm(&dt, true, true)
+        ),
         13 | 113 => format!(
             "{:02} {} {:04} {:02}:{:02}:{:02}:{:03}",
             dt.day(),
@@ -653,7 +735,10 @@ fn to_string_type(v: &Value, to: &DataType, style: Option<i64>) -> Result<Value>
                     return Err(SqlError::new(
                         8115,
                         16,
-                        format!("Arithmetic overflow error converting numeric to data type {}.", to.base_name()),
+                        format!(
+                            "Arithmetic overflow error converting numeric to data type {}.",
+                            to.base_name()
+                        ),
                     ));
                 }
             }
@@ -685,11 +770,17 @@ fn to_string_type(v: &Value, to: &DataType, style: Option<i64>) -> Result<Value>
         },
         Value::Real(f) => format_float(*f as f64, 6),
         Value::Binary(b) => match style.unwrap_or(0) {
-            1 => format!("0x{}", b.iter().map(|x| format!("{:02X}", x)).collect::<String>()),
+            1 => format!(
+                "0x{}",
+                b.iter().map(|x| format!("{:02X}", x)).collect::<String>()
+            ),
             2 => b.iter().map(|x| format!("{:02X}", x)).collect(),
             _ => {
                 if unicode {
-                    let units: Vec<u16> = b.chunks(2).map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
+                    let units: Vec<u16> = b
+                        .chunks(2)
+                        .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                        .collect();
                     String::from_utf16_lossy(&units)
                 } else {
                     b.iter().map(|x| *x as char).collect()
@@ -706,7 +797,11 @@ fn to_string_type(v: &Value, to: &DataType, style: Option<i64>) -> Result<Value>
         }
     };
     let text = fit_text(text, to);
-    Ok(if unicode { Value::NVarChar(text) } else { Value::VarChar(text) })
+    Ok(if unicode {
+        Value::NVarChar(text)
+    } else {
+        Value::VarChar(text)
+    })
 }
 
 /// CAST/assignment to a declared length: truncates (silently, as CAST and variables do) and pads CHAR(n).
@@ -733,20 +828,45 @@ pub fn fit_text(mut text: String, to: &DataType) -> String {
 }
 
 fn conversion_failed_datetime() -> SqlError {
-    SqlError::new(241, 16, "Conversion failed when converting date and/or time from character string.")
+    SqlError::new(
+        241,
+        16,
+        "Conversion failed when converting date and/or time from character string.",
+    )
 }
 
 fn parse_month(s: &str) -> Option<u32> {
     let l = s.to_ascii_lowercase();
     let full = [
-        "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
         "december",
     ];
-    full.iter().position(|m| m.starts_with(&l) && l.len() >= 3).map(|i| i as u32 + 1)
+    full.iter()
+        .position(|m| m.starts_with(&l) && l.len() >= 3)
+        .map(|i| i as u32 + 1)
 }
 
 /// Parses the textual date/time forms SQL Server accepts most often (dateformat mdy).
 pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset>, bool)> {
+    parse_datetime_text_ordered(s, false)
+}
+
+/// As [`parse_datetime_text`], with day before month in d/m/y forms (`SET DATEFORMAT dmy`, CONVERT styles
+/// 3/103, 4/104, 5/105).
+pub fn parse_datetime_text_ordered(
+    s: &str,
+    day_first: bool,
+) -> Option<(NaiveDateTime, Option<FixedOffset>, bool)> {
     let t = s.trim();
     if t.is_empty() {
         return Some((base_1900().and_hms_opt(0, 0, 0)?, None, false));
@@ -757,7 +877,10 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
     if let Some(stripped) = body.strip_suffix('Z').or_else(|| body.strip_suffix('z')) {
         offset = FixedOffset::east_opt(0);
         body = stripped.to_string();
-    } else if body.len() > 6 && body.is_char_boundary(body.len() - 6) && body[body.len() - 6..].is_ascii() {
+    } else if body.len() > 6
+        && body.is_char_boundary(body.len() - 6)
+        && body[body.len() - 6..].is_ascii()
+    {
         let tail = &body[body.len() - 6..];
         let b = tail.as_bytes();
         if (b[0] == b'+' || b[0] == b'-') && b[3] == b':' && body.contains(':') {
@@ -779,18 +902,41 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
             let d: u32 = parts[1].trim_end_matches(',').parse().ok()?;
             let y: i32 = parts[2].parse().ok()?;
             let date = NaiveDate::from_ymd_opt(y, m, d)?;
-            let time = if parts.len() > 3 { parse_time_text(&parts[3..].join(" "))? } else { NaiveTime::MIN };
+            let time = if parts.len() > 3 {
+                parse_time_text(&parts[3..].join(" "))?
+            } else {
+                NaiveTime::MIN
+            };
             return Some((date.and_time(time), offset, false));
         }
-        if parts.len() >= 2 && parts[0].contains(|c| c == '-' || c == '/' || c == '.') || parts.len() >= 2 && parts[0].len() == 8 {
+        // "27 Nov 2026 13:22" (styles 106/113)
+        if parts.len() >= 3 && parse_month(parts[1]).is_some() {
+            let d: u32 = parts[0].parse().ok()?;
+            let m = parse_month(parts[1])?;
+            let y: i32 = parts[2].parse().ok()?;
+            let date = NaiveDate::from_ymd_opt(y, m, d)?;
+            let time = if parts.len() > 3 {
+                parse_time_text(&parts[3..].join(" "))?
+            } else {
+                NaiveTime::MIN
+            };
+            return Some((date.and_time(time), offset, false));
+        }
+        if parts.len() >= 2 && parts[0].contains(['-', '/', '.'])
+            || parts.len() >= 2 && parts[0].len() == 8
+        {
             (parts[0].to_string(), Some(parts[1..].join(" ")))
         } else if parts.len() == 1 && parts[0].contains(':') {
-            return Some((base_1900().and_time(parse_time_text(parts[0])?), offset, true));
+            return Some((
+                base_1900().and_time(parse_time_text(parts[0])?),
+                offset,
+                true,
+            ));
         } else {
             (body.clone(), None)
         }
     };
-    let date = parse_date_text(&date_part)?;
+    let date = parse_date_text(&date_part, day_first)?;
     let time = match time_part {
         Some(tp) if !tp.trim().is_empty() => parse_time_text(tp.trim())?,
         _ => NaiveTime::MIN,
@@ -798,10 +944,14 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
     Some((date.and_time(time), offset, false))
 }
 
-fn parse_date_text(s: &str) -> Option<NaiveDate> {
+fn parse_date_text(s: &str, day_first: bool) -> Option<NaiveDate> {
     let s = s.trim();
     if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
-        return NaiveDate::from_ymd_opt(s[0..4].parse().ok()?, s[4..6].parse().ok()?, s[6..8].parse().ok()?);
+        return NaiveDate::from_ymd_opt(
+            s[0..4].parse().ok()?,
+            s[4..6].parse().ok()?,
+            s[6..8].parse().ok()?,
+        );
     }
     let sep = if s.contains('-') {
         '-'
@@ -816,13 +966,24 @@ fn parse_date_text(s: &str) -> Option<NaiveDate> {
     if parts.len() != 3 {
         return None;
     }
-    let nums: Vec<i64> = parts.iter().map(|p| p.trim().parse::<i64>().ok()).collect::<Option<Vec<_>>>()?;
+    let nums: Vec<i64> = parts
+        .iter()
+        .map(|p| p.trim().parse::<i64>().ok())
+        .collect::<Option<Vec<_>>>()?;
     let (y, m, d) = if parts[0].len() == 4 {
         (nums[0], nums[1], nums[2])
     } else {
-        // mdy: the session default for us_english.
-        let y = if parts[2].len() <= 2 { 2000 + nums[2] - if nums[2] >= 50 { 100 } else { 0 } } else { nums[2] };
-        (y, nums[0], nums[1])
+        // mdy is the session default for us_english; dmy for the d/m/y styles.
+        let y = if parts[2].len() <= 2 {
+            2000 + nums[2] - if nums[2] >= 50 { 100 } else { 0 }
+        } else {
+            nums[2]
+        };
+        if day_first {
+            (y, nums[1], nums[0])
+        } else {
+            (y, nums[0], nums[1])
+        }
     };
     NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)
 }
@@ -849,7 +1010,11 @@ fn parse_time_text(s: &str) -> Option<NaiveTime> {
     let m: u32 = parts.get(1).map(|x| x.parse().ok()).unwrap_or(Some(0))?;
     let sec: u32 = parts.get(2).map(|x| x.parse().ok()).unwrap_or(Some(0))?;
     let mut ns: u32 = 0;
-    let frac_src = if parts.len() == 4 { parts[3].to_string() } else { frac };
+    let frac_src = if parts.len() == 4 {
+        parts[3].to_string()
+    } else {
+        frac
+    };
     if !frac_src.is_empty() {
         if frac_src.len() > 9 || !frac_src.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -870,11 +1035,13 @@ fn parse_time_text(s: &str) -> Option<NaiveTime> {
     NaiveTime::from_hms_nano_opt(h, m, sec, ns)
 }
 
-fn to_temporal(v: &Value, to: &DataType, _style: Option<i64>) -> Result<Value> {
+fn to_temporal(v: &Value, to: &DataType, style: Option<i64>) -> Result<Value> {
     use DataType as T;
+    let day_first = matches!(style, Some(3 | 103 | 4 | 104 | 5 | 105 | 13 | 113 | 131));
     let (dt, off): (NaiveDateTime, Option<FixedOffset>) = match v {
         Value::VarChar(s) | Value::NVarChar(s) => {
-            let (dt, off, _) = parse_datetime_text(s).ok_or_else(conversion_failed_datetime)?;
+            let (dt, off, _) =
+                parse_datetime_text_ordered(s, day_first).ok_or_else(conversion_failed_datetime)?;
             (dt, off)
         }
         Value::Date(d) => (d.and_hms_opt(0, 0, 0).unwrap_or_default(), None),
@@ -893,9 +1060,18 @@ fn to_temporal(v: &Value, to: &DataType, _style: Option<i64>) -> Result<Value> {
                     let whole = f.floor();
                     let frac_ns = ((f - whole) * 86_400e9).round() as i64;
                     // Out-of-range day counts are an overflow, never a panic.
-                    let days = if whole.abs() < 4_000_000.0 { TimeDelta::try_days(whole as i64) } else { None };
+                    let days = if whole.abs() < 4_000_000.0 {
+                        TimeDelta::try_days(whole as i64)
+                    } else {
+                        None
+                    };
                     let d = days
-                        .and_then(|dd| base_1900().and_hms_opt(0, 0, 0).unwrap_or_default().checked_add_signed(dd))
+                        .and_then(|dd| {
+                            base_1900()
+                                .and_hms_opt(0, 0, 0)
+                                .unwrap_or_default()
+                                .checked_add_signed(dd)
+                        })
                         .and_then(|d| d.checked_add_signed(TimeDelta::nanoseconds(frac_ns)))
                         .ok_or_else(|| overflow_to(to))?;
                     return Ok(if matches!(to, T::DateTime) {
@@ -933,9 +1109,13 @@ fn to_temporal(v: &Value, to: &DataType, _style: Option<i64>) -> Result<Value> {
         }
         T::DateTime2(p) => Value::DateTime2(round_time_ns(dt, *p), *p),
         T::DateTimeOffset(p) => {
-            let o = off.unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable_offset()));
+            let o =
+                off.unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(unreachable_offset));
             let local = round_time_ns(dt, *p);
-            let dto = local.and_local_timezone(o).single().ok_or_else(conversion_failed_datetime)?;
+            let dto = local
+                .and_local_timezone(o)
+                .single()
+                .ok_or_else(conversion_failed_datetime)?;
             Value::DateTimeOffset(dto, *p)
         }
         _ => return Err(explicit_not_allowed(v, to)),
@@ -961,16 +1141,31 @@ pub fn compare(a: &Value, b: &Value) -> Result<Option<Ordering>> {
         (Some(x), Some(y)) => (x, y),
         _ => return Ok(None),
     };
-    let target = if ta.precedence() >= tb.precedence() { ta } else { tb };
-    let a2 = if ta == target { a.clone() } else { implicit_convert(a, &target)? };
-    let b2 = if tb == target { b.clone() } else { implicit_convert(b, &target)? };
+    let target = if ta.precedence() >= tb.precedence() {
+        ta
+    } else {
+        tb
+    };
+    let a2 = if ta == target {
+        a.clone()
+    } else {
+        implicit_convert(a, &target)?
+    };
+    let b2 = if tb == target {
+        b.clone()
+    } else {
+        implicit_convert(b, &target)?
+    };
     Ok(Some(match (&a2, &b2) {
-        (Value::Float(_) | Value::Real(_), _) | (_, Value::Float(_) | Value::Real(_)) => {
-            a2.as_f64().unwrap_or(0.0).partial_cmp(&b2.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal)
-        }
-        (x, y) if x.as_decimal().is_some() && y.as_decimal().is_some() => {
-            x.as_decimal().unwrap_or(Decimal::new(0, 1, 0)).cmp_value(&y.as_decimal().unwrap_or(Decimal::new(0, 1, 0)))
-        }
+        (Value::Float(_) | Value::Real(_), _) | (_, Value::Float(_) | Value::Real(_)) => a2
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&b2.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
+        (x, y) if x.as_decimal().is_some() && y.as_decimal().is_some() => x
+            .as_decimal()
+            .unwrap_or(Decimal::new(0, 1, 0))
+            .cmp_value(&y.as_decimal().unwrap_or(Decimal::new(0, 1, 0))),
         (Value::Binary(x), Value::Binary(y)) => x.cmp(y),
         (Value::Guid(x), Value::Guid(y)) => guid_order(x).cmp(&guid_order(y)),
         (Value::Date(x), Value::Date(y)) => x.cmp(y),
@@ -1021,22 +1216,39 @@ pub fn collate_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// Implicit conversion (as in `1 + '2'` or a comparison): same as CAST but string→number failures are 245.
+/// Implicit conversion (as in `1 + '2'` or a comparison): CAST plus the operand type clashes (206).
 pub fn implicit_convert(v: &Value, to: &DataType) -> Result<Value> {
     if let Some(t) = v.data_type() {
-        if t.is_temporal() && to.is_numeric() && !matches!(t, DataType::DateTime | DataType::SmallDateTime) {
-            return Err(SqlError::new(206, 16, format!("Operand type clash: {} is incompatible with {}", t.base_name(), to.base_name())));
+        if t.is_temporal()
+            && to.is_numeric()
+            && !matches!(t, DataType::DateTime | DataType::SmallDateTime)
+        {
+            return Err(SqlError::new(
+                206,
+                16,
+                format!(
+                    "Operand type clash: {} is incompatible with {}",
+                    t.base_name(),
+                    to.base_name()
+                ),
+            ));
         }
-        if (t.is_temporal() && *to == DataType::UniqueIdentifier) || (t == DataType::UniqueIdentifier && (to.is_numeric() || to.is_temporal())) {
-            return Err(SqlError::new(206, 16, format!("Operand type clash: {} is incompatible with {}", t.base_name(), to.base_name())));
+        if (t.is_temporal() && *to == DataType::UniqueIdentifier)
+            || (t == DataType::UniqueIdentifier && (to.is_numeric() || to.is_temporal()))
+        {
+            return Err(SqlError::new(
+                206,
+                16,
+                format!(
+                    "Operand type clash: {} is incompatible with {}",
+                    t.base_name(),
+                    to.base_name()
+                ),
+            ));
         }
     }
-    match (v, to) {
-        (Value::VarChar(_) | Value::NVarChar(_), t) if t.is_numeric() => {
-            convert(v, to, None).map_err(|e| if e.number == 8114 || e.number == 235 { conversion_failed(v, to) } else { e })
-        }
-        _ => convert(v, to, None),
-    }
+    // Failures keep SQL Server's numbers: 245 for integer targets, 8114 for numeric/float, 235 for money.
+    convert(v, to, None)
 }
 
 /// Converts for assignment to a variable or parameter of a declared type (strings truncate silently).
@@ -1084,45 +1296,158 @@ mod tests {
     #[test]
     fn casts() {
         let s = |x: &str| Value::VarChar(x.into());
-        assert_eq!(convert(&s(" 12 "), &DataType::Int, None).unwrap(), Value::Int(12));
-        assert_eq!(convert(&s("1.5"), &DataType::Int, None).unwrap_err().number, 245);
-        assert_eq!(convert(&Value::Int(300), &DataType::TinyInt, None).unwrap_err().number, 8115);
         assert_eq!(
-            convert(&s("12.345"), &DataType::Decimal { precision: 5, scale: 2, numeric: false }, None).unwrap(),
+            convert(&s(" 12 "), &DataType::Int, None).unwrap(),
+            Value::Int(12)
+        );
+        assert_eq!(
+            convert(&s("1.5"), &DataType::Int, None).unwrap_err().number,
+            245
+        );
+        assert_eq!(
+            convert(&Value::Int(300), &DataType::TinyInt, None)
+                .unwrap_err()
+                .number,
+            8115
+        );
+        assert_eq!(
+            convert(
+                &s("12.345"),
+                &DataType::Decimal {
+                    precision: 5,
+                    scale: 2,
+                    numeric: false
+                },
+                None
+            )
+            .unwrap(),
             Value::Decimal(Decimal::new(1235, 5, 2))
         );
-        assert_eq!(convert(&Value::Money(12_3456), &DataType::VarChar(Len::N(30)), None).unwrap(), s("12.35"));
-        assert_eq!(convert(&Value::Int(123), &DataType::VarChar(Len::N(2)), None).unwrap(), s("*"));
-        assert_eq!(convert(&Value::Float(1234567.0), &DataType::VarChar(Len::N(30)), None).unwrap(), s("1.23457e+006"));
-        assert_eq!(convert(&Value::Float(0.5), &DataType::VarChar(Len::N(30)), None).unwrap(), s("0.5"));
+        assert_eq!(
+            convert(&Value::Money(12_3456), &DataType::VarChar(Len::N(30)), None).unwrap(),
+            s("12.35")
+        );
+        assert_eq!(
+            convert(&Value::Int(123), &DataType::VarChar(Len::N(2)), None).unwrap(),
+            s("*")
+        );
+        assert_eq!(
+            convert(
+                &Value::Float(1234567.0),
+                &DataType::VarChar(Len::N(30)),
+                None
+            )
+            .unwrap(),
+            s("1.23457e+006")
+        );
+        assert_eq!(
+            convert(&Value::Float(0.5), &DataType::VarChar(Len::N(30)), None).unwrap(),
+            s("0.5")
+        );
         let dt = convert(&s("2026-11-27 13:05:09.123"), &DataType::DateTime, None).unwrap();
-        assert_eq!(convert(&dt, &DataType::VarChar(Len::N(30)), Some(121)).unwrap(), s("2026-11-27 13:05:09.123"));
-        assert_eq!(convert(&dt, &DataType::VarChar(Len::N(30)), Some(120)).unwrap(), s("2026-11-27 13:05:09"));
-        assert_eq!(convert(&dt, &DataType::VarChar(Len::N(30)), Some(126)).unwrap(), s("2026-11-27T13:05:09.123"));
-        assert_eq!(convert(&dt, &DataType::VarChar(Len::N(30)), None).unwrap(), s("Nov 27 2026  1:05PM"));
+        assert_eq!(
+            convert(&dt, &DataType::VarChar(Len::N(30)), Some(121)).unwrap(),
+            s("2026-11-27 13:05:09.123")
+        );
+        assert_eq!(
+            convert(&dt, &DataType::VarChar(Len::N(30)), Some(120)).unwrap(),
+            s("2026-11-27 13:05:09")
+        );
+        assert_eq!(
+            convert(&dt, &DataType::VarChar(Len::N(30)), Some(126)).unwrap(),
+            s("2026-11-27T13:05:09.123")
+        );
+        assert_eq!(
+            convert(&dt, &DataType::VarChar(Len::N(30)), None).unwrap(),
+            s("Nov 27 2026  1:05PM")
+        );
         let d = convert(&s("03/30/2025"), &DataType::Date, None).unwrap();
-        assert_eq!(d, Value::Date(NaiveDate::from_ymd_opt(2025, 3, 30).unwrap()));
-        assert_eq!(convert(&s("not a date"), &DataType::Date, None).unwrap_err().number, 241);
-        let g = convert(&s("6F9619FF-8B86-D011-B42D-00C04FC964FF"), &DataType::UniqueIdentifier, None).unwrap();
+        assert_eq!(
+            convert(&s("30/03/2025"), &DataType::Date, Some(103)).unwrap(),
+            d
+        );
+        assert_eq!(
+            convert(&s("30.03.2025"), &DataType::Date, Some(104)).unwrap(),
+            d
+        );
+        assert_eq!(
+            convert(&s("30 Mar 2025"), &DataType::Date, None).unwrap(),
+            d
+        );
+        assert_eq!(
+            d,
+            Value::Date(NaiveDate::from_ymd_opt(2025, 3, 30).unwrap())
+        );
+        assert_eq!(
+            convert(&s("not a date"), &DataType::Date, None)
+                .unwrap_err()
+                .number,
+            241
+        );
+        let g = convert(
+            &s("6F9619FF-8B86-D011-B42D-00C04FC964FF"),
+            &DataType::UniqueIdentifier,
+            None,
+        )
+        .unwrap();
         assert_eq!(g.to_text().unwrap(), "6F9619FF-8B86-D011-B42D-00C04FC964FF");
-        assert_eq!(convert(&Value::Binary(vec![0x41, 0x42]), &DataType::VarChar(Len::N(10)), None).unwrap(), s("AB"));
-        assert_eq!(convert(&Value::Binary(vec![0xAB]), &DataType::VarChar(Len::N(10)), Some(1)).unwrap(), s("0xAB"));
+        assert_eq!(
+            convert(
+                &Value::Binary(vec![0x41, 0x42]),
+                &DataType::VarChar(Len::N(10)),
+                None
+            )
+            .unwrap(),
+            s("AB")
+        );
+        assert_eq!(
+            convert(
+                &Value::Binary(vec![0xAB]),
+                &DataType::VarChar(Len::N(10)),
+                Some(1)
+            )
+            .unwrap(),
+            s("0xAB")
+        );
     }
 
     #[test]
     fn collation_compare() {
         assert_eq!(collate_cmp("abc ", "ABC"), Ordering::Equal);
-        assert_eq!(compare(&Value::VarChar("a".into()), &Value::NVarChar("A  ".into())).unwrap(), Some(Ordering::Equal));
-        assert_eq!(compare(&Value::Int(2), &Value::VarChar("10".into())).unwrap(), Some(Ordering::Less));
-        assert_eq!(compare(&Value::Int(2), &Value::VarChar("x".into())).unwrap_err().number, 245);
+        assert_eq!(
+            compare(&Value::VarChar("a".into()), &Value::NVarChar("A  ".into())).unwrap(),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(
+            compare(&Value::Int(2), &Value::VarChar("10".into())).unwrap(),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            compare(&Value::Int(2), &Value::VarChar("x".into()))
+                .unwrap_err()
+                .number,
+            245
+        );
     }
 
     #[test]
     fn column_truncation() {
-        let e = coerce_for_column(&Value::VarChar("abcdef".into()), &DataType::VarChar(Len::N(3)), "t", "c").unwrap_err();
+        let e = coerce_for_column(
+            &Value::VarChar("abcdef".into()),
+            &DataType::VarChar(Len::N(3)),
+            "t",
+            "c",
+        )
+        .unwrap_err();
         assert_eq!(e.number, 2628);
         assert_eq!(
-            coerce_for_column(&Value::VarChar("ab   ".into()), &DataType::VarChar(Len::N(3)), "t", "c").unwrap(),
+            coerce_for_column(
+                &Value::VarChar("ab   ".into()),
+                &DataType::VarChar(Len::N(3)),
+                "t",
+                "c"
+            )
+            .unwrap(),
             Value::VarChar("ab ".into())
         );
     }

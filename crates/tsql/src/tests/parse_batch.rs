@@ -23,7 +23,9 @@ fn err(src: &str) -> crate::SqlError {
 fn freetds_connect_batch_is_three_statements() {
     let k = kinds("set textsize 2147483647 select @@spid use [db]");
     assert_eq!(k.len(), 3);
-    assert!(matches!(&k[0], StatementKind::SetOption(o) if o.names == vec!["TEXTSIZE"] && o.value == OptionValue::Expr(Expr::Literal(Literal::Int(2147483647)))));
+    assert!(
+        matches!(&k[0], StatementKind::SetOption(o) if o.names == vec!["TEXTSIZE"] && o.value == OptionValue::Expr(Expr::Literal(Literal::Int(2147483647))))
+    );
     assert!(matches!(&k[1], StatementKind::Query(_)));
     assert!(matches!(&k[2], StatementKind::Use(i) if i.value == "db" && i.quoted));
 }
@@ -43,10 +45,18 @@ fn pymssql_and_client_set_lists() {
         }
         other => panic!("{:?}", other),
     }
-    assert!(matches!(&k[1], StatementKind::SetOption(o) if o.value == OptionValue::Word("READ COMMITTED".into())));
-    assert!(matches!(&k[3], StatementKind::SetOption(o) if matches!(o.value, OptionValue::Expr(Expr::Literal(Literal::Int(-1))))));
-    assert!(matches!(&k[8], StatementKind::SetOption(o) if o.names == vec!["STATISTICS IO", "STATISTICS TIME"]));
-    assert!(matches!(&k[9], StatementKind::SetOption(o) if o.names == vec!["IDENTITY_INSERT", "dbo.t"]));
+    assert!(
+        matches!(&k[1], StatementKind::SetOption(o) if o.value == OptionValue::Word("READ COMMITTED".into()))
+    );
+    assert!(
+        matches!(&k[3], StatementKind::SetOption(o) if matches!(o.value, OptionValue::Expr(Expr::Literal(Literal::Int(-1)))))
+    );
+    assert!(
+        matches!(&k[8], StatementKind::SetOption(o) if o.names == vec!["STATISTICS IO", "STATISTICS TIME"])
+    );
+    assert!(
+        matches!(&k[9], StatementKind::SetOption(o) if o.names == vec!["IDENTITY_INSERT", "dbo.t"])
+    );
 }
 
 #[test]
@@ -97,8 +107,21 @@ RETURN
     assert_eq!(
         names,
         vec![
-            "declare", "setvar", "select", "if", "while", "try", "begintran", "save", "rollback", "commit",
-            "begintran", "commit", "rollback", "throw", "return"
+            "declare",
+            "setvar",
+            "select",
+            "if",
+            "while",
+            "try",
+            "begintran",
+            "save",
+            "rollback",
+            "commit",
+            "begintran",
+            "commit",
+            "rollback",
+            "throw",
+            "return"
         ]
     );
     match &k[0] {
@@ -108,17 +131,30 @@ RETURN
         }
         _ => unreachable!(),
     }
-    assert!(matches!(&k[1], StatementKind::SetVariable { op: AssignOp::Add, .. }));
+    assert!(matches!(
+        &k[1],
+        StatementKind::SetVariable {
+            op: AssignOp::Add,
+            ..
+        }
+    ));
     match &k[2] {
         StatementKind::Query(q) => match &q.body {
-            SetExpr::Select(s) => assert!(matches!(&s.items[1], SelectItem::Assign { var, .. } if var == "@a")),
+            SetExpr::Select(s) => {
+                assert!(matches!(&s.items[1], SelectItem::Assign { var, .. } if var == "@a"))
+            }
             _ => unreachable!(),
         },
         _ => unreachable!(),
     }
     match &k[5] {
-        StatementKind::TryCatch { try_block, catch_block } => {
-            assert!(matches!(&try_block[0].kind, StatementKind::Raiserror(r) if r.args.len() == 1 && r.options == vec!["NOWAIT"]));
+        StatementKind::TryCatch {
+            try_block,
+            catch_block,
+        } => {
+            assert!(
+                matches!(&try_block[0].kind, StatementKind::Raiserror(r) if r.args.len() == 1 && r.options == vec!["NOWAIT"])
+            );
             assert!(matches!(&catch_block[0].kind, StatementKind::Throw(None)));
         }
         _ => unreachable!(),
@@ -144,13 +180,18 @@ fn exec_forms() {
     match &k[4] {
         StatementKind::Exec(e) => {
             assert!(e.is_sp_executesql());
-            assert_eq!(e.arg(1, "@params").unwrap().value, Expr::Literal(Literal::NString("@a int".into())));
+            assert_eq!(
+                e.arg(1, "@params").unwrap().value,
+                Expr::Literal(Literal::NString("@a int".into()))
+            );
         }
         _ => unreachable!(),
     }
     // A bare procedure name starts a batch.
     let k = kinds("sp_who2 active");
-    assert!(matches!(&k[0], StatementKind::Exec(e) if e.args[0].value == Expr::Literal(Literal::NString("active".into()))));
+    assert!(
+        matches!(&k[0], StatementKind::Exec(e) if e.args[0].value == Expr::Literal(Literal::NString("active".into())))
+    );
     let p = parse_param_definitions("@a int, @b nvarchar(10) OUTPUT").unwrap();
     assert_eq!(p.len(), 2);
     assert_eq!(p[1].ty, DataType::NVarChar(Len::N(10)));
@@ -207,7 +248,10 @@ CHECKPOINT
 KILL 53
 ";
     let k = kinds(src);
-    assert_eq!(k.len(), src.lines().filter(|l| !l.trim().is_empty()).count());
+    assert_eq!(
+        k.len(),
+        src.lines().filter(|l| !l.trim().is_empty()).count()
+    );
     let a: Vec<&Admin> = k
         .iter()
         .map(|s| match s {
@@ -215,28 +259,53 @@ KILL 53
             other => panic!("{:?}", other),
         })
         .collect();
-    assert!(matches!(a[2], Admin::AlterMasterKey(AlterMasterKey::Regenerate { .. })));
+    assert!(matches!(
+        a[2],
+        Admin::AlterMasterKey(AlterMasterKey::Regenerate { .. })
+    ));
     match a[6] {
         Admin::CreateCertificate(c) => {
-            assert!(c.encryption_password.is_some() && c.start_date.is_some() && c.expiry_date.is_some());
+            assert!(
+                c.encryption_password.is_some()
+                    && c.start_date.is_some()
+                    && c.expiry_date.is_some()
+            );
         }
         other => panic!("{:?}", other),
     }
-    assert!(matches!(a[7], Admin::CreateCertificate(c) if c.subject == Some(Expr::Variable("@subj".into()))));
-    assert!(matches!(a[8], Admin::CreateCertificate(c) if c.private_key.len() == 2 && c.private_key[1].name == "DECRYPTION BY PASSWORD"));
+    assert!(
+        matches!(a[7], Admin::CreateCertificate(c) if c.subject == Some(Expr::Variable("@subj".into())))
+    );
+    assert!(
+        matches!(a[8], Admin::CreateCertificate(c) if c.private_key.len() == 2 && c.private_key[1].name == "DECRYPTION BY PASSWORD")
+    );
     match a[11] {
         Admin::CreateEndpoint(e) => {
             assert_eq!(e.listener_ip, Some(ListenerIp::Address("10.0.0.4".into())));
-            assert_eq!(e.authentication.as_ref().unwrap().connection_auth_desc(), "CERTIFICATE_KERBEROS");
-            assert_eq!(e.encryption.as_ref().unwrap().algorithms, vec![EncryptionAlgorithm::Rc4, EncryptionAlgorithm::Aes]);
+            assert_eq!(
+                e.authentication.as_ref().unwrap().connection_auth_desc(),
+                "CERTIFICATE_KERBEROS"
+            );
+            assert_eq!(
+                e.encryption.as_ref().unwrap().algorithms,
+                vec![EncryptionAlgorithm::Rc4, EncryptionAlgorithm::Aes]
+            );
             assert_eq!(e.state, Some(EndpointState::Stopped));
         }
         other => panic!("{:?}", other),
     }
-    assert!(matches!(a[13], Admin::AlterEndpoint(e) if e.listener_ip == Some(ListenerIp::Address("::1".into()))));
-    assert!(matches!(a[15], Admin::AlterAvailabilityGroup { action, .. } if matches!(&**action, AgAction::Join { groups, .. } if groups.len() == 2)));
-    assert!(matches!(a[22], Admin::AlterDatabase { action: AlterDatabaseAction::SetHadrAvailabilityGroup(g), .. } if g.value == "ag"));
-    assert!(matches!(a[25], Admin::AlterDatabase { action: AlterDatabaseAction::Set { termination: Some(t), .. }, .. } if t == "ROLLBACK IMMEDIATE"));
+    assert!(
+        matches!(a[13], Admin::AlterEndpoint(e) if e.listener_ip == Some(ListenerIp::Address("::1".into())))
+    );
+    assert!(
+        matches!(a[15], Admin::AlterAvailabilityGroup { action, .. } if matches!(&**action, AgAction::Join { groups, .. } if groups.len() == 2))
+    );
+    assert!(
+        matches!(a[22], Admin::AlterDatabase { action: AlterDatabaseAction::SetHadrAvailabilityGroup(g), .. } if g.value == "ag")
+    );
+    assert!(
+        matches!(a[25], Admin::AlterDatabase { action: AlterDatabaseAction::Set { termination: Some(t), .. }, .. } if t == "ROLLBACK IMMEDIATE")
+    );
     assert!(matches!(a[27], Admin::AlterDatabase { name: None, .. }));
     match a[29] {
         Admin::Backup(b) => {
@@ -249,10 +318,16 @@ KILL 53
     assert!(matches!(a[32], Admin::Restore(r) if r.kind == RestoreKind::HeaderOnly));
     assert!(matches!(a[37], Admin::DropDatabase { if_exists: true, names } if names.len() == 2));
     match a[38] {
-        Admin::CreateLogin { password: Some(_), options, .. } => assert_eq!(options.len(), 3),
+        Admin::CreateLogin {
+            password: Some(_),
+            options,
+            ..
+        } => assert_eq!(options.len(), 3),
         other => panic!("{:?}", other),
     }
-    assert!(matches!(a[42], Admin::Dbcc { name, args, with } if name == "CHECKDB" && args.len() == 1 && with.len() == 1));
+    assert!(
+        matches!(a[42], Admin::Dbcc { name, args, with } if name == "CHECKDB" && args.len() == 1 && with.len() == 1)
+    );
 }
 
 #[test]
@@ -321,8 +396,21 @@ SELECT CASE WHEN x IS NULL THEN 'n' ELSE CAST(x AS VARCHAR(10)) END, CONVERT(VAR
         StatementKind::CreateTable(ct) => {
             assert_eq!(ct.columns.len(), 5);
             assert_eq!(ct.constraints.len(), 2);
-            assert_eq!(ct.columns[2].ty, Some(DataType::Decimal { precision: 10, scale: 2, numeric: false }));
-            assert!(ct.columns[0].constraints.iter().any(|c| matches!(c.constraint, ColumnConstraint::Identity(Identity { seed: 1, increment: 1 }))));
+            assert_eq!(
+                ct.columns[2].ty,
+                Some(DataType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                    numeric: false
+                })
+            );
+            assert!(ct.columns[0].constraints.iter().any(|c| matches!(
+                c.constraint,
+                ColumnConstraint::Identity(Identity {
+                    seed: 1,
+                    increment: 1
+                })
+            )));
         }
         other => panic!("{:?}", other),
     }
@@ -333,4 +421,76 @@ SELECT CASE WHEN x IS NULL THEN 'n' ELSE CAST(x AS VARCHAR(10)) END, CONVERT(VAR
         }
         other => panic!("{:?}", other),
     }
+}
+
+#[test]
+fn more_admin_statements() {
+    let k = kinds(
+        "EXEC sp_configure 'show advanced options', 1; RECONFIGURE WITH OVERRIDE
+CREATE USER app FOR LOGIN app
+CREATE USER nologin WITHOUT LOGIN
+DROP USER IF EXISTS app
+ALTER SERVER ROLE sysadmin ADD MEMBER [app]
+ALTER ROLE db_owner DROP MEMBER app
+BACKUP MASTER KEY TO FILE = '/tmp/mk' ENCRYPTION BY PASSWORD = 'p'
+GRANT CONNECT ON ENDPOINT::[Hadr_endpoint] TO [app]
+SHUTDOWN WITH NOWAIT",
+    );
+    assert_eq!(k.len(), 10);
+    assert!(
+        matches!(&k[1], StatementKind::Admin(a) if matches!(**a, Admin::Reconfigure { with_override: true }))
+    );
+    assert!(
+        matches!(&k[2], StatementKind::Admin(a) if matches!(&**a, Admin::CreateUser { login: Some(l), .. } if l.value == "app"))
+    );
+    assert!(
+        matches!(&k[5], StatementKind::Admin(a) if matches!(&**a, Admin::AlterRoleMember { server: true, add: true, .. }))
+    );
+    assert!(
+        matches!(&k[8], StatementKind::Grant { text } if text == "GRANT CONNECT ON ENDPOINT::[Hadr_endpoint] TO [app]")
+    );
+    assert!(
+        matches!(&k[9], StatementKind::Admin(a) if matches!(**a, Admin::Shutdown { nowait: true }))
+    );
+}
+
+#[test]
+fn create_procedure_takes_the_rest_of_the_batch() {
+    let src = "CREATE PROCEDURE dbo.p @a INT = 5, @b NVARCHAR(10) OUTPUT AS\nBEGIN\n  SET @b = CAST(@a AS NVARCHAR(10))\nEND\nSELECT 1";
+    let k = kinds(src);
+    assert_eq!(k.len(), 1);
+    match &k[0] {
+        StatementKind::CreateProcedure {
+            name,
+            params,
+            body,
+            text,
+            or_alter,
+        } => {
+            assert_eq!(name.dotted(), "dbo.p");
+            assert_eq!(params.len(), 2);
+            assert!(params[1].output && params[0].default.is_some());
+            assert_eq!(body.len(), 2);
+            assert!(text.starts_with("BEGIN") && text.ends_with("SELECT 1"));
+            assert!(!or_alter);
+        }
+        other => panic!("{:?}", other),
+    }
+    // Statement spans slice the source.
+    let stmts = parse_batch("PRINT 'a'\nSELECT 1 + 2 AS x;").unwrap();
+    assert_eq!(
+        &"PRINT 'a'\nSELECT 1 + 2 AS x;"[stmts[1].span.0..stmts[1].span.1],
+        "SELECT 1 + 2 AS x"
+    );
+    assert_eq!(stmts[1].line, 2);
+}
+
+#[test]
+fn grant_ends_after_its_principals() {
+    let k = kinds("GRANT SELECT, INSERT ON dbo.t TO app, [other] WITH GRANT OPTION\nSELECT 1\nREVOKE EXECUTE ON SCHEMA::dbo FROM app CASCADE SELECT 2\nDENY CONNECT SQL TO [x]");
+    assert_eq!(k.len(), 5);
+    assert!(
+        matches!(&k[0], StatementKind::Grant { text } if text == "GRANT SELECT, INSERT ON dbo.t TO app, [other] WITH GRANT OPTION")
+    );
+    assert!(matches!(&k[2], StatementKind::Grant { text } if text.ends_with("CASCADE")));
 }

@@ -46,14 +46,23 @@ fn seed_master_key_and_certificate() {
     let b0 = kinds(&batches[0]);
     assert_eq!(b0.len(), 2);
     assert!(matches!(&b0[0], StatementKind::Use(i) if i.value == "MASTER"));
-    assert!(matches!(admin(&b0[1]), Admin::CreateMasterKey { password: Some(Expr::Literal(Literal::String(p))) } if p == "Str0ng!Passw0rd"));
+    assert!(
+        matches!(admin(&b0[1]), Admin::CreateMasterKey { password: Some(Expr::Literal(Literal::String(p))) } if p == "Str0ng!Passw0rd")
+    );
     let b2 = kinds(&batches[2]);
     assert_eq!(b2.len(), 4);
     match &b2[0] {
         StatementKind::Declare(d) => match &d[0] {
-            Declaration::Scalar { name, ty, init: Some(Expr::Binary { op: BinOp::Add, .. }) } => {
+            Declaration::Scalar {
+                name,
+                ty,
+                init: Some(Expr::Binary { op: BinOp::Add, .. }),
+            } => {
                 assert_eq!(name, "@sqlserver_certificate_name");
-                assert_eq!(*ty, crate::types::DataType::NVarChar(crate::types::Len::Max));
+                assert_eq!(
+                    *ty,
+                    crate::types::DataType::NVarChar(crate::types::Len::Max)
+                );
             }
             other => panic!("{:?}", other),
         },
@@ -63,7 +72,10 @@ fn seed_master_key_and_certificate() {
         StatementKind::Exec(e) => {
             assert!(e.is_sp_executesql());
             let a = e.arg(0, "@stmt").unwrap();
-            assert_eq!(a.value, Expr::Variable("@create_sqlserver_certificate_command".into()));
+            assert_eq!(
+                a.value,
+                Expr::Variable("@create_sqlserver_certificate_command".into())
+            );
         }
         other => panic!("{:?}", other),
     }
@@ -146,7 +158,12 @@ fn seed_certificate_from_binary() {
     match admin(&k[1]) {
         Admin::CreateCertificate(c) => {
             assert_eq!(c.name.value, "sqlmi1.6d710bcf372b.database.windows.net");
-            assert_eq!(c.source, CertSource::Binary(Expr::Literal(Literal::Binary(vec![0x30, 0x82, 0x01, 0xA0, 0xAB]))));
+            assert_eq!(
+                c.source,
+                CertSource::Binary(Expr::Literal(Literal::Binary(vec![
+                    0x30, 0x82, 0x01, 0xA0, 0xAB
+                ])))
+            );
         }
         other => panic!("{:?}", other),
     }
@@ -176,7 +193,10 @@ GO
             assert_eq!(e.listener_ip, Some(ListenerIp::All));
             assert_eq!(e.role, Some(MirroringRole::All));
             let a = e.authentication.as_ref().unwrap();
-            assert_eq!(a.certificate.as_ref().unwrap().value, "Cert_sqlserver1_endpoint");
+            assert_eq!(
+                a.certificate.as_ref().unwrap().value,
+                "Cert_sqlserver1_endpoint"
+            );
             assert_eq!(a.connection_auth_desc(), "CERTIFICATE");
             let enc = e.encryption.as_ref().unwrap();
             assert_eq!(enc.mode, EncryptionMode::Required);
@@ -236,7 +256,10 @@ GO
             let r = &ag.replicas[0];
             assert_eq!(r.name, "sqlserver1");
             assert_eq!(r.endpoint_url.as_deref(), Some("TCP://10.0.1.100:5022"));
-            assert_eq!(r.availability_mode, Some(AvailabilityMode::SynchronousCommit));
+            assert_eq!(
+                r.availability_mode,
+                Some(AvailabilityMode::SynchronousCommit)
+            );
             assert_eq!(r.failover_mode, Some(FailoverMode::Manual));
             assert_eq!(r.seeding_mode, Some(SeedingMode::Automatic));
         }
@@ -299,8 +322,14 @@ fn surface_section_2() {
         Admin::Backup(b) => {
             assert_eq!(b.kind, BackupKind::Log);
             assert_eq!(b.options.len(), 8);
-            assert_eq!(find_opt(&b.options, "STATS").unwrap().word().as_deref(), Some("1"));
-            assert_eq!(find_opt(&b.options, "NAME").unwrap().word().as_deref(), Some("db log"));
+            assert_eq!(
+                find_opt(&b.options, "STATS").unwrap().word().as_deref(),
+                Some("1")
+            );
+            assert_eq!(
+                find_opt(&b.options, "NAME").unwrap().word().as_deref(),
+                Some("db log")
+            );
         }
         other => panic!("{:?}", other),
     }
@@ -310,7 +339,10 @@ fn surface_section_2() {
     }
     match admin(&kinds(stmts[10])[0]) {
         Admin::AlterEndpoint(e) => {
-            assert_eq!(e.encryption.as_ref().unwrap().algorithms, vec![EncryptionAlgorithm::Aes, EncryptionAlgorithm::Rc4])
+            assert_eq!(
+                e.encryption.as_ref().unwrap().algorithms,
+                vec![EncryptionAlgorithm::Aes, EncryptionAlgorithm::Rc4]
+            )
         }
         other => panic!("{:?}", other),
     }

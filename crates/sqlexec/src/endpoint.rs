@@ -1,0 +1,332 @@
+//! The TDS adapter: logins, batches, RPCs and transaction-manager requests from the wire, run on the blocking
+//! pool (SQLite work never runs on the async threads), with ATTENTION wired to the session's cancel handle.
+
+use crate::exec::{Conn, Out, Server};
+use crate::values::{from_wire, type_of_wire, wire_type, wire_value};
+use std::sync::Arc;
+use tds::{
+    Column, ConnInfo, EnvChange, Handler, Login7, LoginError, LoginOk, ProcId, ResponseWriter,
+    RpcRequest, RpcTarget, SqlBatch, SqlType, SqlValue, TmRequest,
+};
+use tsql::{DataType, Value};
+
+pub struct Endpoint {
+    pub server: Arc<Server>,
+}
+
+/// A client session: None while a request is running on the blocking pool.
+pub struct Session {
+    conn: Option<Box<Conn>>,
+}
+
+impl Endpoint {
+    /// Run `f` on the session off the async threads; cancel it if the client sends ATTENTION.
+    async fn run<F>(&self, s: &mut Session, out: &mut ResponseWriter<'_>, f: F)
+    where
+        F: FnOnce(&mut Conn, &mut Vec<Out>) + Send + 'static,
+    {
+        let Some(mut conn) = s.conn.take() else {
+            out.error(50000, 16, 1, "session is busy");
+            return;
+        };
+        let cancel = conn.cancel_handle();
+        let token = out.cancel_token();
+        let before_tx = conn.in_transaction();
+        let before_db = conn.database();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut items = Vec::new();
+            f(&mut conn, &mut items);
+            (conn, items)
+        });
+        tokio::pin!(task);
+        let (conn, items) = tokio::select! {
+            r = &mut task => r.expect("request task"),
+            _ = token.cancelled() => {
+                cancel.cancel();
+                task.await.expect("request task")
+            }
+        };
+        let after_tx = conn.in_transaction();
+        let after_db = conn.database();
+        s.conn = Some(conn);
+        write_items(items, out, before_tx, after_tx, &before_db, &after_db).await;
+    }
+}
+
+async fn write_items(
+    items: Vec<Out>,
+    out: &mut ResponseWriter<'_>,
+    before_tx: bool,
+    after_tx: bool,
+    _before_db: &str,
+    _after_db: &str,
+) {
+    let mut cols: Vec<DataType> = Vec::new();
+    let mut tx_reported = false;
+    for it in items {
+        if out.is_cancelled() {
+            return;
+        }
+        match it {
+            Out::Columns(c) => {
+                cols = c.iter().map(|(_, t)| t.clone()).collect();
+                out.columns(
+                    c.into_iter()
+                        .map(|(n, t)| Column::new(n, wire_type(&t)))
+                        .collect(),
+                );
+            }
+            Out::Row(r) => {
+                let mut vals = Vec::with_capacity(r.len());
+                for (i, v) in r.iter().enumerate() {
+                    let ty = cols.get(i).cloned().unwrap_or(DataType::Int);
+                    vals.push(wire_value(v, &ty).unwrap_or(SqlValue::Null));
+                }
+                if out.send_row(&vals).await.is_err() {
+                    return;
+                }
+            }
+            Out::Done(n) => out.done(n),
+            Out::Info(n, m) => out.info(n, &m),
+            Out::Error(e) => out.error(e.number, e.severity, e.state, &e.message),
+            Out::Database(d) => out.env_change(EnvChange::Database {
+                old: String::new(),
+                new: d,
+            }),
+            Out::TranBegin => {
+                tx_reported = true;
+                out.set_in_transaction(true);
+                out.env_change(EnvChange::BeginTransaction { descriptor: 1 });
+            }
+            Out::TranCommit => {
+                tx_reported = true;
+                out.set_in_transaction(false);
+                out.env_change(EnvChange::CommitTransaction { descriptor: 1 });
+            }
+            Out::TranRollback => {
+                tx_reported = true;
+                out.set_in_transaction(false);
+                out.env_change(EnvChange::RollbackTransaction { descriptor: 1 });
+            }
+            Out::ReturnStatus(s) => out.return_status(s),
+        }
+    }
+    if !tx_reported && before_tx != after_tx {
+        out.set_in_transaction(after_tx);
+    }
+}
+
+fn params_of(rpc: &RpcRequest, skip: usize) -> Vec<(String, DataType, Value)> {
+    rpc.params
+        .iter()
+        .skip(skip)
+        .map(|p| (p.name.clone(), type_of_wire(&p.ty), from_wire(&p.value)))
+        .collect()
+}
+
+fn text_param(rpc: &RpcRequest, i: usize) -> String {
+    match rpc.params.get(i).map(|p| &p.value) {
+        Some(SqlValue::NVarChar(s)) | Some(SqlValue::VarChar(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn int_param(rpc: &RpcRequest, i: usize) -> i32 {
+    match rpc.params.get(i).map(|p| &p.value) {
+        Some(SqlValue::Int(x)) => *x,
+        Some(SqlValue::BigInt(x)) => *x as i32,
+        Some(SqlValue::SmallInt(x)) => *x as i32,
+        Some(SqlValue::TinyInt(x)) => *x as i32,
+        _ => 0,
+    }
+}
+
+/// Parameter names declared in sp_executesql / sp_prepare definitions, in order, for positional values.
+fn named(defs: &str, vals: Vec<(String, DataType, Value)>) -> Vec<(String, DataType, Value)> {
+    let decl = tsql::parse_param_definitions(defs).unwrap_or_default();
+    vals.into_iter()
+        .enumerate()
+        .map(|(i, (n, t, v))| {
+            let d = if n.is_empty() {
+                decl.get(i)
+            } else {
+                decl.iter().find(|d| d.name.eq_ignore_ascii_case(&n))
+            };
+            match d {
+                Some(d) => (
+                    d.name.clone(),
+                    d.ty.clone(),
+                    tsql::value::assign(&v, &d.ty).unwrap_or(v),
+                ),
+                None => (
+                    if n.is_empty() {
+                        format!("@P{}", i + 1)
+                    } else {
+                        n
+                    },
+                    t,
+                    v,
+                ),
+            }
+        })
+        .collect()
+}
+
+impl Handler for Endpoint {
+    type Session = Session;
+
+    async fn login(&self, login: &Login7, info: &ConnInfo) -> Result<LoginOk<Session>, LoginError> {
+        let server = self.server.clone();
+        let user = login.username.clone();
+        let pw = login.password.clone();
+        let database = login.database.clone();
+        let spid = info.spid as i32;
+        let r = tokio::task::spawn_blocking(move || {
+            if !crate::logins::verify(&server.inst, &user, &pw) {
+                return Err(LoginError::login_failed(&user));
+            }
+            let mut conn = Conn::new(server, spid, &user).map_err(|e| LoginError::other(e.number, 14, &e.message))?;
+            if !database.is_empty() && !database.eq_ignore_ascii_case("master") {
+                conn.use_database(&database).map_err(|e| {
+                    LoginError::other(4060, 11, &format!("Cannot open database \"{database}\" requested by the login. The login failed. ({})", e.message))
+                })?;
+            }
+            Ok(conn)
+        })
+        .await
+        .map_err(|_| LoginError::other(18456, 14, "login failed"))??;
+        let db = r.database();
+        Ok(LoginOk::new(
+            Session {
+                conn: Some(Box::new(r)),
+            },
+            db,
+        ))
+    }
+
+    async fn batch(&self, s: &mut Session, batch: SqlBatch, out: &mut ResponseWriter<'_>) {
+        let sql = batch.sql;
+        self.run(s, out, move |c, items| c.execute_batch(&sql, items))
+            .await
+    }
+
+    async fn rpc(&self, s: &mut Session, rpc: RpcRequest, out: &mut ResponseWriter<'_>) {
+        let id = rpc.proc_id();
+        match id {
+            Some(ProcId::ExecuteSql) => {
+                let sql = text_param(&rpc, 0);
+                let defs = text_param(&rpc, 1);
+                let params = named(&defs, params_of(&rpc, 2));
+                self.run(s, out, move |c, items| {
+                    c.execute_sql_with_params(&sql, params, items)
+                })
+                .await
+            }
+            Some(ProcId::Prepare) | Some(ProcId::PrepExec) => {
+                // sp_prepare(@handle OUTPUT, @params, @stmt, @options) / sp_prepexec(@handle OUTPUT, @params, @stmt, …values)
+                let defs = text_param(&rpc, 1);
+                let sql = text_param(&rpc, 2);
+                let exec = id == Some(ProcId::PrepExec);
+                let params = if exec {
+                    named(&defs, params_of(&rpc, 3))
+                } else {
+                    vec![]
+                };
+                let handle = Arc::new(std::sync::Mutex::new(0));
+                let h2 = handle.clone();
+                self.run(s, out, move |c, items| {
+                    *h2.lock().unwrap() = c.prepare(&defs, &sql);
+                    if exec {
+                        c.execute_sql_with_params(&sql, params, items);
+                    }
+                })
+                .await;
+                let h = *handle.lock().unwrap();
+                out.return_value(0, "@handle", &SqlType::Int, &SqlValue::Int(h));
+            }
+            Some(ProcId::Execute) => {
+                let h = int_param(&rpc, 0);
+                let vals = params_of(&rpc, 1);
+                self.run(s, out, move |c, items| match c.prepared(h) {
+                    Some((defs, sql)) => c.execute_sql_with_params(&sql, named(&defs, vals), items),
+                    None => items.push(Out::Error(tsql::SqlError::new(
+                        8179,
+                        16,
+                        format!("Could not find prepared statement with handle {h}."),
+                    ))),
+                })
+                .await
+            }
+            Some(ProcId::Unprepare) => {
+                let h = int_param(&rpc, 0);
+                self.run(s, out, move |c, _| c.unprepare(h)).await
+            }
+            _ => {
+                let name = match &rpc.target {
+                    RpcTarget::Name(n) => n.clone(),
+                    RpcTarget::Id(p) => format!("{p:?}"),
+                };
+                // Any other procedure: run it as EXEC with the RPC's parameters bound by name.
+                let params = params_of(&rpc, 0);
+                let args: Vec<String> = params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _, _))| {
+                        if n.is_empty() {
+                            format!("@__p{i}")
+                        } else {
+                            format!("{n} = {n}")
+                        }
+                    })
+                    .collect();
+                let bound: Vec<(String, DataType, Value)> = params
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (n, t, v))| (if n.is_empty() { format!("@__p{i}") } else { n }, t, v))
+                    .collect();
+                let sql = format!("EXEC {} {}", name, args.join(", "));
+                self.run(s, out, move |c, items| {
+                    c.execute_sql_with_params(&sql, bound, items)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn tm(&self, s: &mut Session, req: TmRequest, out: &mut ResponseWriter<'_>) {
+        self.run(s, out, move |c, items| {
+            let r = match req {
+                TmRequest::Begin { .. } => {
+                    c.session.begin_tran();
+                    items.push(Out::TranBegin);
+                    Ok(())
+                }
+                TmRequest::Commit { then_begin, .. } => c.session.commit_tran().map(|_| {
+                    items.push(Out::TranCommit);
+                    if then_begin.is_some() {
+                        c.session.begin_tran();
+                        items.push(Out::TranBegin);
+                    }
+                }),
+                TmRequest::Rollback { then_begin, .. } => c.session.rollback_tran().map(|_| {
+                    items.push(Out::TranRollback);
+                    if then_begin.is_some() {
+                        c.session.begin_tran();
+                        items.push(Out::TranBegin);
+                    }
+                }),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                items.push(Out::Error(crate::exec::engine_err_sql(e)));
+            }
+        })
+        .await
+    }
+
+    async fn reset(&self, s: &mut Session, keep_transaction: bool) {
+        if let Some(c) = s.conn.as_mut() {
+            c.reset(keep_transaction);
+        }
+    }
+}

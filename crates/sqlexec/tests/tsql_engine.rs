@@ -1,0 +1,182 @@
+//! T-SQL through the executor on a real engine (in-process, no network): the instance-engine surface a DBA reads
+//! with SQL — sys.databases, the log views, DBCC SQLPERF(LOGSPACE), BACKUP/RESTORE with the seed's options.
+
+use sqlexec::{Conn, Out, Server};
+use std::sync::Arc;
+use tsql::Value;
+
+struct T {
+    conn: Conn,
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+fn setup() -> T {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = engine::Instance::open(engine::InstanceConfig {
+        name: "sqlserver1".into(),
+        data_dir: dir.path().join("data"),
+        db_options: Default::default(),
+    })
+    .unwrap();
+    let server = Arc::new(Server {
+        inst,
+        name: "sqlserver1".into(),
+        host: "sqlserver1.example".into(),
+        managed: false,
+    });
+    let p = dir.path().to_path_buf();
+    T {
+        conn: Conn::new(server, 51, "sa").unwrap(),
+        _dir: dir,
+        dir: p,
+    }
+}
+
+impl T {
+    fn run(&mut self, sql: &str) -> Vec<Out> {
+        let mut out = Vec::new();
+        self.conn.execute_batch(sql, &mut out);
+        out
+    }
+    fn ok(&mut self, sql: &str) -> Vec<Out> {
+        let out = self.run(sql);
+        if let Some(Out::Error(e)) = out.iter().find(|o| matches!(o, Out::Error(_))) {
+            panic!("{sql}: Msg {} {}", e.number, e.message);
+        }
+        out
+    }
+    fn rows(&mut self, sql: &str) -> (Vec<String>, Vec<Vec<Value>>) {
+        let out = self.ok(sql);
+        let mut cols = vec![];
+        let mut rows = vec![];
+        for o in out {
+            match o {
+                Out::Columns(c) => cols = c.into_iter().map(|(n, _)| n).collect(),
+                Out::Row(r) => rows.push(r),
+                _ => {}
+            }
+        }
+        (cols, rows)
+    }
+    fn error(&mut self, sql: &str) -> tsql::SqlError {
+        self.run(sql)
+            .into_iter()
+            .find_map(|o| if let Out::Error(e) = o { Some(e) } else { None })
+            .unwrap_or_else(|| panic!("{sql}: expected an error"))
+    }
+}
+
+fn text(v: &Value) -> String {
+    sqlexec::exec::display(v)
+}
+
+#[test]
+fn databases_and_log_views() {
+    let mut t = setup();
+    t.ok("CREATE DATABASE Sales");
+    t.ok("USE Sales; CREATE TABLE dbo.Orders(id INT IDENTITY(1,1) PRIMARY KEY, amount DECIMAL(10,2) NOT NULL)");
+    t.ok("INSERT INTO Orders(amount) VALUES (1.10), (2.20)");
+    let (_, r) = t.rows("SELECT name, state_desc, recovery_model_desc, log_reuse_wait_desc FROM sys.databases WHERE name = 'Sales'");
+    assert_eq!(r.len(), 1);
+    assert_eq!(text(&r[0][1]), "ONLINE");
+    assert_eq!(text(&r[0][2]), "FULL");
+    let (cols, r) = t.rows("DBCC SQLPERF(LOGSPACE)");
+    assert_eq!(
+        cols,
+        vec![
+            "Database Name",
+            "Log Size (MB)",
+            "Log Space Used (%)",
+            "Status"
+        ]
+    );
+    assert_eq!(text(&r[0][0]), "Sales");
+    let (_, r) = t.rows(
+        "SELECT used_log_space_in_bytes, total_log_size_in_bytes FROM sys.dm_db_log_space_usage",
+    );
+    assert!(matches!(r[0][0], Value::BigInt(n) if n > 0), "{:?}", r[0]);
+    let (_, r) = t.rows("SELECT log_end_lsn, log_truncation_holdup_reason FROM sys.dm_db_log_stats WHERE database_id = DB_ID()");
+    assert_eq!(r.len(), 1);
+    assert!(
+        text(&r[0][0]).ends_with("00000"),
+        "LSNs look like SQL Server's numeric(25,0): {:?}",
+        r[0][0]
+    );
+    t.ok("ALTER DATABASE Sales SET RECOVERY SIMPLE");
+    let (_, r) =
+        t.rows("SELECT recovery_model_desc FROM sys.databases WHERE database_id = DB_ID('Sales')");
+    assert_eq!(text(&r[0][0]), "SIMPLE");
+}
+
+#[test]
+fn backup_and_restore_in_tsql_with_the_seeds_options() {
+    let mut t = setup();
+    t.ok("CREATE DATABASE Shop");
+    t.ok("USE Shop; CREATE TABLE t(id INT PRIMARY KEY, v NVARCHAR(20)); INSERT INTO t VALUES (1, N'one')");
+    let e = t.error(&format!(
+        "BACKUP LOG [Shop] TO DISK = N'{}/early.trn'",
+        t.dir.display()
+    ));
+    assert_eq!(e.number, 4214);
+    let full = format!("{}/shop.bak", t.dir.display());
+    let out = t.ok(&format!(
+        "BACKUP DATABASE Shop TO DISK = '{full}' WITH INIT, STATS = 50"
+    ));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Out::Info(3211, m) if m == "100 percent processed.")));
+    assert!(out.iter().any(|o| matches!(o, Out::Info(3014, m) if m.starts_with("BACKUP DATABASE successfully processed"))));
+    t.ok("INSERT INTO t VALUES (2, N'two')");
+    let log = format!("{}/shop.trn", t.dir.display());
+    t.ok(&format!(
+        "BACKUP LOG [Shop] TO DISK = N'{log}' WITH NOFORMAT, NOINIT, NAME = N'Shop-log', SKIP, NOREWIND, NOUNLOAD, COMPRESSION, STATS = 1"
+    ));
+    let (_, r) =
+        t.rows("SELECT database_name, type, name FROM msdb.dbo.backupset ORDER BY backup_set_id");
+    assert_eq!(
+        r.iter().map(|r| text(&r[1])).collect::<Vec<_>>(),
+        vec!["D", "L"]
+    );
+    assert_eq!(text(&r[1][2]), "Shop-log");
+    let (cols, r) = t.rows(&format!("RESTORE HEADERONLY FROM DISK = N'{log}'"));
+    assert_eq!(cols[0], "BackupName");
+    assert_eq!(text(&r[0][5]), "Shop");
+    t.ok(&format!("RESTORE VERIFYONLY FROM DISK = N'{log}'"));
+    t.ok("USE master");
+    let e = t.error(&format!("RESTORE DATABASE Shop FROM DISK = '{full}'"));
+    assert_eq!(e.number, 3159);
+    t.ok(&format!(
+        "RESTORE DATABASE Shop2 FROM DISK = '{full}' WITH NORECOVERY"
+    ));
+    let (_, r) = t.rows("SELECT state_desc FROM sys.databases WHERE name = 'Shop2'");
+    assert_eq!(text(&r[0][0]), "RESTORING");
+    t.ok(&format!(
+        "RESTORE LOG Shop2 FROM DISK = N'{log}' WITH RECOVERY"
+    ));
+    let (_, r) = t.rows("USE Shop2; SELECT v FROM t ORDER BY id");
+    assert_eq!(
+        r.iter().map(|r| text(&r[0])).collect::<Vec<_>>(),
+        vec!["one", "two"]
+    );
+}
+
+#[test]
+fn seed_dynamic_sql_pattern_and_control_flow() {
+    let mut t = setup();
+    t.ok("CREATE DATABASE d");
+    let (_, r) = t.rows(
+        "USE d
+         DECLARE @name NVARCHAR(MAX) = N'Tbl_' + @@servername + N'_x'
+         DECLARE @cmd NVARCHAR(MAX) = N'CREATE TABLE [' + @name + '] (id INT)'
+         EXEC sp_executesql @stmt = @cmd
+         IF EXISTS (SELECT 1 FROM sys.tables WHERE name = N'Tbl_sqlserver1_x') SELECT N'created' AS r ELSE SELECT N'missing' AS r",
+    );
+    assert_eq!(text(&r[0][0]), "created");
+    let (_, r) = t.rows("DECLARE @i INT = 0, @s INT = 0; WHILE @i < 10 BEGIN SET @i += 1; IF @i % 2 = 0 CONTINUE; SET @s += @i END; SELECT @s");
+    assert_eq!(r[0][0], Value::Int(25));
+    let e = t.error("SELECT 1/0");
+    assert_eq!((e.number, e.severity), (8134, 16));
+    let (_, r) = t.rows("BEGIN TRY RAISERROR('boom %d', 16, 1, 42) END TRY BEGIN CATCH SELECT ERROR_NUMBER(), ERROR_MESSAGE() END CATCH");
+    assert_eq!(text(&r[0][1]), "boom 42");
+}
