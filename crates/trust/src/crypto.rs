@@ -1,13 +1,14 @@
-//! Key protection primitives (ring): PBKDF2-HMAC-SHA256 and AES-256-GCM with purpose-bound AAD.
+//! Key protection primitives: Argon2id to derive keys from passwords, AES-256-GCM (ring) with
+//! purpose-bound AAD for everything stored.
 
 use crate::error::{Result, TrustError};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
-use std::num::NonZeroU32;
 use zeroize::Zeroizing;
 
-/// OWASP's 2023 figure for PBKDF2-HMAC-SHA256; stored per row so it can be raised later.
-pub const PBKDF2_ITERATIONS: u32 = 600_000;
+/// KDF identifier stored beside every password-derived blob, so parameters can be raised later
+/// without breaking old rows. 1 = Argon2id v19, m = 19 MiB, t = 2, p = 1 (OWASP's baseline).
+pub const KDF_ARGON2ID_V1: u32 = 1;
 
 pub type Key32 = Zeroizing<[u8; 32]>;
 
@@ -23,17 +24,19 @@ pub fn random_key() -> Result<Key32> {
     Ok(Zeroizing::new(random_bytes::<32>()?))
 }
 
-pub fn derive_key(password: &str, salt: &[u8], iterations: u32) -> Key32 {
+pub fn derive_key(password: &str, salt: &[u8], kdf: u32) -> Result<Key32> {
+    if kdf != KDF_ARGON2ID_V1 {
+        return Err(TrustError::internal(format!(
+            "unknown key derivation function {kdf}"
+        )));
+    }
+    let params = argon2::Params::new(19 * 1024, 2, 1, Some(32))
+        .map_err(|e| TrustError::internal(format!("argon2 parameters: {e}")))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = Zeroizing::new([0u8; 32]);
-    let iters = NonZeroU32::new(iterations.max(1)).unwrap_or(NonZeroU32::MIN);
-    ring::pbkdf2::derive(
-        ring::pbkdf2::PBKDF2_HMAC_SHA256,
-        iters,
-        salt,
-        password.as_bytes(),
-        &mut out[..],
-    );
-    out
+    a.hash_password_into(password.as_bytes(), salt, &mut out[..])
+        .map_err(|e| TrustError::internal(format!("key derivation failed: {e}")))?;
+    Ok(out)
 }
 
 /// nonce || ciphertext || tag. The AAD names what the blob protects so blobs cannot be swapped.

@@ -2,7 +2,7 @@
 //! instance's CA, in tables of the instance's master catalog.
 
 use crate::certinfo::{decode_cert_input, name_matches, parse_cert, signed_by, CertInfo};
-use crate::crypto::{self, Key32, PBKDF2_ITERATIONS};
+use crate::crypto::{self, Key32, KDF_ARGON2ID_V1};
 use crate::error::{codes, Result, TrustError};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -23,7 +23,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS trust_master_key(
   id INTEGER PRIMARY KEY CHECK (id = 101),
   key_guid TEXT NOT NULL, create_date INTEGER NOT NULL, modify_date INTEGER NOT NULL,
-  salt BLOB NOT NULL, iterations INTEGER NOT NULL,
+  salt BLOB NOT NULL, kdf INTEGER NOT NULL,
   by_password BLOB NOT NULL, by_instance BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS trust_certificates(
   certificate_id INTEGER PRIMARY KEY,
@@ -289,14 +289,15 @@ fn to_offset(t: NaiveDateTime) -> Result<time::OffsetDateTime> {
         .map_err(|e| TrustError::internal(format!("date out of range: {e}")))
 }
 
-/// SQL Server's complexity rule: 8..=128 characters and 3 of the 4 classes.
+/// SQL Server's complexity rule: 8..=128 characters and 3 of the 4 classes (the same classes as
+/// sqlexec's CREATE LOGIN check).
 pub fn check_password_policy(password: &str) -> Result<()> {
     let n = password.chars().count();
     let classes = [
-        password.chars().any(|c| c.is_uppercase()),
-        password.chars().any(|c| c.is_lowercase()),
+        password.chars().any(|c| c.is_ascii_uppercase()),
+        password.chars().any(|c| c.is_ascii_lowercase()),
         password.chars().any(|c| c.is_ascii_digit()),
-        password.chars().any(|c| !c.is_alphanumeric()),
+        password.chars().any(|c| !c.is_ascii_alphanumeric()),
     ]
     .iter()
     .filter(|b| **b)
@@ -405,9 +406,9 @@ impl TrustStore {
         let now = to_ms(now_utc());
         let (salt, by_pw, by_inst) = self.wrap_dmk(&dmk, password, &guid)?;
         conn.execute(
-            "INSERT INTO trust_master_key(id, key_guid, create_date, modify_date, salt, iterations, by_password, by_instance)
+            "INSERT INTO trust_master_key(id, key_guid, create_date, modify_date, salt, kdf, by_password, by_instance)
              VALUES (101, ?1, ?2, ?2, ?3, ?4, ?5, ?6)",
-            params![guid, now, salt, PBKDF2_ITERATIONS, by_pw, by_inst],
+            params![guid, now, salt, KDF_ARGON2ID_V1, by_pw, by_inst],
         )?;
         Ok(())
     }
@@ -419,7 +420,7 @@ impl TrustStore {
         guid: &str,
     ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         let salt = crypto::random_bytes::<16>()?.to_vec();
-        let pw_key = crypto::derive_key(password, &salt, PBKDF2_ITERATIONS);
+        let pw_key = crypto::derive_key(password, &salt, KDF_ARGON2ID_V1)?;
         let by_pw = crypto::seal(&pw_key, &format!("dmk/password/{guid}"), &dmk[..])?;
         let by_inst = crypto::seal(
             &self.instance_key,
@@ -458,18 +459,18 @@ impl TrustStore {
     fn dmk_by_password(&self, conn: &Connection, password: &str) -> Result<Key32> {
         let row: Option<(String, Vec<u8>, u32, Vec<u8>)> = conn
             .query_row(
-                "SELECT key_guid, salt, iterations, by_password FROM trust_master_key WHERE id = 101",
+                "SELECT key_guid, salt, kdf, by_password FROM trust_master_key WHERE id = 101",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let (guid, salt, iters, blob) = row.ok_or_else(|| {
+        let (guid, salt, kdf, blob) = row.ok_or_else(|| {
             TrustError::new(
                 codes::NOT_FOUND,
                 "Cannot find the symmetric key '##MS_DatabaseMasterKey##', because it does not exist or you do not have permission.",
             )
         })?;
-        let k = crypto::derive_key(password, &salt, iters);
+        let k = crypto::derive_key(password, &salt, kdf)?;
         let plain = crypto::open(&k, &format!("dmk/password/{guid}"), &blob).ok_or_else(|| {
             TrustError::new(
                 codes::WRONG_DECRYPTOR,
@@ -527,8 +528,8 @@ impl TrustStore {
             )?;
         }
         tx.execute(
-            "UPDATE trust_master_key SET key_guid = ?1, modify_date = ?2, salt = ?3, iterations = ?4, by_password = ?5, by_instance = ?6 WHERE id = 101",
-            params![guid, to_ms(now_utc()), salt, PBKDF2_ITERATIONS, by_pw, by_inst],
+            "UPDATE trust_master_key SET key_guid = ?1, modify_date = ?2, salt = ?3, kdf = ?4, by_password = ?5, by_instance = ?6 WHERE id = 101",
+            params![guid, to_ms(now_utc()), salt, KDF_ARGON2ID_V1, by_pw, by_inst],
         )?;
         tx.commit()?;
         Ok(())
@@ -550,8 +551,8 @@ impl TrustStore {
         )?;
         let (salt, by_pw, by_inst) = self.wrap_dmk(&dmk, new_password, &guid)?;
         conn.execute(
-            "UPDATE trust_master_key SET modify_date = ?1, salt = ?2, iterations = ?3, by_password = ?4, by_instance = ?5 WHERE id = 101",
-            params![to_ms(now_utc()), salt, PBKDF2_ITERATIONS, by_pw, by_inst],
+            "UPDATE trust_master_key SET modify_date = ?1, salt = ?2, kdf = ?3, by_password = ?4, by_instance = ?5 WHERE id = 101",
+            params![to_ms(now_utc()), salt, KDF_ARGON2ID_V1, by_pw, by_inst],
         )?;
         Ok(())
     }
@@ -802,7 +803,7 @@ impl TrustStore {
 
     /// BACKUP CERTIFICATE name TO FILE = path [WITH PRIVATE KEY (FILE = pk_path, ENCRYPTION BY
     /// PASSWORD = pw)]. The private key file is PKCS#8 encrypted under a key derived from `pw`
-    /// (PBKDF2 + AES-256-GCM, our own container: "MILINK-PVK1" header, salt, iterations, blob).
+    /// (Argon2id + AES-256-GCM, our own container: "MILINK-PVK1" header, salt, KDF id, blob).
     pub fn backup(
         &self,
         conn: &Connection,
@@ -837,11 +838,11 @@ impl TrustStore {
                 TrustError::internal("private key does not decrypt under the master key")
             })?;
             let salt = crypto::random_bytes::<16>()?;
-            let k = crypto::derive_key(pw, &salt, PBKDF2_ITERATIONS);
+            let k = crypto::derive_key(pw, &salt, KDF_ARGON2ID_V1)?;
             let sealed = crypto::seal(&k, "milink-pvk-backup", &plain)?;
             let mut out = b"MILINK-PVK1".to_vec();
             out.extend_from_slice(&salt);
-            out.extend_from_slice(&PBKDF2_ITERATIONS.to_be_bytes());
+            out.extend_from_slice(&KDF_ARGON2ID_V1.to_be_bytes());
             out.extend_from_slice(&sealed);
             blob = Some((pk_path, out));
         }
