@@ -1,7 +1,8 @@
-//! High availability / disaster recovery: the replication core (seeding, log shipping, redo) and the messages the
-//! link exchanges. The transport that carries them between instances is `transport`.
+//! High availability / disaster recovery: the replication core (seeding, log shipping, redo), the messages the
+//! link exchanges, and the database mirroring transport that carries them between instances.
 
 pub mod identity;
 pub mod protocol;
 pub mod seeding;
 pub mod shipping;
+pub mod transport;
