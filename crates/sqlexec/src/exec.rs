@@ -40,6 +40,7 @@ pub struct Server {
     pub managed: bool,
     /// Live sessions, for sys.dm_exec_sessions.
     pub sessions: Mutex<HashMap<i32, SessionInfo>>,
+    trust: std::sync::OnceLock<Result<trust::TrustStore, String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -57,7 +58,19 @@ impl Server {
             host: host.into(),
             managed,
             sessions: Mutex::new(HashMap::new()),
+            trust: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The instance's trust store (master key, certificates), opened on first use.
+    pub fn trust(&self) -> Result<&trust::TrustStore, SqlError> {
+        self.trust
+            .get_or_init(|| {
+                trust::TrustStore::open(&self.inst.master(), self.inst.data_dir())
+                    .map_err(|e| e.message)
+            })
+            .as_ref()
+            .map_err(|m| SqlError::new(15581, 16, format!("The trust store cannot be opened: {m}")))
     }
 
     pub fn version_string(&self) -> String {
@@ -1313,6 +1326,7 @@ pub fn instance_function(
             .map(|e| Value::Int(e.line as i32))
             .unwrap_or(Value::Null),
         "ERROR_PROCEDURE" => Value::Null,
+        "CERT_ID" | "CERTENCODED" => return crate::trustsql::function(server, name, args),
         _ => return None,
     }))
 }
@@ -1353,6 +1367,8 @@ const INSTANCE_FUNCTIONS: &[&str] = &[
     "ERROR_LINE",
     "ORIGINAL_LOGIN",
     "IS_SRVROLEMEMBER",
+    "CERT_ID",
+    "CERTENCODED",
 ];
 
 /// Session-bound functions on a SQLite connection (not deterministic: time, identity, current database).

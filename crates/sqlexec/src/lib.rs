@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod exec;
 pub mod logins;
 pub mod sysviews;
+pub mod trustsql;
 pub mod values;
 
 pub use exec::{Conn, Out, Server};

@@ -203,6 +203,44 @@ fn views() -> Vec<View> {
             ],
         },
         View {
+            key: "sys.certificates",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("certificate_id", Int),
+                ("principal_id", Int),
+                ("pvt_key_encryption_type", DataType::Char(2)),
+                ("pvt_key_encryption_type_desc", nv(60)),
+                ("is_active_for_begin_dialog", Bit),
+                ("issuer_name", nv(442)),
+                ("cert_serial_number", nv(64)),
+                ("sid", DataType::VarBinary(Len::N(85))),
+                ("string_sid", nv(128)),
+                ("subject", nv(4000)),
+                ("expiry_date", DateTime),
+                ("start_date", DateTime),
+                ("thumbprint", DataType::VarBinary(Len::N(32))),
+                ("attested_by", nv(260)),
+                ("pvt_key_last_backup_date", DateTime),
+                ("key_length", Int),
+            ],
+        },
+        View {
+            key: "sys.symmetric_keys",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("principal_id", Int),
+                ("symmetric_key_id", Int),
+                ("key_length", Int),
+                ("key_algorithm", DataType::Char(2)),
+                ("algorithm_desc", nv(60)),
+                ("create_date", DateTime),
+                ("modify_date", DateTime),
+                ("key_guid", UniqueIdentifier),
+            ],
+        },
+        View {
             key: "backupset",
             schema: "msdb",
             cols: vec![
@@ -472,6 +510,66 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                         Value::SmallInt(dbid as i16),
                         Value::Bit(true),
                         Value::SmallInt(2),
+                    ]
+                })
+                .collect()
+        }
+        "sys.certificates" => {
+            let server = conn.server.clone();
+            let t = server.trust()?;
+            let rows = t
+                .certificates(&server.inst.master())
+                .map_err(crate::trustsql::err)?;
+            rows.into_iter()
+                .map(|c| {
+                    vec![
+                        text(&c.name),
+                        Value::Int(c.certificate_id),
+                        Value::Int(c.principal_id),
+                        Value::VarChar(c.pvt_key_encryption_type.clone()),
+                        text(&c.pvt_key_encryption_type_desc),
+                        Value::Bit(c.is_active_for_begin_dialog),
+                        text(&c.issuer_name),
+                        text(&c.cert_serial_number),
+                        Value::Binary(c.sid.clone()),
+                        text(&c.string_sid),
+                        text(&c.subject),
+                        Value::DateTime(c.expiry_date),
+                        Value::DateTime(c.start_date),
+                        Value::Binary(c.thumbprint.clone()),
+                        c.attested_by.as_deref().map(text).unwrap_or(Value::Null),
+                        c.pvt_key_last_backup_date
+                            .map(Value::DateTime)
+                            .unwrap_or(Value::Null),
+                        Value::Int(c.key_length),
+                    ]
+                })
+                .collect()
+        }
+        "sys.symmetric_keys" => {
+            let server = conn.server.clone();
+            let t = server.trust()?;
+            let keys = t
+                .symmetric_keys(&server.inst.master())
+                .map_err(crate::trustsql::err)?;
+            keys.into_iter()
+                .map(|k| {
+                    let guid = tsql::value::convert(
+                        &Value::VarChar(k.key_guid.clone()),
+                        &DataType::UniqueIdentifier,
+                        None,
+                    )
+                    .unwrap_or(Value::Null);
+                    vec![
+                        text(&k.name),
+                        Value::Int(k.principal_id),
+                        Value::Int(k.symmetric_key_id),
+                        Value::Int(k.key_length),
+                        Value::VarChar(k.key_algorithm.clone()),
+                        text(&k.algorithm_desc),
+                        Value::DateTime(k.create_date),
+                        Value::DateTime(k.modify_date),
+                        guid,
                     ]
                 })
                 .collect()

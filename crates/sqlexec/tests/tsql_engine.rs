@@ -217,3 +217,52 @@ fn catalog_views_join_each_other_and_user_tables() {
         t.rows("SELECT TABLE_TYPE FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = 'Customers'");
     assert_eq!(text(&r[0][0]), "BASE TABLE");
 }
+
+/// The seed's certificate steps, verbatim except the expiry date and the MI's certificate.
+#[test]
+fn seed_master_key_and_certificates() {
+    let mut t = setup();
+    let e = t.error("USE MASTER\nCREATE MASTER KEY ENCRYPTION BY PASSWORD = 'weak'");
+    assert_eq!(e.number, 15118);
+    t.ok("USE MASTER\nCREATE MASTER KEY ENCRYPTION BY PASSWORD = 'Str0ng!MasterKey#2026'");
+    let (_, r) = t.rows("SELECT name, symmetric_key_id FROM sys.symmetric_keys");
+    assert_eq!(text(&r[0][0]), "##MS_DatabaseMasterKey##");
+    assert_eq!(r[0][1], Value::Int(101));
+    t.ok(
+        "USE MASTER
+        DECLARE @sqlserver_certificate_name NVARCHAR(MAX) = N'Cert_' + @@servername  + N'_endpoint'
+        DECLARE @sqlserver_certificate_subject NVARCHAR(MAX) = N'Certificate for ' + @sqlserver_certificate_name
+        DECLARE @create_sqlserver_certificate_command NVARCHAR(MAX) = N'CREATE CERTIFICATE [' + @sqlserver_certificate_name + '] WITH SUBJECT = ''' + @sqlserver_certificate_subject + ''', EXPIRY_DATE = ''03/30/2035'''
+        EXEC sp_executesql @stmt = @create_sqlserver_certificate_command",
+    );
+    let (_, r) = t.rows("USE MASTER\nSELECT name, subject, pvt_key_encryption_type_desc, key_length FROM sys.certificates");
+    assert_eq!(text(&r[0][0]), "Cert_sqlserver1_endpoint");
+    assert_eq!(text(&r[0][1]), "Certificate for Cert_sqlserver1_endpoint");
+    assert_eq!(text(&r[0][2]), "ENCRYPTED_BY_MASTER_KEY");
+    assert_eq!(r[0][3], Value::Int(2048));
+    let (cols, r) = t.rows(
+        "USE MASTER
+        DECLARE @sqlserver_certificate_name NVARCHAR(MAX) = N'Cert_' + @@servername  + N'_endpoint'
+        DECLARE @PUBLICKEYENC VARBINARY(MAX) = CERTENCODED(CERT_ID(@sqlserver_certificate_name));
+        SELECT @PUBLICKEYENC AS PublicKeyEncoded;",
+    );
+    assert_eq!(cols, vec!["PublicKeyEncoded"]);
+    let Value::Binary(der) = &r[0][0] else {
+        panic!("{:?}", r[0][0])
+    };
+    assert!(der.len() > 500 && der[0] == 0x30, "a DER certificate");
+    // Import it back under another name, the way the other side of the link does.
+    let hex: String = der.iter().map(|b| format!("{b:02X}")).collect();
+    t.ok(&format!("USE MASTER\nCREATE CERTIFICATE [managedinstance1.example.database.windows.net]\nFROM BINARY = 0x{hex}"));
+    let (_, r) = t.rows("SELECT pvt_key_encryption_type_desc FROM sys.certificates WHERE name = 'managedinstance1.example.database.windows.net'");
+    assert_eq!(text(&r[0][0]), "NO_PRIVATE_KEY");
+    let e = t.error("CREATE CERTIFICATE bad FROM BINARY = 0x0102");
+    assert!(e.number != 0 && !e.message.is_empty());
+    // A past expiry date is accepted with a warning that names the certificate.
+    let out = t.ok("CREATE CERTIFICATE old WITH SUBJECT = 'old', EXPIRY_DATE = '03/30/2025'");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Out::Info(_, m) if m.contains("old") && m.contains("2025"))),
+        "{out:?}"
+    );
+}
