@@ -299,8 +299,15 @@ impl Instance {
     ) -> Result<Arc<Database>> {
         if let Ok(db) = self.database_any_state(name) {
             let c = db.control();
-            if db.guid == guid && c.role == crate::database::Role::Secondary {
+            let same_copy = db.guid == guid && c.role == crate::database::Role::Secondary;
+            if same_copy && db.log().first_lsn() == start_lsn + 1 {
                 return Ok(db);
+            }
+            if same_copy && c.consistent_at.is_some() {
+                // An interrupted copy of an older seeding: the source started over, so must we.
+                drop(db);
+                self.drop_database(name)?;
+                return self.seed_target(name, guid, page_size, epoch, start_lsn);
             }
             return Err(SqlError::new(
                 1801,

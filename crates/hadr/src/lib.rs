@@ -2,6 +2,7 @@
 //! link exchanges, and the database mirroring transport that carries them between instances.
 
 pub mod identity;
+pub mod link;
 pub mod protocol;
 pub mod seeding;
 pub mod shipping;
