@@ -201,12 +201,30 @@ fn link_seeds_and_replicates_over_mutual_tls() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(primary_stats
+    // The primary finishes its side of the seeding (hold hand-over) right after the copy.
+    while !primary_stats
         .lock()
         .unwrap()
         .seeding
         .as_ref()
-        .is_some_and(|s| s.done && s.transferred_bytes > 1_000_000));
+        .is_some_and(|s| s.done)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the primary never finished seeding"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        primary_stats
+            .lock()
+            .unwrap()
+            .seeding
+            .as_ref()
+            .unwrap()
+            .transferred_bytes
+            > 1_000_000
+    );
     // Readable secondary, catching up while the primary writes.
     assert!(count(&mi.inst) >= 1500);
     stop.store(true, Ordering::SeqCst);
