@@ -69,14 +69,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(|x| x.message)
 }
 
-/// Primary side: serve one accepted connection until it ends.
+/// Primary side: serve one accepted connection until it ends. `stats_for` picks where the session reports,
+/// once the secondary has said which database it joins.
 pub async fn serve_primary(
     inst: Arc<Instance>,
     conn: transport::MirrorConnection,
-    stats: Stats,
+    stats_for: impl Fn(&str) -> Stats,
 ) -> Result<(), String> {
     let peer = conn.peer_name.clone();
-    let (mut rd, mut wr) = conn.into_split();
+    let (mut rd, wr) = conn.into_split();
     let Message::Join {
         database,
         have_lsn,
@@ -86,7 +87,37 @@ pub async fn serve_primary(
     else {
         return Err("the secondary did not start with Join".into());
     };
-    let db = match inst.database(&database) {
+    let stats = stats_for(&database);
+    let r = serve_joined(
+        &inst,
+        &peer,
+        &database,
+        (have_lsn, next_page, guid),
+        rd,
+        wr,
+        &stats,
+    )
+    .await;
+    if let Ok(mut s) = stats.lock() {
+        s.connected = false;
+        if let Err(x) = &r {
+            s.last_error = Some((35206, x.clone()));
+        }
+    }
+    r
+}
+
+async fn serve_joined(
+    inst: &Arc<Instance>,
+    peer: &str,
+    database: &str,
+    (have_lsn, next_page, guid): (u64, u32, [u8; 16]),
+    mut rd: MirrorReader,
+    mut wr: MirrorWriter,
+    stats: &Stats,
+) -> Result<(), String> {
+    let peer = peer.to_string();
+    let db = match inst.database(database) {
         Ok(d) => d,
         Err(x) => {
             send(
@@ -102,7 +133,7 @@ pub async fn serve_primary(
     };
     stats.lock().map_err(e)?.connected = true;
     let from = if have_lsn == 0 || guid != db.guid {
-        seed(&db, &peer, next_page, &mut rd, &mut wr, &stats).await?
+        seed(&db, &peer, next_page, &mut rd, &mut wr, stats).await?
     } else {
         have_lsn + 1
     };

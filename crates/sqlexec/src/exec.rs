@@ -41,6 +41,8 @@ pub struct Server {
     /// Live sessions, for sys.dm_exec_sessions.
     pub sessions: Mutex<HashMap<i32, SessionInfo>>,
     trust: std::sync::OnceLock<Result<trust::TrustStore, String>>,
+    /// Live links by database (lower-case), for the HADR views.
+    pub links: Mutex<HashMap<String, hadr::link::Stats>>,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +61,7 @@ impl Server {
             managed,
             sessions: Mutex::new(HashMap::new()),
             trust: std::sync::OnceLock::new(),
+            links: Mutex::new(HashMap::new()),
         })
     }
 

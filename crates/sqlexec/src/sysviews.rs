@@ -241,6 +241,73 @@ fn views() -> Vec<View> {
             ],
         },
         View {
+            key: "sys.availability_groups",
+            schema: "temp",
+            cols: vec![
+                ("group_id", UniqueIdentifier),
+                ("name", sysname()),
+                ("failure_condition_level", Int),
+                ("health_check_timeout", Int),
+                ("automated_backup_preference", TinyInt),
+                ("automated_backup_preference_desc", nv(60)),
+                ("version", Int),
+                ("basic_features", Bit),
+                ("dtc_support", Bit),
+                ("is_distributed", Bit),
+                ("cluster_type", TinyInt),
+                ("cluster_type_desc", nv(60)),
+                ("required_synchronized_secondaries_to_commit", Int),
+                ("sequence_number", BigInt),
+                ("is_contained", Bit),
+            ],
+        },
+        View {
+            key: "sys.availability_replicas",
+            schema: "temp",
+            cols: vec![
+                ("replica_id", UniqueIdentifier),
+                ("group_id", UniqueIdentifier),
+                ("replica_metadata_id", Int),
+                ("replica_server_name", nv(256)),
+                ("endpoint_url", nv(128)),
+                ("availability_mode", TinyInt),
+                ("availability_mode_desc", nv(60)),
+                ("failover_mode", TinyInt),
+                ("failover_mode_desc", nv(60)),
+                ("session_timeout", Int),
+                ("primary_role_allow_connections", TinyInt),
+                ("primary_role_allow_connections_desc", nv(60)),
+                ("secondary_role_allow_connections", TinyInt),
+                ("secondary_role_allow_connections_desc", nv(60)),
+                ("create_date", DateTime),
+                ("modify_date", DateTime),
+                ("backup_priority", Int),
+                ("seeding_mode", TinyInt),
+                ("seeding_mode_desc", nv(60)),
+            ],
+        },
+        View {
+            key: "sys.dm_hadr_availability_replica_states",
+            schema: "temp",
+            cols: vec![
+                ("replica_id", UniqueIdentifier),
+                ("group_id", UniqueIdentifier),
+                ("is_local", Bit),
+                ("role", TinyInt),
+                ("role_desc", nv(60)),
+                ("operational_state", TinyInt),
+                ("operational_state_desc", nv(60)),
+                ("connected_state", TinyInt),
+                ("connected_state_desc", nv(60)),
+                ("recovery_health_desc", nv(60)),
+                ("synchronization_health", TinyInt),
+                ("synchronization_health_desc", nv(60)),
+                ("last_connect_error_number", Int),
+                ("last_connect_error_description", nv(1024)),
+                ("last_connect_error_timestamp", DateTime),
+            ],
+        },
+        View {
             key: "backupset",
             schema: "msdb",
             cols: vec![
@@ -574,6 +641,9 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                 })
                 .collect()
         }
+        "sys.availability_groups"
+        | "sys.availability_replicas"
+        | "sys.dm_hadr_availability_replica_states" => crate::ags::rows(&conn.server.clone(), key)?,
         "backupset" => {
             let mut rows = Vec::new();
             let mut id = 0;

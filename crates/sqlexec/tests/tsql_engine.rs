@@ -266,3 +266,90 @@ fn seed_master_key_and_certificates() {
         "{out:?}"
     );
 }
+
+/// The seed's availability-group steps on the SQL Server side, and the views it reads.
+#[test]
+fn seed_availability_group_and_distributed_group() {
+    let mut t = setup();
+    t.ok("CREATE DATABASE SalesDb");
+    let e = t.error(
+        "USE MASTER
+        CREATE AVAILABILITY GROUP [AG_SalesDb]
+        WITH (CLUSTER_TYPE = NONE)
+            FOR database [SalesDb]
+            REPLICA ON
+                'sqlserver1' WITH
+                (
+                ENDPOINT_URL = 'TCP://127.0.0.1:5022',
+                AVAILABILITY_MODE = SYNCHRONOUS_COMMIT,
+                FAILOVER_MODE = MANUAL,
+                SEEDING_MODE = AUTOMATIC
+                );",
+    );
+    assert_eq!(e.number, 1475, "no full backup yet: {}", e.message);
+    t.ok(&format!(
+        "BACKUP DATABASE SalesDb TO DISK = '{}/s.bak' WITH INIT",
+        t.dir.display()
+    ));
+    t.ok("USE MASTER
+        CREATE AVAILABILITY GROUP [AG_SalesDb]
+        WITH (CLUSTER_TYPE = NONE)
+            FOR database [SalesDb]
+            REPLICA ON
+                'sqlserver1' WITH
+                (
+                ENDPOINT_URL = 'TCP://127.0.0.1:5022',
+                AVAILABILITY_MODE = SYNCHRONOUS_COMMIT,
+                FAILOVER_MODE = MANUAL,
+                SEEDING_MODE = AUTOMATIC
+                );");
+    t.ok(
+        "CREATE AVAILABILITY GROUP [DAG_SalesDb]
+        WITH (DISTRIBUTED)
+        AVAILABILITY GROUP ON
+        N'AG_SalesDb' WITH (LISTENER_URL = 'TCP://127.0.0.1:5022', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC, SESSION_TIMEOUT = 20),
+        N'managedinstance1' WITH (LISTENER_URL = 'tcp://managedinstance1.example.database.windows.net:5022;Server=[managedinstance1]', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC);",
+    );
+    let (_, r) = t.rows("SELECT name, is_distributed, cluster_type_desc, sequence_number, is_contained FROM sys.availability_groups");
+    let got: Vec<String> = r
+        .iter()
+        .map(|r| r.iter().map(text).collect::<Vec<_>>().join("|"))
+        .collect();
+    assert_eq!(got, vec!["AG_SalesDb|0|NONE|1|0", "DAG_SalesDb|1|NONE|2|0"]);
+    // The seed's verification query: the AG is connected, the managed instance not yet.
+    let (_, r) = t.rows(
+        "SELECT
+            r.replica_server_name AS [Replica],
+            r.endpoint_url AS [Endpoint],
+            rs.connected_state_desc AS [Connected state],
+            rs.last_connect_error_description AS [Last connection error],
+            rs.last_connect_error_number AS [Last connection error No],
+            rs.last_connect_error_timestamp AS [Last error timestamp]
+        FROM
+            sys.dm_hadr_availability_replica_states rs
+            JOIN sys.availability_replicas r
+            ON rs.replica_id = r.replica_id",
+    );
+    let got: Vec<String> = r
+        .iter()
+        .map(|r| format!("{}|{}", text(&r[0]), text(&r[2])))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "sqlserver1|CONNECTED",
+            "AG_SalesDb|CONNECTED",
+            "managedinstance1|DISCONNECTED"
+        ]
+    );
+    t.ok("ALTER AVAILABILITY GROUP [DAG_SalesDb] MODIFY AVAILABILITY GROUP ON 'AG_SalesDb' WITH (AVAILABILITY_MODE = SYNCHRONOUS_COMMIT), 'managedinstance1' WITH (AVAILABILITY_MODE = SYNCHRONOUS_COMMIT)");
+    let (_, r) = t.rows("SELECT DISTINCT availability_mode_desc FROM sys.availability_replicas r JOIN sys.availability_groups g ON g.group_id = r.group_id WHERE g.name = 'DAG_SalesDb'");
+    assert_eq!(
+        r.iter().map(|r| text(&r[0])).collect::<Vec<_>>(),
+        vec!["SYNCHRONOUS_COMMIT"]
+    );
+    t.ok("DROP AVAILABILITY GROUP [DAG_SalesDb]");
+    t.ok("DROP AVAILABILITY GROUP [AG_SalesDb]");
+    let (_, r) = t.rows("SELECT count(*) FROM sys.availability_groups");
+    assert_eq!(r[0][0], Value::Int(0));
+}
