@@ -253,16 +253,34 @@ pub fn run(conn: &mut Conn, a: &Admin, line: u32, out: &mut Vec<Out>) -> Result<
         | Admin::OpenMasterKey { .. }
         | Admin::CloseMasterKey
         | Admin::AlterMasterKey(_)
-        | Admin::DropMasterKey => return Err(not_yet("MASTER KEY", line)),
+        | Admin::DropMasterKey => {
+            return Err(SqlError::new(
+                50000,
+                16,
+                "internal error: trustsql::run handles master key statements",
+            ))
+        }
         Admin::CreateCertificate(_)
         | Admin::BackupCertificate(_)
-        | Admin::DropCertificate { .. } => return Err(not_yet("CERTIFICATE", line)),
+        | Admin::DropCertificate { .. } => {
+            return Err(SqlError::new(
+                50000,
+                16,
+                "internal error: trustsql::run handles certificate statements",
+            ))
+        }
         Admin::CreateEndpoint(_) | Admin::AlterEndpoint(_) | Admin::DropEndpoint { .. } => {
             return Err(not_yet("ENDPOINT", line))
         }
         Admin::CreateAvailabilityGroup(_)
         | Admin::AlterAvailabilityGroup { .. }
-        | Admin::DropAvailabilityGroup { .. } => return Err(not_yet("AVAILABILITY GROUP", line)),
+        | Admin::DropAvailabilityGroup { .. } => {
+            return Err(SqlError::new(
+                50000,
+                16,
+                "internal error: ags::run handles availability group statements",
+            ))
+        }
     }
     Ok(())
 }
@@ -537,10 +555,10 @@ pub fn system_procedure(
     out: &mut Vec<Out>,
 ) -> Result<i32, SqlError> {
     let bare = name.trim_start_matches("sys.").trim_start_matches("dbo.");
+    if let Some(r) = crate::trustsql::procedure(conn, bare, _args, out) {
+        return r;
+    }
     match bare {
-        "sp_get_endpoint_certificate"
-        | "sp_certificate_add_issuer"
-        | "sp_validate_certificate_ca_chain" => Err(not_yet(bare, 0)),
         "sp_who" | "sp_who2" => {
             out.push(Out::Columns(vec![
                 ("spid".into(), DataType::SmallInt),

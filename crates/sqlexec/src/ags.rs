@@ -555,8 +555,236 @@ pub fn rows(server: &Server, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                 ]);
             }
         }
+        "sys.dm_hadr_database_replica_states" => {
+            let mut st = m
+                .prepare(
+                    "SELECT g.group_id, r.replica_id, r.is_local, g.database_name FROM hadr_groups g JOIN hadr_replicas r ON r.group_id = g.group_id \
+                     WHERE g.is_distributed = 1 AND g.database_name IS NOT NULL ORDER BY g.sequence_number, r.ordinal",
+                )
+                .map_err(db)?;
+            let all: Vec<(String, String, i64, String)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(db)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db)?;
+            drop(st);
+            drop(m);
+            for (gid, rid, local, database) in all {
+                let Ok(d) = server.inst.database_any_state(&database) else {
+                    continue;
+                };
+                let end = d.log().durable_lsn();
+                let primary_here = d.role() == engine::database::Role::Primary;
+                let live = server.links.lock().get(&database.to_lowercase()).cloned();
+                let s = live
+                    .and_then(|s| s.lock().ok().map(|s| s.clone()))
+                    .unwrap_or_default();
+                // The local row describes this copy; the remote row, what the link knows of the other one.
+                let (hardened, redone, sent) = if local != 0 {
+                    (end, end, end)
+                } else {
+                    (s.last_hardened_lsn, s.last_redone_lsn, s.last_sent_lsn)
+                };
+                let queue_kb = if local == 0 && primary_here {
+                    d.log().bytes_from(hardened + 1) / 1024
+                } else {
+                    0
+                };
+                let state = if local != 0 {
+                    if d.control().consistent_at.is_some() {
+                        "INITIALIZING"
+                    } else {
+                        "SYNCHRONIZED"
+                    }
+                } else if !s.connected {
+                    "NOT SYNCHRONIZING"
+                } else if hardened >= end {
+                    "SYNCHRONIZED"
+                } else {
+                    "SYNCHRONIZING"
+                };
+                out.push(vec![
+                    Value::Int(d.id),
+                    guid(&gid),
+                    guid(&rid),
+                    Value::Bit(local != 0),
+                    Value::Bit(local != 0 && primary_here),
+                    text(state),
+                    text(if state == "NOT SYNCHRONIZING" {
+                        "NOT_HEALTHY"
+                    } else {
+                        "HEALTHY"
+                    }),
+                    text(d.control().state.desc()),
+                    Value::Bit(false),
+                    crate::sysviews::lsn(sent),
+                    crate::sysviews::lsn(hardened),
+                    crate::sysviews::lsn(redone),
+                    crate::sysviews::lsn(end),
+                    crate::sysviews::lsn(end),
+                    Value::BigInt(queue_kb as i64),
+                    Value::BigInt(0),
+                    Value::BigInt(if hardened >= end || local != 0 {
+                        0
+                    } else {
+                        ((chrono::Utc::now().timestamp_micros() - d.log().last_commit_time_us())
+                            .max(0)
+                            / 1_000_000) as i64
+                    }),
+                ]);
+            }
+        }
+        "sys.dm_hadr_physical_seeding_stats" => {
+            drop(m);
+            let links: Vec<(String, hadr::link::Stats)> = server
+                .links
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (database, stats) in links {
+                let Some(sd) = stats.lock().ok().and_then(|s| s.seeding.clone()) else {
+                    continue;
+                };
+                let secs = sd.started.elapsed().as_secs_f64().max(0.001);
+                let rate = sd.transferred_bytes as f64 / secs;
+                let remaining =
+                    sd.database_bytes.saturating_sub(sd.transferred_bytes) as f64 / rate.max(1.0);
+                let now = chrono::Utc::now().naive_utc();
+                out.push(vec![
+                    text(&database),
+                    text("Source"),
+                    text(if sd.done {
+                        "Success"
+                    } else {
+                        "ReadingAndSendingData"
+                    }),
+                    Value::BigInt(rate as i64),
+                    Value::BigInt(sd.transferred_bytes as i64),
+                    Value::BigInt(sd.database_bytes as i64),
+                    Value::DateTime(now - chrono::Duration::milliseconds((secs * 1000.0) as i64)),
+                    Value::DateTime(
+                        now + chrono::Duration::milliseconds((remaining * 1000.0) as i64),
+                    ),
+                    Value::Bit(true),
+                ]);
+            }
+        }
         _ => {}
     }
     let _ = display;
     Ok(out)
+}
+
+/// The managed instance joins a distributed availability group whose primary is `source_endpoint`
+/// (`TCP://host:port`): it records the group and keeps a link session to the primary running (reconnecting
+/// after failures) until the group is dropped. This is what the management API's PUT of a distributed
+/// availability group does.
+#[allow(clippy::too_many_arguments)]
+pub fn join_distributed_group(
+    server: &Arc<Server>,
+    runtime: &tokio::runtime::Handle,
+    settings: hadr::transport::EndpointSettings,
+    dag: &str,
+    primary_ag: &str,
+    local_ag: &str,
+    database: &str,
+    source_endpoint: &str,
+) -> Result<(), SqlError> {
+    let (host, port) = parse_endpoint_url(source_endpoint)?;
+    let m = server.inst.master();
+    m.execute_batch(SCHEMA).map_err(db)?;
+    let exists: Option<String> = m
+        .query_row(
+            "SELECT group_id FROM hadr_groups WHERE name = ?1",
+            [dag],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    if exists.is_none() {
+        let gid = guid_text();
+        let now = chrono::Local::now()
+            .naive_local()
+            .format("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string();
+        let seq: i64 = m
+            .query_row(
+                "SELECT coalesce(max(sequence_number), 0) + 1 FROM hadr_groups",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        m.execute(
+            "INSERT INTO hadr_groups(group_id, name, is_distributed, cluster_type, database_name, sequence_number, create_date) VALUES (?1, ?2, 1, 'NONE', ?3, ?4, ?5)",
+            params![gid, dag, database, seq, now],
+        )
+        .map_err(db)?;
+        let spec = |name: &str, url: Option<String>| ReplicaSpec {
+            name: name.to_string(),
+            endpoint_url: None,
+            listener_url: url,
+            availability_mode: Some(AvailabilityMode::AsynchronousCommit),
+            failover_mode: Some(FailoverMode::Manual),
+            seeding_mode: Some(SeedingMode::Automatic),
+            session_timeout: Some(20),
+            options: vec![],
+        };
+        insert_replica(
+            &m,
+            &gid,
+            0,
+            &spec(primary_ag, Some(source_endpoint.to_string())),
+            false,
+            &now,
+        )?;
+        insert_replica(&m, &gid, 1, &spec(local_ag, None), true, &now)?;
+    }
+    drop(m);
+    let stats = link_stats(server, database);
+    let (inst, db_name, dag_name) = (server.inst.clone(), database.to_string(), dag.to_string());
+    let task = runtime.spawn(async move {
+        let errors = hadr::transport::ConnectErrorLog::default();
+        loop {
+            let addr = match tokio::net::lookup_host((host.as_str(), port)).await.ok().and_then(|mut a| a.next()) {
+                Some(a) => a,
+                None => {
+                    if let Ok(mut s) = stats.lock() {
+                        s.last_error = Some((1418, format!("The server network address \"TCP://{host}:{port}\" can not be reached or does not exist.")));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            let r = hadr::link::run_secondary(inst.clone(), &settings, &errors, &host, addr, &db_name, stats.clone()).await;
+            if let Err(e) = r {
+                tracing::warn!(dag = %dag_name, error = %e, "link to the primary ended; reconnecting");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    if let Some(old) = server.joins.lock().insert(dag.to_lowercase(), task) {
+        old.abort();
+    }
+    Ok(())
+}
+
+/// `TCP://host:port` (any case; a `;Server=[…]` suffix is ignored).
+pub fn parse_endpoint_url(url: &str) -> Result<(String, u16), SqlError> {
+    let u = url.split(';').next().unwrap_or("").trim();
+    let rest = u
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("tcp://"))
+        .map(|_| &u[6..]);
+    let bad = || {
+        SqlError::new(
+            35201,
+            16,
+            format!("The endpoint URL '{url}' is not valid: expected TCP://<host>:<port>."),
+        )
+    };
+    let rest = rest.ok_or_else(bad)?;
+    let (h, p) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let port = p.trim_end_matches('/').parse().map_err(|_| bad())?;
+    Ok((h.trim_matches(|c| c == '[' || c == ']').to_string(), port))
 }

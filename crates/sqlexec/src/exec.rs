@@ -43,6 +43,8 @@ pub struct Server {
     trust: std::sync::OnceLock<Result<trust::TrustStore, String>>,
     /// Live links by database (lower-case), for the HADR views.
     pub links: Mutex<HashMap<String, hadr::link::Stats>>,
+    /// Secondary link sessions this instance runs, by distributed group (lower-case).
+    pub joins: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +64,7 @@ impl Server {
             sessions: Mutex::new(HashMap::new()),
             trust: std::sync::OnceLock::new(),
             links: Mutex::new(HashMap::new()),
+            joins: Mutex::new(HashMap::new()),
         })
     }
 

@@ -308,6 +308,44 @@ fn views() -> Vec<View> {
             ],
         },
         View {
+            key: "sys.dm_hadr_database_replica_states",
+            schema: "temp",
+            cols: vec![
+                ("database_id", Int),
+                ("group_id", UniqueIdentifier),
+                ("replica_id", UniqueIdentifier),
+                ("is_local", Bit),
+                ("is_primary_replica", Bit),
+                ("synchronization_state_desc", nv(60)),
+                ("synchronization_health_desc", nv(60)),
+                ("database_state_desc", nv(60)),
+                ("is_suspended", Bit),
+                ("last_sent_lsn", lsn_type()),
+                ("last_hardened_lsn", lsn_type()),
+                ("last_redone_lsn", lsn_type()),
+                ("end_of_log_lsn", lsn_type()),
+                ("last_commit_lsn", lsn_type()),
+                ("log_send_queue_size", BigInt),
+                ("redo_queue_size", BigInt),
+                ("secondary_lag_seconds", BigInt),
+            ],
+        },
+        View {
+            key: "sys.dm_hadr_physical_seeding_stats",
+            schema: "temp",
+            cols: vec![
+                ("local_database_name", nv(128)),
+                ("role_desc", nv(60)),
+                ("internal_state_desc", nv(60)),
+                ("transfer_rate_bytes_per_second", BigInt),
+                ("transferred_size_bytes", BigInt),
+                ("database_size_bytes", BigInt),
+                ("start_time_utc", DateTime),
+                ("estimate_time_complete_utc", DateTime),
+                ("is_compression_enabled", Bit),
+            ],
+        },
+        View {
             key: "backupset",
             schema: "msdb",
             cols: vec![
@@ -643,7 +681,9 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
         }
         "sys.availability_groups"
         | "sys.availability_replicas"
-        | "sys.dm_hadr_availability_replica_states" => crate::ags::rows(&conn.server.clone(), key)?,
+        | "sys.dm_hadr_availability_replica_states"
+        | "sys.dm_hadr_database_replica_states"
+        | "sys.dm_hadr_physical_seeding_stats" => crate::ags::rows(&conn.server.clone(), key)?,
         "backupset" => {
             let mut rows = Vec::new();
             let mut id = 0;
