@@ -39,7 +39,11 @@ pub fn parse_lenient(b: &[u8]) -> Result<Value, String> {
 /// Lower-case every object key, recursively, so lookups are case-insensitive.
 pub fn lowercase_keys(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k.to_lowercase(), lowercase_keys(v))).collect()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k.to_lowercase(), lowercase_keys(v)))
+                .collect(),
+        ),
         Value::Array(a) => Value::Array(a.into_iter().map(lowercase_keys).collect()),
         x => x,
     }

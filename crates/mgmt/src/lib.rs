@@ -84,7 +84,8 @@ impl Api {
 
 /// The ARM error envelope.
 pub fn arm_error(status: StatusCode, code: &str, message: &str, target: Option<&str>) -> Response {
-    let body = json!({"error": {"code": code, "message": message, "target": target, "details": []}});
+    let body =
+        json!({"error": {"code": code, "message": message, "target": target, "details": []}});
     (status, axum::Json(body)).into_response()
 }
 
@@ -93,51 +94,121 @@ pub fn router(api: Arc<Api>) -> Router {
 }
 
 /// Serve until `shutdown` completes.
-pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
-async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
+async fn dispatch(
+    State(api): State<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
     // Bearer auth first, as ARM does.
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let ok = auth.len() > 7 && auth[..7].eq_ignore_ascii_case("bearer ") && auth[7..].trim() == api.token;
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ok = auth.len() > 7
+        && auth[..7].eq_ignore_ascii_case("bearer ")
+        && auth[7..].trim() == api.token;
     if !ok {
         let mut r = arm_error(
             StatusCode::UNAUTHORIZED,
-            if auth.is_empty() { "AuthenticationFailed" } else { "InvalidAuthenticationToken" },
-            if auth.is_empty() { "Authentication failed. The 'Authorization' header is missing." } else { "The access token is invalid." },
+            if auth.is_empty() {
+                "AuthenticationFailed"
+            } else {
+                "InvalidAuthenticationToken"
+            },
+            if auth.is_empty() {
+                "Authentication failed. The 'Authorization' header is missing."
+            } else {
+                "The access token is invalid."
+            },
             None,
         );
-        r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer authorization_uri=\"milink token create\", error=\"invalid_token\""));
+        r.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_static(
+                "Bearer authorization_uri=\"milink token create\", error=\"invalid_token\"",
+            ),
+        );
         return r;
     }
-    let version = q.iter().find(|(k, _)| k.eq_ignore_ascii_case("api-version")).map(|(_, v)| v.clone());
+    let version = q
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+        .map(|(_, v)| v.clone());
     let Some(version) = version else {
-        return arm_error(StatusCode::BAD_REQUEST, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.", None);
+        return arm_error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+            None,
+        );
     };
     if !API_VERSIONS.contains(&version.as_str()) {
         return arm_error(
             StatusCode::BAD_REQUEST,
             "InvalidApiVersionParameter",
-            &format!("The api-version '{version}' is invalid. The supported versions are '{}'.", API_VERSIONS.join(",")),
+            &format!(
+                "The api-version '{version}' is invalid. The supported versions are '{}'.",
+                API_VERSIONS.join(",")
+            ),
             None,
         );
     }
-    let segs: Vec<String> = uri.path().trim_matches('/').split('/').map(|s| percent_decode(s)).collect();
+    let segs: Vec<String> = uri
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .map(|s| percent_decode(s))
+        .collect();
     let lower: Vec<String> = segs.iter().map(|s| s.to_lowercase()).collect();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
-    let body = if body.is_empty() { Value::Null } else {
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
         match json::parse_lenient(&body) {
             Ok(v) => json::lowercase_keys(v),
-            Err(e) => return arm_error(StatusCode::BAD_REQUEST, "InvalidRequestContent", &format!("The request content was invalid and could not be deserialized: {e}"), None),
+            Err(e) => {
+                return arm_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestContent",
+                    &format!("The request content was invalid and could not be deserialized: {e}"),
+                    None,
+                )
+            }
         }
     };
-    let h = Handler { api: api.clone(), version };
+    let h = Handler {
+        api: api.clone(),
+        version,
+    };
     match (method.clone(), l.as_slice()) {
-        (Method::GET, ["subscriptions", _, "providers", "microsoft.sql", "managedinstances"]) => h.list_instances(),
-        (Method::GET, ["subscriptions", _, "providers", "microsoft.sql", "locations", _, "operationresults", id]) => h.operation(id),
-        (m, ["subscriptions", sub, "resourcegroups", rg, "providers", "microsoft.sql", "managedinstances", mi, rest @ ..]) => {
-            if !sub.eq_ignore_ascii_case(&api.subscription) || !rg.eq_ignore_ascii_case(&api.resource_group) || !mi.eq_ignore_ascii_case(&api.server.name) {
+        (Method::GET, ["subscriptions", _, "providers", "microsoft.sql", "managedinstances"]) => {
+            h.list_instances()
+        }
+        (
+            Method::GET,
+            ["subscriptions", _, "providers", "microsoft.sql", "locations", _, "operationresults", id],
+        ) => h.operation(id),
+        (
+            m,
+            ["subscriptions", sub, "resourcegroups", rg, "providers", "microsoft.sql", "managedinstances", mi, rest @ ..],
+        ) => {
+            if !sub.eq_ignore_ascii_case(&api.subscription)
+                || !rg.eq_ignore_ascii_case(&api.resource_group)
+                || !mi.eq_ignore_ascii_case(&api.server.name)
+            {
                 return arm_error(
                     StatusCode::NOT_FOUND,
                     "ResourceNotFound",
@@ -158,12 +229,24 @@ async fn dispatch(State(api): State<Arc<Api>>, method: Method, uri: Uri, headers
                 (Method::GET, ["distributedavailabilitygroups"]) => h.list_dags(),
                 (Method::GET, ["distributedavailabilitygroups", _]) => h.get_dag(&orig[1]),
                 (Method::PUT, ["distributedavailabilitygroups", _]) => h.put_dag(&orig[1], &body),
-                (Method::PATCH, ["distributedavailabilitygroups", _]) => h.patch_dag(&orig[1], &body),
+                (Method::PATCH, ["distributedavailabilitygroups", _]) => {
+                    h.patch_dag(&orig[1], &body)
+                }
                 (Method::DELETE, ["distributedavailabilitygroups", _]) => h.delete_dag(&orig[1]),
-                _ => arm_error(StatusCode::NOT_FOUND, "NotFound", &format!("No route for {method} {}.", uri.path()), None),
+                _ => arm_error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("No route for {method} {}.", uri.path()),
+                    None,
+                ),
             }
         }
-        _ => arm_error(StatusCode::NOT_FOUND, "NotFound", &format!("No route for {method} {}.", uri.path()), None),
+        _ => arm_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("No route for {method} {}.", uri.path()),
+            None,
+        ),
     }
 }
 
@@ -173,7 +256,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(x) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(x) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(x);
                 i += 3;
                 continue;
@@ -201,12 +287,23 @@ fn sql_err(e: tsql::SqlError) -> Response {
         15232 => "CertificateAlreadyExists",
         _ => "BadRequest",
     };
-    let status = if code == "ResourceNotFound" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
-    arm_error(status, code, &format!("{} (Msg {})", e.message, e.number), None)
+    let status = if code == "ResourceNotFound" {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    arm_error(
+        status,
+        code,
+        &format!("{} (Msg {})", e.message, e.number),
+        None,
+    )
 }
 
 fn str_prop<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
-    body.get("properties").and_then(|p| p.get(name)).and_then(|v| v.as_str())
+    body.get("properties")
+        .and_then(|p| p.get(name))
+        .and_then(|v| v.as_str())
 }
 
 impl Handler {
@@ -262,11 +359,15 @@ impl Handler {
                 return sql_err(sqlexec::trustsql::err(e));
             }
         }
-        ok(json!({"properties": {"publicBlob": blob, "uploadTime": chrono::Utc::now().to_rfc3339()}}))
+        ok(
+            json!({"properties": {"publicBlob": blob, "uploadTime": chrono::Utc::now().to_rfc3339()}}),
+        )
     }
 
     fn trust_cert_json(&self, name: &str, der: &[u8]) -> Value {
-        let thumb = trust::parse_cert(der).map(|i| i.thumbprint_hex()).unwrap_or_default();
+        let thumb = trust::parse_cert(der)
+            .map(|i| i.thumbprint_hex())
+            .unwrap_or_default();
         json!({
             "id": format!("{}/serverTrustCertificates/{name}", self.api.mi_id()),
             "name": name,
@@ -283,7 +384,10 @@ impl Handler {
         let m = self.api.server.inst.master();
         let rows = t.certificates(&m).unwrap_or_default();
         let mut v = Vec::new();
-        for c in rows.iter().filter(|c| c.pvt_key_encryption_type == "NA" && !c.name.starts_with("hybrid:")) {
+        for c in rows
+            .iter()
+            .filter(|c| c.pvt_key_encryption_type == "NA" && !c.name.starts_with("hybrid:"))
+        {
             if let Ok(Some(der)) = t.cert_encoded(&m, c.certificate_id) {
                 v.push(self.trust_cert_json(&c.name, &der));
             }
@@ -297,15 +401,30 @@ impl Handler {
             Err(r) => return r,
         };
         let m = self.api.server.inst.master();
-        match t.cert_id(&m, name).ok().flatten().and_then(|id| t.cert_encoded(&m, id).ok().flatten()) {
+        match t
+            .cert_id(&m, name)
+            .ok()
+            .flatten()
+            .and_then(|id| t.cert_encoded(&m, id).ok().flatten())
+        {
             Some(der) => ok(self.trust_cert_json(name, &der)),
-            None => arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("The server trust certificate '{name}' was not found."), None),
+            None => arm_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                &format!("The server trust certificate '{name}' was not found."),
+                None,
+            ),
         }
     }
 
     fn put_trust_cert(&self, name: &str, body: &Value) -> Response {
         let Some(blob) = str_prop(body, "publicblob") else {
-            return arm_error(StatusCode::BAD_REQUEST, "InvalidParameterValue", "properties.publicBlob is required.", Some("properties.publicBlob"));
+            return arm_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValue",
+                "properties.publicBlob is required.",
+                Some("properties.publicBlob"),
+            );
         };
         let t = match self.trust() {
             Ok(t) => t,
@@ -332,13 +451,20 @@ impl Handler {
 
     fn endpoint_certs(&self, kind: Option<&str>) -> Response {
         if kind.is_some_and(|k| !k.eq_ignore_ascii_case("DATABASE_MIRRORING")) {
-            return arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", "Only the DATABASE_MIRRORING endpoint certificate exists.", None);
+            return arm_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                "Only the DATABASE_MIRRORING endpoint certificate exists.",
+                None,
+            );
         }
         let t = match self.trust() {
             Ok(t) => t,
             Err(r) => return r,
         };
-        match t.endpoint_certificate_public_key(&self.api.server.inst.master(), &self.api.server.host) {
+        match t
+            .endpoint_certificate_public_key(&self.api.server.inst.master(), &self.api.server.host)
+        {
             Ok(der) => {
                 let one = json!({
                     "id": format!("{}/endpointCertificates/DATABASE_MIRRORING", self.api.mi_id()),
@@ -346,7 +472,11 @@ impl Handler {
                     "type": "Microsoft.Sql/managedInstances/endpointCertificates",
                     "properties": {"publicBlob": trust::to_binary_literal(&der)}
                 });
-                ok(if kind.is_some() { one } else { json!({"value": [one]}) })
+                ok(if kind.is_some() {
+                    one
+                } else {
+                    json!({"value": [one]})
+                })
             }
             Err(e) => sql_err(sqlexec::trustsql::err(e)),
         }
@@ -363,7 +493,13 @@ impl Handler {
                  FROM hadr_groups g WHERE g.is_distributed = 1";
         if let Ok(mut st) = m.prepare(q) {
             if let Ok(rows) = st.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default(), r.get::<_, Option<String>>(2)?.unwrap_or_default(), r.get::<_, Option<String>>(3)?.unwrap_or_default(), r.get::<_, Option<String>>(4)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    r.get::<_, Option<String>>(4)?,
+                ))
             }) {
                 out.extend(rows.flatten());
             }
@@ -385,7 +521,9 @@ impl Handler {
         let hardened = engine::lsn_numeric(s.last_hardened_lsn);
         let err = s.last_error.as_ref().map(|(n, m)| format!("{n}: {m}"));
         let id = format!("{}/distributedAvailabilityGroups/{name}", self.api.mi_id());
-        let legacy = self.version.as_str() < "2023-08-01" || self.version.starts_with("2021") || self.version.starts_with("2022");
+        let legacy = self.version.as_str() < "2023-08-01"
+            || self.version.starts_with("2021")
+            || self.version.starts_with("2022");
         if legacy {
             json!({
                 "id": id, "name": name, "type": "Microsoft.Sql/managedInstances/distributedAvailabilityGroups",
@@ -447,12 +585,21 @@ impl Handler {
     fn put_dag(&self, name: &str, body: &Value) -> Response {
         let p = |k: &str| str_prop(body, k).map(str::to_string);
         let database = p("targetdatabase").or_else(|| {
-            body.get("properties").and_then(|x| x.get("databases")).and_then(|d| d.get(0)).and_then(|d| d.get("databasename")).and_then(|v| v.as_str()).map(str::to_string)
+            body.get("properties")
+                .and_then(|x| x.get("databases"))
+                .and_then(|d| d.get(0))
+                .and_then(|d| d.get("databasename"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
         });
         let endpoint = p("sourceendpoint").or_else(|| p("partnerendpoint"));
-        let primary_ag = p("primaryavailabilitygroupname").or_else(|| p("partneravailabilitygroupname"));
-        let local_ag = p("secondaryavailabilitygroupname").or_else(|| p("instanceavailabilitygroupname")).unwrap_or_else(|| self.api.server.name.clone());
-        let (Some(database), Some(endpoint), Some(primary_ag)) = (database, endpoint, primary_ag) else {
+        let primary_ag =
+            p("primaryavailabilitygroupname").or_else(|| p("partneravailabilitygroupname"));
+        let local_ag = p("secondaryavailabilitygroupname")
+            .or_else(|| p("instanceavailabilitygroupname"))
+            .unwrap_or_else(|| self.api.server.name.clone());
+        let (Some(database), Some(endpoint), Some(primary_ag)) = (database, endpoint, primary_ag)
+        else {
             return arm_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterValue",
@@ -464,21 +611,52 @@ impl Handler {
         // the host named by the endpoint, which is the peer this link will talk to.
         let host = match sqlexec::ags::parse_endpoint_url(&endpoint) {
             Ok((h, _)) => h,
-            Err(e) => return arm_error(StatusCode::BAD_REQUEST, "InvalidParameterValue", &e.message, Some("properties.SourceEndpoint")),
+            Err(e) => {
+                return arm_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameterValue",
+                    &e.message,
+                    Some("properties.SourceEndpoint"),
+                )
+            }
         };
         if let Err(r) = self.bind_hybrid_certificate(&host) {
             return r;
         }
-        if let Err(e) = sqlexec::ags::join_distributed_group(&self.api.server, &self.api.runtime, self.api.settings.clone(), name, &primary_ag, &local_ag, &database, &endpoint) {
+        if let Err(e) = sqlexec::ags::join_distributed_group(
+            &self.api.server,
+            &self.api.runtime,
+            self.api.settings.clone(),
+            name,
+            &primary_ag,
+            &local_ag,
+            &database,
+            &endpoint,
+        ) {
             return sql_err(e);
         }
         let op = format!("{:032x}", u128::from_le_bytes(engine::database::new_guid()));
-        self.api.ops.lock().insert(op.clone(), Operation { status: "InProgress", error: None, dag: Some(name.to_string()), database: Some(database), started: chrono::Utc::now() });
+        self.api.ops.lock().insert(
+            op.clone(),
+            Operation {
+                status: "InProgress",
+                error: None,
+                dag: Some(name.to_string()),
+                database: Some(database),
+                started: chrono::Utc::now(),
+            },
+        );
         let url = format!("/subscriptions/{}/providers/Microsoft.Sql/locations/{}/operationResults/{op}?api-version={}", self.api.subscription, self.api.location, self.version);
         let mut r = (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response();
         let h = r.headers_mut();
-        h.insert("azure-asyncoperation", HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("")));
-        h.insert("location", HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("")));
+        h.insert(
+            "azure-asyncoperation",
+            HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("")),
+        );
+        h.insert(
+            "location",
+            HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("")),
+        );
         h.insert("retry-after", HeaderValue::from_static("1"));
         r
     }
@@ -490,7 +668,10 @@ impl Handler {
             return Ok(());
         }
         let rows = t.certificates(&m).unwrap_or_default();
-        let latest = rows.iter().filter(|c| c.name.starts_with("hybrid:")).max_by_key(|c| c.certificate_id);
+        let latest = rows
+            .iter()
+            .filter(|c| c.name.starts_with("hybrid:"))
+            .max_by_key(|c| c.certificate_id);
         let Some(c) = latest else {
             return Err(arm_error(
                 StatusCode::BAD_REQUEST,
@@ -499,8 +680,13 @@ impl Handler {
                 None,
             ));
         };
-        let der = t.cert_encoded(&m, c.certificate_id).ok().flatten().unwrap_or_default();
-        t.import_public(&m, host, &der).map_err(|e| sql_err(sqlexec::trustsql::err(e)))?;
+        let der = t
+            .cert_encoded(&m, c.certificate_id)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        t.import_public(&m, host, &der)
+            .map_err(|e| sql_err(sqlexec::trustsql::err(e)))?;
         Ok(())
     }
 
@@ -518,8 +704,14 @@ impl Handler {
             Err(e) => return sql_err(e),
         };
         let mut out = Vec::new();
-        c.execute_batch(&format!("DROP AVAILABILITY GROUP [{}]", name.replace(']', "]]")), &mut out);
-        if let Some(sqlexec::Out::Error(e)) = out.into_iter().find(|o| matches!(o, sqlexec::Out::Error(_))) {
+        c.execute_batch(
+            &format!("DROP AVAILABILITY GROUP [{}]", name.replace(']', "]]")),
+            &mut out,
+        );
+        if let Some(sqlexec::Out::Error(e)) = out
+            .into_iter()
+            .find(|o| matches!(o, sqlexec::Out::Error(_)))
+        {
             return sql_err(e);
         }
         StatusCode::OK.into_response()
@@ -528,7 +720,12 @@ impl Handler {
     fn operation(&self, id: &str) -> Response {
         let mut ops = self.api.ops.lock();
         let Some(op) = ops.get_mut(id) else {
-            return arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("Operation '{id}' was not found."), None);
+            return arm_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                &format!("Operation '{id}' was not found."),
+                None,
+            );
         };
         if op.status == "InProgress" {
             // The link is created once the managed instance holds a consistent copy of the database.

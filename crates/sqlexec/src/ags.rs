@@ -284,12 +284,18 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
                 ));
             };
             let database: Option<String> = m
-                .query_row("SELECT database_name FROM hadr_groups WHERE group_id = ?1", [&gid], |r| r.get(0))
+                .query_row(
+                    "SELECT database_name FROM hadr_groups WHERE group_id = ?1",
+                    [&gid],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(db)?
                 .flatten();
-            m.execute("DELETE FROM hadr_replicas WHERE group_id = ?1", [&gid]).map_err(db)?;
-            m.execute("DELETE FROM hadr_groups WHERE group_id = ?1", [&gid]).map_err(db)?;
+            m.execute("DELETE FROM hadr_replicas WHERE group_id = ?1", [&gid])
+                .map_err(db)?;
+            m.execute("DELETE FROM hadr_groups WHERE group_id = ?1", [&gid])
+                .map_err(db)?;
             drop(m);
             // Removing the link stops its session and leaves the local copy online; a secondary copy becomes
             // an ordinary, writable database (its next commit starts a new epoch).
@@ -298,7 +304,8 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
             }
             if let Some(d) = database.and_then(|d| inst.database(&d).ok()) {
                 if d.role() == engine::database::Role::Secondary {
-                    d.set_role(engine::database::Role::Primary).map_err(engine_err_sql)?;
+                    d.set_role(engine::database::Role::Primary)
+                        .map_err(engine_err_sql)?;
                 }
             }
         }

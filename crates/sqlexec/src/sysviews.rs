@@ -954,8 +954,10 @@ fn lsn_plain(n: u64) -> Value {
 
 /// Fill the system views a translated statement reads.
 pub fn materialise(conn: &mut Conn, sql: &str) -> Result<(), SqlError> {
+    // Names are case-insensitive: sys.Databases and INFORMATION_SCHEMA.tables are the same views.
+    let sql = sql.to_lowercase();
     for v in views() {
-        let quoted = format!("\"{}\"", v.key);
+        let quoted = format!("\"{}\"", v.key.to_lowercase());
         let hit = if v.schema == "msdb" {
             sql.contains("\"msdb\".") && sql.contains(&quoted)
         } else {

@@ -353,3 +353,13 @@ fn seed_availability_group_and_distributed_group() {
     let (_, r) = t.rows("SELECT count(*) FROM sys.availability_groups");
     assert_eq!(r[0][0], Value::Int(0));
 }
+
+#[test]
+fn system_view_names_are_case_insensitive() {
+    let mut t = setup();
+    t.ok("CREATE DATABASE ci; USE ci; CREATE TABLE x(a INT)");
+    let (_, r) = t.rows("SELECT Name FROM SYS.DATABASES WHERE name = 'ci'");
+    assert_eq!(r.len(), 1);
+    let (_, r) = t.rows("SELECT table_name FROM information_schema.tables");
+    assert_eq!(r.len(), 1);
+}
