@@ -242,7 +242,7 @@ impl Handler for Endpoint {
                 })
                 .await;
                 let h = *handle.lock().unwrap();
-                out.return_value(0, "@handle", &SqlType::Int, &SqlValue::Int(h));
+                let _ = out.return_value(0, "@handle", &SqlType::Int, &SqlValue::Int(h));
             }
             Some(ProcId::Execute) => {
                 let h = int_param(&rpc, 0);
