@@ -1212,6 +1212,8 @@ async fn accept_one(
     peer_addr: SocketAddr,
     s: &EndpointSettings,
 ) -> Result<MirrorConnection, ConnectError> {
+    // Log blocks and acks are small, latency-bound messages: never let Nagle hold them back.
+    let _ = sock.set_nodelay(true);
     let t = s.handshake_timeout;
     let refuse_plain = |who: &str, m: String| {
         ConnectError::new(

@@ -14,7 +14,8 @@ pub fn run(suite: &str, quick: bool) -> Result<()> {
     match suite {
         "engine" => engine_suite(quick),
         "sql" => crate::bench_sql::run(quick),
-        other => bail!("unknown bench suite '{other}' (available: engine, sql)"),
+        "link" => crate::bench_link::run(quick),
+        other => bail!("unknown bench suite '{other}' (available: engine, sql, link)"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `milink` binary: serve an instance, benchmarks, the quickstart.
 
 mod bench;
+mod bench_link;
 mod bench_sql;
 mod quickstart;
 mod sqlcmd;
