@@ -21,7 +21,7 @@ pub struct Session {
 
 impl Endpoint {
     /// Run `f` on the session off the async threads; cancel it if the client sends ATTENTION.
-    async fn run<F>(&self, s: &mut Session, out: &mut ResponseWriter<'_>, f: F)
+    async fn run<F>(&self, s: &mut Session, out: &mut ResponseWriter<'_>, rpc: bool, f: F)
     where
         F: FnOnce(&mut Conn, &mut Vec<Out>) + Send + 'static,
     {
@@ -49,13 +49,23 @@ impl Endpoint {
         let after_tx = conn.in_transaction();
         let after_db = conn.database();
         s.conn = Some(conn);
-        write_items(items, out, before_tx, after_tx, &before_db, &after_db).await;
+        write_items(items, out, rpc, before_tx, after_tx, &before_db, &after_db).await;
     }
+}
+
+/// The end of one RPC call: RETURNSTATUS (unless the call produced its own), then DONEPROC.
+fn end_rpc(out: &mut ResponseWriter<'_>, status: i32) {
+    if out.is_cancelled() {
+        return;
+    }
+    out.return_status(status);
+    out.done_proc(None);
 }
 
 async fn write_items(
     items: Vec<Out>,
     out: &mut ResponseWriter<'_>,
+    rpc: bool,
     before_tx: bool,
     after_tx: bool,
     _before_db: &str,
@@ -86,6 +96,7 @@ async fn write_items(
                     return;
                 }
             }
+            Out::Done(n) if rpc => out.done_in_proc(n),
             Out::Done(n) => out.done(n),
             Out::Info(n, m) => out.info(n, &m),
             Out::Error(e) => out.error(e.number, e.severity, e.state, &e.message),
@@ -206,7 +217,7 @@ impl Handler for Endpoint {
 
     async fn batch(&self, s: &mut Session, batch: SqlBatch, out: &mut ResponseWriter<'_>) {
         let sql = batch.sql;
-        self.run(s, out, move |c, items| c.execute_batch(&sql, items))
+        self.run(s, out, false, move |c, items| c.execute_batch(&sql, items))
             .await
     }
 
@@ -217,10 +228,11 @@ impl Handler for Endpoint {
                 let sql = text_param(&rpc, 0);
                 let defs = text_param(&rpc, 1);
                 let params = named(&defs, params_of(&rpc, 2));
-                self.run(s, out, move |c, items| {
+                self.run(s, out, true, move |c, items| {
                     c.execute_sql_with_params(&sql, params, items)
                 })
-                .await
+                .await;
+                end_rpc(out, 0);
             }
             Some(ProcId::Prepare) | Some(ProcId::PrepExec) => {
                 // sp_prepare(@handle OUTPUT, @params, @stmt, @options) / sp_prepexec(@handle OUTPUT, @params, @stmt, …values)
@@ -234,7 +246,7 @@ impl Handler for Endpoint {
                 };
                 let handle = Arc::new(std::sync::Mutex::new(0));
                 let h2 = handle.clone();
-                self.run(s, out, move |c, items| {
+                self.run(s, out, true, move |c, items| {
                     *h2.lock().unwrap() = c.prepare(&defs, &sql);
                     if exec {
                         c.execute_sql_with_params(&sql, params, items);
@@ -242,12 +254,16 @@ impl Handler for Endpoint {
                 })
                 .await;
                 let h = *handle.lock().unwrap();
-                out.return_value(0, "@handle", &SqlType::Int, &SqlValue::Int(h));
+                if !out.is_cancelled() {
+                    out.return_status(0);
+                    let _ = out.return_value(0, "@handle", &SqlType::Int, &SqlValue::Int(h));
+                    out.done_proc(None);
+                }
             }
             Some(ProcId::Execute) => {
                 let h = int_param(&rpc, 0);
                 let vals = params_of(&rpc, 1);
-                self.run(s, out, move |c, items| match c.prepared(h) {
+                self.run(s, out, true, move |c, items| match c.prepared(h) {
                     Some((defs, sql)) => c.execute_sql_with_params(&sql, named(&defs, vals), items),
                     None => items.push(Out::Error(tsql::SqlError::new(
                         8179,
@@ -255,11 +271,13 @@ impl Handler for Endpoint {
                         format!("Could not find prepared statement with handle {h}."),
                     ))),
                 })
-                .await
+                .await;
+                end_rpc(out, 0);
             }
             Some(ProcId::Unprepare) => {
                 let h = int_param(&rpc, 0);
-                self.run(s, out, move |c, _| c.unprepare(h)).await
+                self.run(s, out, true, move |c, _| c.unprepare(h)).await;
+                end_rpc(out, 0);
             }
             _ => {
                 let name = match &rpc.target {
@@ -285,16 +303,19 @@ impl Handler for Endpoint {
                     .map(|(i, (n, t, v))| (if n.is_empty() { format!("@__p{i}") } else { n }, t, v))
                     .collect();
                 let sql = format!("EXEC {} {}", name, args.join(", "));
-                self.run(s, out, move |c, items| {
+                self.run(s, out, true, move |c, items| {
                     c.execute_sql_with_params(&sql, bound, items)
                 })
-                .await
+                .await;
+                if !out.is_cancelled() {
+                    out.done_proc(None);
+                }
             }
         }
     }
 
     async fn tm(&self, s: &mut Session, req: TmRequest, out: &mut ResponseWriter<'_>) {
-        self.run(s, out, move |c, items| {
+        self.run(s, out, false, move |c, items| {
             let r = match req {
                 TmRequest::Begin { .. } => {
                     c.session.begin_tran();

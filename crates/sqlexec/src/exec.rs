@@ -422,11 +422,115 @@ impl Conn {
                     return Ok(Flow::Normal);
                 }
                 self.run_translated(st, out)
+                    .map_err(|e| self.constraint_error(e))
             }
             StatementKind::CreateProcedure { .. } | StatementKind::DropProcedure { .. } => {
                 Err(SqlError::unsupported("stored procedures", st.line))
             }
-            _ => self.run_translated(st, out),
+            _ => {
+                let update = matches!(st.kind, StatementKind::Update(_));
+                self.run_translated(st, out).map_err(|e| {
+                    let e = self.constraint_error(e);
+                    if update && e.number == 515 {
+                        let m = e.message.replace("INSERT fails.", "UPDATE fails.");
+                        SqlError { message: m, ..e }
+                    } else {
+                        e
+                    }
+                })
+            }
+        }
+    }
+
+    /// SQLite's constraint messages ("UNIQUE constraint failed: t.k") in SQL Server's words.
+    fn constraint_error(&mut self, e: SqlError) -> SqlError {
+        let detail = |m: &str, what: &str| -> Option<(String, Vec<String>)> {
+            let rest = &m[m.find(what)? + what.len()..];
+            let mut table = String::new();
+            let mut cols = Vec::new();
+            for part in rest.split(',') {
+                let (t, c) = part.trim().split_once('.')?;
+                table = t.to_string();
+                cols.push(c.trim().to_string());
+            }
+            Some((table, cols))
+        };
+        let pick = |q: &Result<engine::Collect, engine::SqlError>| -> Vec<Vec<String>> {
+            q.as_ref()
+                .map(|r| {
+                    r.rows
+                        .iter()
+                        .map(|row| {
+                            row.iter()
+                                .map(|v| match v {
+                                    Sqlite::Text(s) => s.clone(),
+                                    Sqlite::Integer(i) => i.to_string(),
+                                    _ => String::new(),
+                                })
+                                .collect()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match e.number {
+            2627 => {
+                let Some((table, cols)) = detail(&e.message, "UNIQUE constraint failed: ") else {
+                    return e;
+                };
+                let pk: Vec<String> = pick(&self.session.query(
+                    "SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk",
+                    &[Sqlite::Text(table.clone())],
+                ))
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+                let same = |a: &[String]| {
+                    a.len() == cols.len()
+                        && a.iter().zip(&cols).all(|(x, y)| x.eq_ignore_ascii_case(y))
+                };
+                let message = if same(&pk) {
+                    format!("Violation of PRIMARY KEY constraint 'PK_{table}'. Cannot insert duplicate key in object 'dbo.{table}'.")
+                } else {
+                    // A unique index made by CREATE UNIQUE INDEX (origin 'c') is error 2601.
+                    let indexes = pick(&self.session.query(
+                        "SELECT l.name, l.origin, group_concat(i.name, ',') FROM pragma_index_list(?1) l,                          pragma_index_info(l.name) i WHERE l.\"unique\" = 1 GROUP BY l.name",
+                        &[Sqlite::Text(table.clone())],
+                    ));
+                    let named = indexes.iter().find(|r| {
+                        r.len() == 3
+                            && r[1] == "c"
+                            && same(&r[2].split(',').map(str::to_string).collect::<Vec<_>>())
+                    });
+                    if let Some(ix) = named {
+                        let mut x = SqlError::new(2601, 14, format!("Cannot insert duplicate key row in object 'dbo.{table}' with unique index '{}'.", ix[0]));
+                        x.state = 1;
+                        x.line = e.line;
+                        return x;
+                    }
+                    format!(
+                        "Violation of UNIQUE KEY constraint 'UQ_{table}_{}'. Cannot insert duplicate key in object 'dbo.{table}'.",
+                        cols.join("_")
+                    )
+                };
+                SqlError { message, ..e }
+            }
+            515 => {
+                let Some((table, cols)) = detail(&e.message, "NOT NULL constraint failed: ") else {
+                    return e;
+                };
+                let message = format!(
+                    "Cannot insert the value NULL into column '{}', table '{}.dbo.{table}'; column does not allow nulls. INSERT fails.",
+                    cols.join(", "),
+                    self.database()
+                );
+                SqlError {
+                    message,
+                    state: 2,
+                    ..e
+                }
+            }
+            _ => e,
         }
     }
 
