@@ -5,7 +5,7 @@ use crate::exec::{Conn, Out, Server};
 use crate::values::{from_wire, type_of_wire, wire_type, wire_value};
 use std::sync::Arc;
 use tds::{
-    Column, ConnInfo, EnvChange, Handler, Login7, LoginError, LoginOk, ProcId, ResponseWriter,
+    Column, DoneKind, ConnInfo, EnvChange, Handler, Login7, LoginError, LoginOk, ProcId, ResponseWriter,
     RpcRequest, RpcTarget, SqlBatch, SqlType, SqlValue, TmRequest,
 };
 use tsql::{DataType, Value};
@@ -97,6 +97,16 @@ async fn write_items(
                 }
             }
             Out::Done(n) if rpc => out.done_in_proc(n),
+            Out::DoneDml(n, cmd) => out.done_token(
+                if rpc {
+                    DoneKind::DoneInProc
+                } else {
+                    DoneKind::Done
+                },
+                0,
+                cmd,
+                Some(n),
+            ),
             Out::Done(n) => out.done(n),
             Out::Info(n, m) => out.info(n, &m),
             Out::Error(e) => out.error(e.number, e.severity, e.state, &e.message),

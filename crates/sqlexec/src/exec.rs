@@ -23,6 +23,8 @@ pub enum Out {
     Row(Vec<Value>),
     /// End of one statement; Some(n) = rows affected/returned.
     Done(Option<u64>),
+    /// End of an INSERT/UPDATE/DELETE: rows affected and the TDS CurCmd (ODBC reports the count only for DML).
+    DoneDml(u64, u16),
     Info(i32, String),
     Error(SqlError),
     Database(String),
@@ -1005,7 +1007,16 @@ impl Conn {
                         | TranslationKind::CreateView
                         | TranslationKind::DropView
                 );
-                self.done(out, if report { Some(n) } else { None });
+                let cmd = match t.kind {
+                    TranslationKind::Insert | TranslationKind::SelectInto => Some(0xC3),
+                    TranslationKind::Update => Some(0xC5),
+                    TranslationKind::Delete | TranslationKind::Truncate => Some(0xC4),
+                    _ => None,
+                };
+                match cmd {
+                    Some(c) if !self.nocount => out.push(Out::DoneDml(n, c)),
+                    _ => self.done(out, if report { Some(n) } else { None }),
+                }
             }
         }
         Ok(Flow::Normal)
