@@ -5,7 +5,7 @@ use crate::exec::{Conn, Out, Server};
 use crate::values::{from_wire, type_of_wire, wire_type, wire_value};
 use std::sync::Arc;
 use tds::{
-    Column, DoneKind, ConnInfo, EnvChange, Handler, Login7, LoginError, LoginOk, ProcId, ResponseWriter,
+    Column, DoneKind, Message, ConnInfo, EnvChange, Handler, Login7, LoginError, LoginOk, ProcId, ResponseWriter,
     RpcRequest, RpcTarget, SqlBatch, SqlType, SqlValue, TmRequest,
 };
 use tsql::{DataType, Value};
@@ -109,7 +109,11 @@ async fn write_items(
             ),
             Out::Done(n) => out.done(n),
             Out::Info(n, m) => out.info(n, &m),
-            Out::Error(e) => out.error(e.number, e.severity, e.state, &e.message),
+            Out::Error(e) => {
+                let mut m = Message::error(e.number, e.severity.max(11), e.state, e.message);
+                m.line = e.line.max(1);
+                out.message(m);
+            }
             Out::Database(d) => out.env_change(EnvChange::Database {
                 old: String::new(),
                 new: d,

@@ -94,6 +94,8 @@ pub struct Conn {
     /// Declared T-SQL types of the current database's tables, loaded per batch.
     catalog: Option<HashMap<String, TableInfo>>,
     depth: usize,
+    /// The error aborting the batch was already sent: outer blocks only unwind.
+    reported: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -139,6 +141,7 @@ impl Conn {
             mem,
             catalog: None,
             depth: 0,
+            reported: false,
         })
     }
 
@@ -180,6 +183,7 @@ impl Conn {
     pub fn execute_batch(&mut self, sql: &str, out: &mut Vec<Out>) {
         self.session.reset_cancel();
         self.catalog = None;
+        self.reported = false;
         let stmts = match tsql::parse_batch(sql) {
             Ok(s) => s,
             Err(e) => {
@@ -210,6 +214,10 @@ impl Conn {
                     if e.number == 3617 {
                         return Err(e);
                     }
+                    if self.reported {
+                        // An inner block (IF, WHILE, BEGIN…END, EXEC) reported it and is aborting the batch.
+                        return Err(e);
+                    }
                     if in_try {
                         return Err(e);
                     }
@@ -217,9 +225,11 @@ impl Conn {
                     if self.xact_abort && self.session.trancount() > 0 {
                         let _ = self.session.rollback_tran();
                         out.push(Out::TranRollback);
+                        self.reported = true;
                         return Err(e);
                     }
                     if batch_aborting(&e) {
+                        self.reported = true;
                         return Err(e);
                     }
                 }
@@ -302,6 +312,7 @@ impl Conn {
                 Ok(f) => Ok(f),
                 Err(e) if e.number == 3617 => Err(e),
                 Err(e) => {
+                    self.reported = false;
                     self.shared.lock().error = Some(e);
                     let r = self.run_block(catch_block, out, in_try);
                     self.shared.lock().error = None;
@@ -682,6 +693,7 @@ impl Conn {
     ) {
         self.session.reset_cancel();
         self.catalog = None;
+        self.reported = false;
         let mut vars = HashMap::new();
         for (n, ty, v) in params {
             let n = if n.starts_with('@') {
