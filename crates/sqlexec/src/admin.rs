@@ -528,6 +528,7 @@ pub fn system_procedure(
         "sp_get_endpoint_certificate"
         | "sp_certificate_add_issuer"
         | "sp_validate_certificate_ca_chain" => Err(not_yet(bare, 0)),
+        "sp_describe_undeclared_parameters" => crate::describe::run(conn, _args, out),
         "sp_who" | "sp_who2" => {
             out.push(Out::Columns(vec![
                 ("spid".into(), DataType::SmallInt),

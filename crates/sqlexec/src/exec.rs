@@ -543,6 +543,28 @@ impl Conn {
                     ..e
                 }
             }
+            208 => {
+                // "db.t": a table in another user database (no cross-database queries yet).
+                let name = e
+                    .message
+                    .trim_start_matches("Invalid object name '")
+                    .trim_end_matches("'.");
+                match name.split_once('.') {
+                    Some((db, table))
+                        if !db.eq_ignore_ascii_case(&self.database())
+                            && self.server.inst.database(db).is_ok() =>
+                    {
+                        SqlError {
+                            number: 40000,
+                            message: format!(
+                                "Cross-database reference '{db}.dbo.{table}' is not supported by this server; USE {db} first."
+                            ),
+                            ..e
+                        }
+                    }
+                    _ => e,
+                }
+            }
             _ => e,
         }
     }
@@ -900,6 +922,10 @@ impl Conn {
             tsql::translate(st, &cat)?
         };
         let master = self.database() == "master";
+        let mut t = t;
+        if !master {
+            t.sql = same_database_names(&t.sql, &self.database());
+        }
         let writes = !matches!(
             t.kind,
             TranslationKind::Query | TranslationKind::SelectAssign
@@ -1149,6 +1175,23 @@ impl Conn {
         Ok(())
     }
 
+    /// Declared columns of a table of the current database (or a system view).
+    pub fn table_columns(&mut self, name: &str) -> Option<Vec<(String, DataType)>> {
+        self.load_catalog().ok()?;
+        self.catalog
+            .as_ref()?
+            .get(&name.to_lowercase())
+            .map(|t| t.columns.clone())
+    }
+
+    pub fn table_identity(&mut self, name: &str) -> Option<String> {
+        self.load_catalog().ok()?;
+        self.catalog
+            .as_ref()?
+            .get(&name.to_lowercase())
+            .and_then(|t| t.identity.clone())
+    }
+
     pub fn mem(&self) -> &rusqlite::Connection {
         &self.mem
     }
@@ -1156,6 +1199,24 @@ impl Conn {
     pub fn out_done(&mut self, out: &mut Vec<Out>, rows: Option<u64>) {
         self.done(out, rows)
     }
+}
+
+/// `db.dbo.t` naming the current database: the translator emits `"db"."t"`; SQLite knows it as `main`.
+fn same_database_names(sql: &str, db: &str) -> String {
+    let pat = format!("\"{}\".", db.replace('"', "\"\"")).to_lowercase();
+    let lower = sql.to_lowercase();
+    if !lower.contains(&pat) || lower.len() != sql.len() {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    while let Some(p) = lower[i..].find(&pat) {
+        out.push_str(&sql[i..i + p]);
+        out.push_str("main.");
+        i += p + pat.len();
+    }
+    out.push_str(&sql[i..]);
+    out
 }
 
 fn arg<'a>(args: &'a [(Option<String>, Value)], pos: usize, name: &str) -> Option<&'a Value> {

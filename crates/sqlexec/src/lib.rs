@@ -3,6 +3,7 @@
 //! ([`endpoint`]) turns its output into tokens.
 
 pub mod admin;
+pub mod describe;
 pub mod endpoint;
 pub mod exec;
 pub mod logins;
