@@ -17,6 +17,25 @@ pub struct Endpoint {
 /// A client session: None while a request is running on the blocking pool.
 pub struct Session {
     conn: Option<Box<Conn>>,
+    /// Transaction descriptors for ENVCHANGE 8/9/10: 0 outside a transaction, unique per transaction.
+    tx: TxIds,
+}
+
+#[derive(Default)]
+struct TxIds {
+    current: u64,
+    last: u64,
+}
+
+impl TxIds {
+    fn begin(&mut self) -> u64 {
+        self.last += 1;
+        self.current = self.last;
+        self.current
+    }
+    fn end(&mut self) -> u64 {
+        std::mem::take(&mut self.current).max(1)
+    }
 }
 
 impl Endpoint {
@@ -49,7 +68,7 @@ impl Endpoint {
         let after_tx = conn.in_transaction();
         let after_db = conn.database();
         s.conn = Some(conn);
-        write_items(items, out, rpc, before_tx, after_tx, &before_db, &after_db).await;
+        write_items(items, out, rpc, &mut s.tx, before_tx, after_tx, &before_db, &after_db).await;
     }
 }
 
@@ -66,6 +85,7 @@ async fn write_items(
     items: Vec<Out>,
     out: &mut ResponseWriter<'_>,
     rpc: bool,
+    tx: &mut TxIds,
     before_tx: bool,
     after_tx: bool,
     _before_db: &str,
@@ -73,12 +93,14 @@ async fn write_items(
 ) {
     let mut cols: Vec<DataType> = Vec::new();
     let mut tx_reported = false;
+    let mut failed_result = false;
     for it in items {
         if out.is_cancelled() {
             return;
         }
         match it {
             Out::Columns(c) => {
+                failed_result = false;
                 cols = c.iter().map(|(_, t)| t.clone()).collect();
                 out.columns(
                     c.into_iter()
@@ -86,11 +108,23 @@ async fn write_items(
                         .collect(),
                 );
             }
+            Out::Row(_) if failed_result => {}
             Out::Row(r) => {
                 let mut vals = Vec::with_capacity(r.len());
                 for (i, v) in r.iter().enumerate() {
                     let ty = cols.get(i).cloned().unwrap_or(DataType::Int);
-                    vals.push(wire_value(v, &ty).unwrap_or(SqlValue::Null));
+                    match wire_value(v, &ty) {
+                        Ok(w) => vals.push(w),
+                        Err(e) => {
+                            // Never a silently different value: the statement fails like SQL Server's would.
+                            failed_result = true;
+                            out.error(e.number, e.severity, e.state, &e.message);
+                            break;
+                        }
+                    }
+                }
+                if failed_result {
+                    continue;
                 }
                 if out.send_row(&vals).await.is_err() {
                     return;
@@ -121,23 +155,38 @@ async fn write_items(
             Out::TranBegin => {
                 tx_reported = true;
                 out.set_in_transaction(true);
-                out.env_change(EnvChange::BeginTransaction { descriptor: 1 });
+                out.env_change(EnvChange::BeginTransaction {
+                    descriptor: tx.begin(),
+                });
             }
             Out::TranCommit => {
                 tx_reported = true;
                 out.set_in_transaction(false);
-                out.env_change(EnvChange::CommitTransaction { descriptor: 1 });
+                out.env_change(EnvChange::CommitTransaction {
+                    descriptor: tx.end(),
+                });
             }
             Out::TranRollback => {
                 tx_reported = true;
                 out.set_in_transaction(false);
-                out.env_change(EnvChange::RollbackTransaction { descriptor: 1 });
+                out.env_change(EnvChange::RollbackTransaction {
+                    descriptor: tx.end(),
+                });
             }
             Out::ReturnStatus(s) => out.return_status(s),
         }
     }
     if !tx_reported && before_tx != after_tx {
         out.set_in_transaction(after_tx);
+        out.env_change(if after_tx {
+            EnvChange::BeginTransaction {
+                descriptor: tx.begin(),
+            }
+        } else {
+            EnvChange::RollbackTransaction {
+                descriptor: tx.end(),
+            }
+        });
     }
 }
 
@@ -224,6 +273,7 @@ impl Handler for Endpoint {
         Ok(LoginOk::new(
             Session {
                 conn: Some(Box::new(r)),
+                tx: TxIds::default(),
             },
             db,
         ))
@@ -362,6 +412,9 @@ impl Handler for Endpoint {
     async fn reset(&self, s: &mut Session, keep_transaction: bool) {
         if let Some(c) = s.conn.as_mut() {
             c.reset(keep_transaction);
+            if !c.in_transaction() {
+                s.tx.current = 0;
+            }
         }
     }
 }

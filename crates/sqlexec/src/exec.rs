@@ -1080,11 +1080,19 @@ impl Conn {
         }
         for (i, ty) in types.iter_mut().enumerate() {
             if ty.is_none() {
+                // No declared type: one that every value of the column converts to (NULL-only: INT, as SQL Server).
                 *ty = Some(
                     rows.iter()
                         .map(|r: &Vec<Value>| &r[i])
-                        .find(|v| !v.is_null())
+                        .filter(|v| !v.is_null())
                         .map(natural_type)
+                        .reduce(|a, b| {
+                            if a == b {
+                                a
+                            } else {
+                                tsql::types::union_result(&a, &b)
+                            }
+                        })
                         .unwrap_or(DataType::Int),
                 );
             }
