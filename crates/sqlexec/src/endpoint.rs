@@ -143,6 +143,15 @@ async fn write_items(
             ),
             Out::Done(n) => out.done(n),
             Out::Info(n, m) => out.info(n, &m),
+            Out::Message(e) => out.message(Message {
+                number: e.number,
+                state: e.state,
+                class: e.severity.min(10),
+                text: e.message,
+                server: String::new(),
+                procedure: String::new(),
+                line: e.line.max(1),
+            }),
             Out::Error(e) => {
                 let mut m = Message::error(e.number, e.severity.max(11), e.state, e.message);
                 m.line = e.line.max(1);

@@ -26,6 +26,8 @@ pub enum Out {
     /// End of an INSERT/UPDATE/DELETE: rows affected and the TDS CurCmd (ODBC reports the count only for DML).
     DoneDml(u64, u16),
     Info(i32, String),
+    /// PRINT and RAISERROR with severity <= 10: number, severity, state and line of an informational message.
+    Message(SqlError),
     Error(SqlError),
     Database(String),
     TranBegin,
@@ -330,7 +332,9 @@ impl Conn {
             }
             StatementKind::Print(e) => {
                 let v = self.eval(e)?;
-                out.push(Out::Info(0, display(&v)));
+                let mut m = SqlError::new(0, 0, display(&v));
+                m.line = st.line;
+                out.push(Out::Message(m));
                 Ok(Flow::Normal)
             }
             StatementKind::Raiserror(r) => {
@@ -346,7 +350,10 @@ impl Conn {
                     v => (50000, format_message(&display(v), &args)),
                 };
                 if sev <= 10 {
-                    out.push(Out::Info(number, text));
+                    let mut m = SqlError::new(number, sev, text);
+                    m.state = state;
+                    m.line = st.line;
+                    out.push(Out::Message(m));
                     return Ok(Flow::Normal);
                 }
                 let mut e = SqlError::new(number, sev, text);

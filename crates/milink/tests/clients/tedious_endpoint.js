@@ -123,6 +123,20 @@ function pass(n) { console.log('PASS ' + n); }
   assert.strictEqual(Object.values((await query(c, 'SELECT COUNT(*) FROM u')).rows[0])[0], 1);
   pass('errors');
 
+  // PRINT and RAISERROR(…, 10, …) arrive as informational messages with their line numbers
+  const infos = [];
+  const onInfo = (m) => infos.push(m);
+  c.on('infoMessage', onInfo);
+  await query(c, "SELECT 1 AS one\nPRINT N'printed ✓'\nRAISERROR('warned %d', 10, 2, 7)", [], false);
+  c.removeListener('infoMessage', onInfo);
+  const pm = infos.find((m) => m.message === 'printed ✓');
+  assert.ok(pm, JSON.stringify(infos));
+  assert.deepStrictEqual([pm.number, pm.class, pm.lineNumber], [0, 0, 2]);
+  const rw = infos.find((m) => m.message === 'warned 7');
+  assert.ok(rw, JSON.stringify(infos));
+  assert.deepStrictEqual([rw.number, rw.class, rw.state, rw.lineNumber], [50000, 10, 2, 3]);
+  pass('info_messages');
+
   // transactions: tedious uses Transaction Manager requests
   await tran(c, 'beginTransaction');
   await query(c, 'INSERT INTO u VALUES (10)');
