@@ -197,7 +197,10 @@ fn tedious() {
     let (ok, out, err) = run(cmd, None, Duration::from_secs(60));
     println!("{out}");
     eprintln!("{err}");
-    assert!(ok && out.contains("ALL OK"), "tedious failed:\n{out}\n{err}");
+    assert!(
+        ok && out.contains("ALL OK"),
+        "tedious failed:\n{out}\n{err}"
+    );
 }
 
 // ---- FreeTDS tsql --------------------------------------------------------------------------------------------------
@@ -252,7 +255,11 @@ fn freetds_tsql() {
         INSERT INTO t (name, amount, flag, at, g, b, txt) VALUES \
         (N'héllo wörld ✓ 日本', 12345678.91, 1, '2024-02-29 13:45:07.1234567', '6F9619FF-8B86-D011-B42D-00C04FC964FF', 0xDEADBEEF0001, N'ünïcode ✓ max'), \
         (N'nulls', NULL, NULL, NULL, NULL, NULL, NULL)\ngo\nquit\n";
-    let (ok, out, err) = run(tsql_cmd(PASSWORD, None), Some(setup), Duration::from_secs(30));
+    let (ok, out, err) = run(
+        tsql_cmd(PASSWORD, None),
+        Some(setup),
+        Duration::from_secs(30),
+    );
     assert!(ok && !out.contains("Msg "), "{out}\n{err}");
 
     // -D makes tsql send `set textsize … select @@spid use [db_tsql]` right after login.
@@ -359,19 +366,36 @@ async fn tiberius_client() {
     for via_rpc in [true, false] {
         let sql = "SELECT id, name, amount, flag, at, g, b, txt FROM t ORDER BY id";
         let rows = if via_rpc {
-            c.query(sql, &[]).await.unwrap().into_first_result().await.unwrap()
+            c.query(sql, &[])
+                .await
+                .unwrap()
+                .into_first_result()
+                .await
+                .unwrap()
         } else {
             batch(&mut c, sql).await.unwrap().remove(0)
         };
         assert_eq!(rows.len(), 3);
         let r = &rows[0];
         let names: Vec<&str> = r.columns().iter().map(|c| c.name()).collect();
-        assert_eq!(names, ["id", "name", "amount", "flag", "at", "g", "b", "txt"]);
+        assert_eq!(
+            names,
+            ["id", "name", "amount", "flag", "at", "g", "b", "txt"]
+        );
         use tiberius::ColumnType as CT;
         let types: Vec<CT> = r.columns().iter().map(|c| c.column_type()).collect();
         assert_eq!(
             types,
-            [CT::Int4, CT::NVarchar, CT::Decimaln, CT::Bitn, CT::Datetime2, CT::Guid, CT::BigVarBin, CT::NVarchar]
+            [
+                CT::Int4,
+                CT::NVarchar,
+                CT::Decimaln,
+                CT::Bitn,
+                CT::Datetime2,
+                CT::Guid,
+                CT::BigVarBin,
+                CT::NVarchar
+            ]
         );
         assert_eq!(r.get::<i32, _>("id"), Some(1));
         assert_eq!(r.get::<&str, _>("name"), Some(TEXT));
@@ -381,8 +405,14 @@ async fn tiberius_client() {
         let at: chrono::NaiveDateTime = r.get("at").unwrap();
         assert_eq!(at.to_string(), "2024-02-29 13:45:07.123456700");
         let g: tiberius::Uuid = r.get("g").unwrap();
-        assert_eq!(g.to_string().to_uppercase(), "6F9619FF-8B86-D011-B42D-00C04FC964FF");
-        assert_eq!(r.get::<&[u8], _>("b"), Some(&[0xDE, 0xAD, 0xBE, 0xEF, 0, 1][..]));
+        assert_eq!(
+            g.to_string().to_uppercase(),
+            "6F9619FF-8B86-D011-B42D-00C04FC964FF"
+        );
+        assert_eq!(
+            r.get::<&[u8], _>("b"),
+            Some(&[0xDE, 0xAD, 0xBE, 0xEF, 0, 1][..])
+        );
         assert_eq!(r.get::<&str, _>("txt").map(str::to_owned), Some(big()));
         let n = &rows[1];
         assert_eq!(n.get::<&str, _>("name"), Some("nulls"));
@@ -451,14 +481,22 @@ async fn tiberius_client() {
         .unwrap();
     assert_eq!(n.total(), 1);
     let r = c
-        .query("SELECT amount, flag, at, b, txt FROM t WHERE name = @P1", &[&"p ✓"])
+        .query(
+            "SELECT amount, flag, at, b, txt FROM t WHERE name = @P1",
+            &[&"p ✓"],
+        )
         .await
         .unwrap()
         .into_row()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(r.get::<tiberius::numeric::Numeric, _>("amount").unwrap().to_string(), "1.25");
+    assert_eq!(
+        r.get::<tiberius::numeric::Numeric, _>("amount")
+            .unwrap()
+            .to_string(),
+        "1.25"
+    );
     assert_eq!(r.get::<bool, _>("flag"), Some(true));
     let at: chrono::NaiveDateTime = r.get("at").unwrap();
     assert_eq!(at.to_string(), "2020-01-02 03:04:05");
@@ -474,17 +512,30 @@ async fn tiberius_client() {
     .unwrap()
     .remove(0);
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].get::<&str, _>("suggested_system_type_name"), Some("nvarchar(50)"));
-    assert_eq!(rows[1].get::<&str, _>("suggested_system_type_name"), Some("decimal(10,2)"));
+    assert_eq!(
+        rows[0].get::<&str, _>("suggested_system_type_name"),
+        Some("nvarchar(50)")
+    );
+    assert_eq!(
+        rows[1].get::<&str, _>("suggested_system_type_name"),
+        Some("decimal(10,2)")
+    );
     assert_eq!(rows[1].get::<i32, _>("suggested_system_type_id"), Some(106));
 
     // errors carry SQL Server's numbers and lines; the session stays usable
-    batch(&mut c, "CREATE TABLE u (k INT PRIMARY KEY); INSERT INTO u VALUES (1)")
-        .await
-        .unwrap();
+    batch(
+        &mut c,
+        "CREATE TABLE u (k INT PRIMARY KEY); INSERT INTO u VALUES (1)",
+    )
+    .await
+    .unwrap();
     let e = server_error(c.execute("INSERT INTO u VALUES (1)", &[]).await);
     assert_eq!((e.code(), e.class()), (2627, 14));
-    assert!(e.message().starts_with("Violation of PRIMARY KEY constraint"), "{e:?}");
+    assert!(
+        e.message()
+            .starts_with("Violation of PRIMARY KEY constraint"),
+        "{e:?}"
+    );
     let e = server_error(batch(&mut c, "SELECT 1\nSELECT 1/0").await);
     assert_eq!((e.code(), e.line()), (8134, 2));
     let e = server_error(c.query("SELECT * FROM no_such_table", &[]).await);
@@ -501,12 +552,16 @@ async fn tiberius_client() {
 
     // transactions the tiberius way: BEGIN TRAN / COMMIT / ROLLBACK as SQL
     batch(&mut c, "BEGIN TRAN").await.unwrap();
-    c.execute("INSERT INTO u VALUES (@P1)", &[&10i32]).await.unwrap();
+    c.execute("INSERT INTO u VALUES (@P1)", &[&10i32])
+        .await
+        .unwrap();
     let tc = batch(&mut c, "SELECT @@TRANCOUNT AS tc").await.unwrap();
     assert_eq!(tc[0][0].get::<i32, _>("tc"), Some(1));
     batch(&mut c, "ROLLBACK").await.unwrap();
     batch(&mut c, "BEGIN TRAN").await.unwrap();
-    c.execute("INSERT INTO u VALUES (@P1)", &[&20i32]).await.unwrap();
+    c.execute("INSERT INTO u VALUES (@P1)", &[&20i32])
+        .await
+        .unwrap();
     batch(&mut c, "COMMIT").await.unwrap();
     let e = server_error(batch(&mut c, "COMMIT").await);
     assert_eq!(e.code(), 3902);
@@ -569,7 +624,11 @@ async fn tiberius_many_sessions() {
     }
     spids.sort();
     spids.dedup();
-    assert_eq!(spids.len(), SESSIONS as usize, "every session has its own SPID");
+    assert_eq!(
+        spids.len(),
+        SESSIONS as usize,
+        "every session has its own SPID"
+    );
     let rows = batch(
         &mut c,
         "SELECT COUNT(*) AS n, COUNT(DISTINCT session) AS s, MAX(id) AS mx FROM hits",
@@ -607,22 +666,47 @@ async fn seed_tsql_through_tiberius() {
     .await
     .unwrap();
 
-    let rows = batch(&mut c, "SELECT * FROM sys.databases").await.unwrap().remove(0);
-    let names: Vec<&str> = rows.iter().filter_map(|r| r.get::<&str, _>("name")).collect();
+    let rows = batch(&mut c, "SELECT * FROM sys.databases")
+        .await
+        .unwrap()
+        .remove(0);
+    let names: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.get::<&str, _>("name"))
+        .collect();
     for n in ["master", "tempdb", "model", "msdb", "SeedDB"] {
         assert!(names.contains(&n), "{names:?}");
     }
     let cols: Vec<&str> = rows[0].columns().iter().map(|c| c.name()).collect();
-    for n in ["name", "database_id", "state_desc", "recovery_model_desc", "log_reuse_wait_desc"] {
+    for n in [
+        "name",
+        "database_id",
+        "state_desc",
+        "recovery_model_desc",
+        "log_reuse_wait_desc",
+    ] {
         assert!(cols.contains(&n), "{cols:?}");
     }
 
-    let rows = batch(&mut c, "DBCC SQLPERF(LOGSPACE)").await.unwrap().remove(0);
+    let rows = batch(&mut c, "DBCC SQLPERF(LOGSPACE)")
+        .await
+        .unwrap()
+        .remove(0);
     let cols: Vec<&str> = rows[0].columns().iter().map(|c| c.name()).collect();
-    assert_eq!(cols, ["Database Name", "Log Size (MB)", "Log Space Used (%)", "Status"]);
+    assert_eq!(
+        cols,
+        [
+            "Database Name",
+            "Log Size (MB)",
+            "Log Space Used (%)",
+            "Status"
+        ]
+    );
     assert!(rows.iter().any(|r| r.get::<&str, _>(0) == Some("SeedDB")));
 
-    batch(&mut c, "ALTER DATABASE SeedDB SET RECOVERY FULL").await.unwrap();
+    batch(&mut c, "ALTER DATABASE SeedDB SET RECOVERY FULL")
+        .await
+        .unwrap();
     let rows = batch(
         &mut c,
         "SELECT recovery_model_desc FROM sys.databases WHERE name = 'SeedDB'",
@@ -637,7 +721,9 @@ async fn seed_tsql_through_tiberius() {
     )
     .await
     .unwrap();
-    batch(&mut c, "INSERT INTO orders (amount) VALUES (3.00)").await.unwrap();
+    batch(&mut c, "INSERT INTO orders (amount) VALUES (3.00)")
+        .await
+        .unwrap();
     batch(
         &mut c,
         &format!(
@@ -679,13 +765,18 @@ async fn seed_tsql_through_tiberius() {
     )
     .await
     .unwrap();
-    let rows = batch(&mut c, "USE SeedCopy; SELECT COUNT(*) AS n, SUM(amount) AS s FROM orders")
-        .await
-        .unwrap();
+    let rows = batch(
+        &mut c,
+        "USE SeedCopy; SELECT COUNT(*) AS n, SUM(amount) AS s FROM orders",
+    )
+    .await
+    .unwrap();
     let r = &rows[0][0];
     assert_eq!(r.get::<i32, _>("n"), Some(3));
     assert_eq!(
-        r.get::<tiberius::numeric::Numeric, _>("s").unwrap().to_string(),
+        r.get::<tiberius::numeric::Numeric, _>("s")
+            .unwrap()
+            .to_string(),
         "6.75"
     );
 
@@ -697,6 +788,9 @@ async fn seed_tsql_through_tiberius() {
     .await
     .unwrap()
     .remove(0);
-    let kinds: Vec<&str> = rows.iter().filter_map(|r| r.get::<&str, _>("type")).collect();
+    let kinds: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.get::<&str, _>("type"))
+        .collect();
     assert_eq!(kinds, ["D", "L"]);
 }

@@ -127,7 +127,8 @@ pub fn run(
             continue;
         }
         if let Tok::Var(v) = &t.tok {
-            let prev_ok = i > 0 && (toks[i - 1].is_word("DECLARE") || toks[i - 1].tok == Tok::Comma);
+            let prev_ok =
+                i > 0 && (toks[i - 1].is_word("DECLARE") || toks[i - 1].tok == Tok::Comma);
             if in_declare && prev_ok {
                 locals.push(v.to_lowercase());
             }
@@ -162,7 +163,7 @@ pub fn run(
         tables.iter().find_map(|cols| {
             cols.iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(col))
-                .map(|(_, t)| t.clone())
+                .map(|(_, t)| *t)
         })
     };
     let mut types: Vec<Option<DataType>> = vec![None; names.len()];
@@ -195,7 +196,11 @@ pub fn run(
                     cols = table_cols
                         .iter()
                         .map(|(n, _)| n.clone())
-                        .filter(|n| identity.as_deref().is_none_or(|id| !id.eq_ignore_ascii_case(n)))
+                        .filter(|n| {
+                            identity
+                                .as_deref()
+                                .is_none_or(|id| !id.eq_ignore_ascii_case(n))
+                        })
                         .collect();
                 }
                 if toks.get(k).is_some_and(|t| t.is_word("VALUES")) {
@@ -250,7 +255,10 @@ pub fn run(
     // column <op> @p  /  @p <op> column  (also SET column = @p)
     for (i, t) in toks.iter().enumerate() {
         let Tok::Op(op) = &t.tok else { continue };
-        if !matches!(*op, "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "!<" | "!>") {
+        if !matches!(
+            *op,
+            "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "!<" | "!>"
+        ) {
             continue;
         }
         let (Some(l), Some(r)) = (i.checked_sub(1).map(|j| &toks[j]), toks.get(i + 1)) else {
@@ -274,27 +282,27 @@ pub fn run(
     let nv = |n| DataType::NVarChar(Len::N(n));
     let cols: Vec<(String, DataType)> = vec![
         ("parameter_ordinal".into(), DataType::Int),
-        ("name".into(), sysname.clone()),
+        ("name".into(), sysname),
         ("suggested_system_type_id".into(), DataType::Int),
         ("suggested_system_type_name".into(), nv(256)),
         ("suggested_max_length".into(), DataType::SmallInt),
         ("suggested_precision".into(), DataType::TinyInt),
         ("suggested_scale".into(), DataType::TinyInt),
         ("suggested_user_type_id".into(), DataType::Int),
-        ("suggested_user_type_database".into(), sysname.clone()),
-        ("suggested_user_type_schema".into(), sysname.clone()),
-        ("suggested_user_type_name".into(), sysname.clone()),
+        ("suggested_user_type_database".into(), sysname),
+        ("suggested_user_type_schema".into(), sysname),
+        ("suggested_user_type_name".into(), sysname),
         ("suggested_assembly_qualified_type_name".into(), nv(4000)),
         ("suggested_xml_collection_id".into(), DataType::Int),
-        ("suggested_xml_collection_database".into(), sysname.clone()),
-        ("suggested_xml_collection_schema".into(), sysname.clone()),
-        ("suggested_xml_collection_name".into(), sysname.clone()),
+        ("suggested_xml_collection_database".into(), sysname),
+        ("suggested_xml_collection_schema".into(), sysname),
+        ("suggested_xml_collection_name".into(), sysname),
         ("suggested_is_xml_document".into(), DataType::Bit),
         ("suggested_is_case_sensitive".into(), DataType::Bit),
         ("suggested_is_fixed_length_type".into(), DataType::Bit),
         ("suggested_is_input".into(), DataType::Bit),
         ("suggested_is_output".into(), DataType::Bit),
-        ("formal_parameter_name".into(), sysname.clone()),
+        ("formal_parameter_name".into(), sysname),
         ("suggested_tds_type_id".into(), DataType::Int),
         ("suggested_tds_length".into(), DataType::Int),
     ];

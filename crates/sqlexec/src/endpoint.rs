@@ -5,8 +5,8 @@ use crate::exec::{Conn, Out, Server};
 use crate::values::{from_wire, type_of_wire, wire_type, wire_value};
 use std::sync::Arc;
 use tds::{
-    Column, DoneKind, Message, ConnInfo, EnvChange, Handler, Login7, LoginError, LoginOk, ProcId, ResponseWriter,
-    RpcRequest, RpcTarget, SqlBatch, SqlType, SqlValue, TmRequest,
+    Column, ConnInfo, DoneKind, EnvChange, Handler, Login7, LoginError, LoginOk, Message, ProcId,
+    ResponseWriter, RpcRequest, RpcTarget, SqlBatch, SqlType, SqlValue, TmRequest,
 };
 use tsql::{DataType, Value};
 
@@ -68,7 +68,10 @@ impl Endpoint {
         let after_tx = conn.in_transaction();
         let after_db = conn.database();
         s.conn = Some(conn);
-        write_items(items, out, rpc, &mut s.tx, before_tx, after_tx, &before_db, &after_db).await;
+        write_items(
+            items, out, rpc, &mut s.tx, before_tx, after_tx, &before_db, &after_db,
+        )
+        .await;
     }
 }
 

@@ -498,7 +498,10 @@ mod tests {
             union_result(&DataType::VarChar(Len::N(3)), &DataType::NVarChar(Len::Max)),
             DataType::NVarChar(Len::Max)
         );
-        assert_eq!(union_result(&DataType::Int, &DataType::Float), DataType::Float);
+        assert_eq!(
+            union_result(&DataType::Int, &DataType::Float),
+            DataType::Float
+        );
         assert_eq!(
             union_result(&DataType::DateTime, &DataType::DateTime2(7)),
             DataType::DateTime2(7)
