@@ -51,7 +51,6 @@ impl Endpoint {
         let cancel = conn.cancel_handle();
         let token = out.cancel_token();
         let before_tx = conn.in_transaction();
-        let before_db = conn.database();
         let task = tokio::task::spawn_blocking(move || {
             let mut items = Vec::new();
             f(&mut conn, &mut items);
@@ -66,12 +65,8 @@ impl Endpoint {
             }
         };
         let after_tx = conn.in_transaction();
-        let after_db = conn.database();
         s.conn = Some(conn);
-        write_items(
-            items, out, rpc, &mut s.tx, before_tx, after_tx, &before_db, &after_db,
-        )
-        .await;
+        write_items(items, out, rpc, &mut s.tx, before_tx, after_tx).await;
     }
 }
 
@@ -91,8 +86,6 @@ async fn write_items(
     tx: &mut TxIds,
     before_tx: bool,
     after_tx: bool,
-    _before_db: &str,
-    _after_db: &str,
 ) {
     let mut cols: Vec<DataType> = Vec::new();
     let mut tx_reported = false;
@@ -104,7 +97,7 @@ async fn write_items(
         match it {
             Out::Columns(c) => {
                 failed_result = false;
-                cols = c.iter().map(|(_, t)| t.clone()).collect();
+                cols = c.iter().map(|(_, t)| *t).collect();
                 out.columns(
                     c.into_iter()
                         .map(|(n, t)| Column::new(n, wire_type(&t)))
@@ -241,7 +234,7 @@ fn named(defs: &str, vals: Vec<(String, DataType, Value)>) -> Vec<(String, DataT
             match d {
                 Some(d) => (
                     d.name.clone(),
-                    d.ty.clone(),
+                    d.ty,
                     tsql::value::assign(&v, &d.ty).unwrap_or(v),
                 ),
                 None => (
@@ -274,7 +267,7 @@ impl Handler for Endpoint {
             let mut conn = Conn::new(server, spid, &user).map_err(|e| LoginError::other(e.number, 14, &e.message))?;
             if !database.is_empty() && !database.eq_ignore_ascii_case("master") {
                 conn.use_database(&database).map_err(|e| {
-                    LoginError::other(4060, 11, &format!("Cannot open database \"{database}\" requested by the login. The login failed. ({})", e.message))
+                    LoginError::other(4060, 11, format!("Cannot open database \"{database}\" requested by the login. The login failed. ({})", e.message))
                 })?;
             }
             Ok(conn)

@@ -256,13 +256,10 @@ impl Conn {
                                 Some(e) => tsql::value::assign(&self.eval(e)?, ty)?,
                                 None => Value::Null,
                             };
-                            self.scopes.last_mut().expect("scope").insert(
-                                name.to_lowercase(),
-                                Var {
-                                    ty: ty.clone(),
-                                    value,
-                                },
-                            );
+                            self.scopes
+                                .last_mut()
+                                .expect("scope")
+                                .insert(name.to_lowercase(), Var { ty: *ty, value });
                         }
                         Declaration::Table { .. } => {
                             return Err(SqlError::unsupported("table variables", st.line))
@@ -695,7 +692,7 @@ impl Conn {
                         vars.insert(
                             p.name.to_lowercase(),
                             Var {
-                                ty: p.ty.clone(),
+                                ty: p.ty,
                                 value: tsql::value::assign(&v, &p.ty)?,
                             },
                         );
@@ -794,12 +791,9 @@ impl Conn {
 
     fn var(&self, name: &str) -> Result<Value, SqlError> {
         let k = name.to_lowercase();
-        for s in self.scopes.iter().rev() {
-            if let Some(v) = s.get(&k) {
-                return Ok(v.value.clone());
-            }
-            // Nested batches (sp_executesql, EXEC) do not see the caller's variables.
-            break;
+        // Nested batches (sp_executesql, EXEC) do not see the caller's variables: only the innermost scope.
+        if let Some(v) = self.scopes.last().and_then(|s| s.get(&k)) {
+            return Ok(v.value.clone());
         }
         Err(SqlError::new(
             137,
@@ -812,7 +806,7 @@ impl Conn {
         self.scopes
             .last()
             .and_then(|s| s.get(&name.to_lowercase()))
-            .map(|v| v.ty.clone())
+            .map(|v| v.ty)
     }
 
     fn assign(&mut self, name: &str, op: AssignOp, v: Value) -> Result<(), SqlError> {
@@ -847,12 +841,7 @@ impl Conn {
             "@@ROWCOUNT" => Value::Int(self.rowcount as i32),
             "@@ERROR" => Value::Int(self.error),
             "@@VERSION" => Value::NVarChar(self.server.version_string()),
-            "@@IDENTITY" => self
-                .shared
-                .lock()
-                .identity
-                .map(|i| dec0(i))
-                .unwrap_or(Value::Null),
+            "@@IDENTITY" => self.shared.lock().identity.map(dec0).unwrap_or(Value::Null),
             "@@LANGUAGE" => Value::NVarChar("us_english".into()),
             "@@MAX_PRECISION" => Value::TinyInt(38),
             "@@TEXTSIZE" => Value::Int(2147483647),
@@ -1012,7 +1001,7 @@ impl Conn {
             TranslationKind::SelectAssign => {
                 if let Some(last) = sink.rows.last() {
                     for (i, var) in t.assign_to.iter().enumerate() {
-                        let ty = t.columns.get(i).and_then(|c| c.ty.clone());
+                        let ty = t.columns.get(i).and_then(|c| c.ty);
                         let v = from_sqlite(&last[i], ty.as_ref())?;
                         self.assign(var, AssignOp::Assign, v)?;
                     }
@@ -1075,7 +1064,7 @@ impl Conn {
     ) -> Result<(), SqlError> {
         let n = sink.columns.len().max(t.columns.len());
         let mut types: Vec<Option<DataType>> = (0..n)
-            .map(|i| t.columns.get(i).and_then(|c| c.ty.clone()))
+            .map(|i| t.columns.get(i).and_then(|c| c.ty))
             .collect();
         let mut rows = Vec::with_capacity(sink.rows.len());
         for r in &sink.rows {
@@ -1168,7 +1157,7 @@ impl Conn {
                 0
             };
             for (i, c) in meta.columns.iter().enumerate() {
-                let ty = c.ty.clone().unwrap_or(DataType::NVarChar(Len::Max));
+                let ty = c.ty.unwrap_or(DataType::NVarChar(Len::Max));
                 self.session
                     .execute(
                         &format!(
@@ -1299,7 +1288,7 @@ impl tsql::Catalog for CatalogView<'_> {
             .scopes
             .last()
             .and_then(|s| s.get(&k))
-            .map(|v| v.ty.clone())
+            .map(|v| v.ty)
     }
 }
 
