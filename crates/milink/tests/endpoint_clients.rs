@@ -38,7 +38,7 @@ impl Milink {
                 .arg(dir.path().join("data"))
                 .args(["--listen", &addr.to_string()])
                 .env("MSSQL_SA_PASSWORD", PASSWORD)
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", "error")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
@@ -549,6 +549,19 @@ async fn tiberius_client() {
     assert_eq!(e.code(), 2812);
     let e = server_error(batch(&mut c, "IF 1 = 1\nBEGIN\n  SELECT 1/0\nEND").await);
     assert_eq!((e.code(), e.line()), (8134, 3));
+
+    // OBJECT_ID as scripts use it, consistent with sys.tables
+    let rows = batch(
+        &mut c,
+        "IF OBJECT_ID('dbo.u', 'U') IS NOT NULL SELECT OBJECT_ID('u') AS id\n\
+         IF OBJECT_ID(N'[dbo].[nope]') IS NULL SELECT 0 AS missing\n\
+         SELECT object_id FROM sys.tables WHERE name = 'u'",
+    )
+    .await
+    .unwrap();
+    let id = rows[0][0].get::<i32, _>("id").unwrap();
+    assert_eq!(rows[1][0].get::<i32, _>("missing"), Some(0));
+    assert_eq!(rows[2][0].get::<i32, _>("object_id"), Some(id));
 
     // transactions the tiberius way: BEGIN TRAN / COMMIT / ROLLBACK as SQL
     batch(&mut c, "BEGIN TRAN").await.unwrap();

@@ -247,6 +247,17 @@ impl Conn {
         in_try: bool,
     ) -> Result<Flow, SqlError> {
         self.error = 0;
+        if matches!(
+            st.kind,
+            StatementKind::If { .. }
+                | StatementKind::While { .. }
+                | StatementKind::SetVariable { .. }
+                | StatementKind::Declare(_)
+                | StatementKind::Query(_)
+        ) {
+            // OBJECT_ID() and friends read the catalog (loaded once per batch).
+            self.load_catalog()?;
+        }
         match &st.kind {
             StatementKind::Declare(decls) => {
                 for d in decls {
@@ -1179,6 +1190,68 @@ impl Conn {
         Ok(())
     }
 
+    /// OBJECT_ID('[db.][schema.]name' [, 'U']): user tables of the current database, numbered as sys.tables
+    /// numbers them; system views get negative ids. NULL for anything else.
+    pub fn object_id(&self, args: &[Value]) -> Value {
+        let Some(name) = args.first().filter(|v| !v.is_null()).map(display) else {
+            return Value::Null;
+        };
+        let kind = args
+            .get(1)
+            .map(display)
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_uppercase();
+        let parts: Vec<String> = name
+            .split('.')
+            .map(|p| p.trim().trim_matches(['[', ']', '"']).to_string())
+            .collect();
+        let (db, schema, obj) = match parts.as_slice() {
+            [o] => (None, None, o.clone()),
+            [s, o] => (None, Some(s.clone()), o.clone()),
+            [d, s, o] => (Some(d.clone()), Some(s.clone()), o.clone()),
+            _ => return Value::Null,
+        };
+        if db
+            .as_deref()
+            .is_some_and(|d| !d.is_empty() && !d.eq_ignore_ascii_case(&self.database()))
+        {
+            return Value::Null;
+        }
+        let key = match schema.as_deref() {
+            Some(s) if !s.is_empty() && !s.eq_ignore_ascii_case("dbo") => {
+                format!("{s}.{obj}").to_lowercase()
+            }
+            _ => obj.to_lowercase(),
+        };
+        let Some(cat) = self.catalog.as_ref() else {
+            return Value::Null;
+        };
+        if !cat.contains_key(&key) {
+            return Value::Null;
+        }
+        let system: Vec<&str> = sysviews::catalog().iter().map(|(k, _)| *k).collect();
+        if let Some(i) = system.iter().position(|k| *k == key) {
+            return if kind.is_empty() || kind == "V" {
+                Value::Int(-100 - i as i32)
+            } else {
+                Value::Null
+            };
+        }
+        if !(kind.is_empty() || kind == "U") {
+            return Value::Null;
+        }
+        let mut user: Vec<&String> = cat
+            .keys()
+            .filter(|k| !system.contains(&k.as_str()))
+            .collect();
+        user.sort();
+        user.iter()
+            .position(|k| **k == key)
+            .map(|i| Value::Int(1_000_000 + i as i32))
+            .unwrap_or(Value::Null)
+    }
+
     /// Declared columns of a table of the current database (or a system view).
     pub fn table_columns(&mut self, name: &str) -> Option<Vec<(String, DataType)>> {
         self.load_catalog().ok()?;
@@ -1303,6 +1376,9 @@ impl tsql::Context for Ctx<'_> {
         self.0.global(name)
     }
     fn function(&self, name: &str, args: &[Value]) -> Option<Result<Value, SqlError>> {
+        if name == "OBJECT_ID" {
+            return Some(Ok(self.0.object_id(args)));
+        }
         instance_function(&self.0.shared, &self.0.server, name, args)
     }
 }
