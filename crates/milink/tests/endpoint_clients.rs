@@ -550,6 +550,21 @@ async fn tiberius_client() {
     let e = server_error(batch(&mut c, "IF 1 = 1\nBEGIN\n  SELECT 1/0\nEND").await);
     assert_eq!((e.code(), e.line()), (8134, 3));
 
+    // scalar subqueries and EXISTS in procedural statements
+    let rows = batch(
+        &mut c,
+        "DECLARE @n nvarchar(50) = (SELECT name FROM t WHERE id = 3)\n\
+         DECLARE @i int = 0\n\
+         WHILE (SELECT COUNT(*) FROM u) + @i < 4 SET @i = @i + 1\n\
+         IF EXISTS (SELECT 1 FROM t WHERE name = @n) SELECT @n AS n, @i AS i",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows[0][0].get::<&str, _>("n"), Some("third"));
+    assert_eq!(rows[0][0].get::<i32, _>("i"), Some(3));
+    let e = server_error(batch(&mut c, "DECLARE @x int = (SELECT id FROM t)").await);
+    assert_eq!(e.code(), 512);
+
     // OBJECT_ID as scripts use it, consistent with sys.tables
     let rows = batch(
         &mut c,
@@ -667,7 +682,15 @@ async fn seed_tsql_through_tiberius() {
     let rows = batch(&mut c, "SELECT @@SERVERNAME").await.unwrap();
     assert_eq!(rows[0][0].get::<&str, _>(0), Some(SERVER_NAME));
 
-    batch(&mut c, "CREATE DATABASE SeedDB").await.unwrap();
+    // idempotent scripts: IF NOT EXISTS over a system view (run twice)
+    for _ in 0..2 {
+        batch(
+            &mut c,
+            "IF NOT EXISTS (SELECT * FROM sys.databases WHERE name = N'SeedDB') CREATE DATABASE SeedDB",
+        )
+        .await
+        .unwrap();
+    }
     batch(
         &mut c,
         "USE SeedDB\n\

@@ -71,6 +71,56 @@ impl Endpoint {
 }
 
 /// The end of one RPC call: RETURNSTATUS (unless the call produced its own), then DONEPROC.
+/// The OUTPUT parameters of an RPC: (ordinal in the RPC, variable name, the client's declared wire type).
+#[derive(Default)]
+struct OutputParams(Vec<(u16, String, SqlType)>);
+
+impl OutputParams {
+    /// `params` are the RPC's values from `skip` on, already named by `named`.
+    fn of(rpc: &RpcRequest, skip: usize, params: &[(String, DataType, Value)]) -> OutputParams {
+        OutputParams(
+            rpc.params
+                .iter()
+                .enumerate()
+                .skip(skip)
+                .filter(|(_, p)| p.output)
+                .filter_map(|(i, p)| {
+                    let (name, _, _) = params.get(i - skip)?;
+                    Some((i as u16, name.clone(), p.ty.clone()))
+                })
+                .collect(),
+        )
+    }
+    fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(_, n, _)| n.clone()).collect()
+    }
+}
+
+/// RETURNSTATUS, a RETURNVALUE per OUTPUT parameter, DONEPROC.
+fn end_rpc_with(
+    out: &mut ResponseWriter<'_>,
+    status: i32,
+    outputs: &OutputParams,
+    values: &[Value],
+) {
+    if out.is_cancelled() {
+        return;
+    }
+    out.return_status(status);
+    for ((ordinal, name, ty), v) in outputs.0.iter().zip(values) {
+        let w = wire_value(v, &type_of_wire(ty)).unwrap_or(SqlValue::Null);
+        let name = if name.starts_with('@') {
+            name.clone()
+        } else {
+            format!("@{name}")
+        };
+        if out.return_value(*ordinal, &name, ty, &w).is_err() {
+            let _ = out.return_value(*ordinal, &name, ty, &SqlValue::Null);
+        }
+    }
+    out.done_proc(None);
+}
+
 fn end_rpc(out: &mut ResponseWriter<'_>, status: i32) {
     if out.is_cancelled() {
         return;
@@ -297,11 +347,16 @@ impl Handler for Endpoint {
                 let sql = text_param(&rpc, 0);
                 let defs = text_param(&rpc, 1);
                 let params = named(&defs, params_of(&rpc, 2));
+                let outputs = OutputParams::of(&rpc, 2, &params);
+                let names = outputs.names();
+                let finals = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let f2 = finals.clone();
                 self.run(s, out, true, move |c, items| {
-                    c.execute_sql_with_params(&sql, params, items)
+                    *f2.lock().unwrap() = c.execute_sql_with_outputs(&sql, params, &names, items);
                 })
                 .await;
-                end_rpc(out, 0);
+                let finals = std::mem::take(&mut *finals.lock().unwrap());
+                end_rpc_with(out, 0, &outputs, &finals);
             }
             Some(ProcId::Prepare) | Some(ProcId::PrepExec) => {
                 // sp_prepare(@handle OUTPUT, @params, @stmt, @options) / sp_prepexec(@handle OUTPUT, @params, @stmt, …values)
@@ -332,8 +387,17 @@ impl Handler for Endpoint {
             Some(ProcId::Execute) => {
                 let h = int_param(&rpc, 0);
                 let vals = params_of(&rpc, 1);
+                let finals = Arc::new(std::sync::Mutex::new((Vec::new(), None)));
+                let f2 = finals.clone();
+                let rpc2 = rpc.clone();
                 self.run(s, out, true, move |c, items| match c.prepared(h) {
-                    Some((defs, sql)) => c.execute_sql_with_params(&sql, named(&defs, vals), items),
+                    Some((defs, sql)) => {
+                        let params = named(&defs, vals);
+                        let outputs = OutputParams::of(&rpc2, 1, &params);
+                        let names = outputs.names();
+                        let v = c.execute_sql_with_outputs(&sql, params, &names, items);
+                        *f2.lock().unwrap() = (v, Some(outputs));
+                    }
                     None => items.push(Out::Error(tsql::SqlError::new(
                         8179,
                         16,
@@ -341,7 +405,8 @@ impl Handler for Endpoint {
                     ))),
                 })
                 .await;
-                end_rpc(out, 0);
+                let (v, outputs) = std::mem::take(&mut *finals.lock().unwrap());
+                end_rpc_with(out, 0, &outputs.unwrap_or_default(), &v);
             }
             Some(ProcId::Unprepare) => {
                 let h = int_param(&rpc, 0);

@@ -98,6 +98,7 @@ pub struct Conn {
     depth: usize,
     /// The error aborting the batch was already sent: outer blocks only unwind.
     reported: bool,
+    subqueries: std::cell::RefCell<Subqueries>,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +145,7 @@ impl Conn {
             catalog: None,
             depth: 0,
             reported: false,
+            subqueries: Default::default(),
         })
     }
 
@@ -264,7 +266,7 @@ impl Conn {
                     match d {
                         Declaration::Scalar { name, ty, init } => {
                             let value = match init {
-                                Some(e) => tsql::value::assign(&self.eval(e)?, ty)?,
+                                Some(e) => tsql::value::assign(&self.eval_sq(e)?, ty)?,
                                 None => Value::Null,
                             };
                             self.scopes
@@ -280,7 +282,7 @@ impl Conn {
                 Ok(Flow::Normal)
             }
             StatementKind::SetVariable { name, op, value } => {
-                let v = self.eval(value)?;
+                let v = self.eval_sq(value)?;
                 self.assign(name, *op, v)?;
                 Ok(Flow::Normal)
             }
@@ -289,7 +291,7 @@ impl Conn {
                 Ok(Flow::Normal)
             }
             StatementKind::If { cond, then, else_ } => {
-                let c = tsql::eval_predicate(cond, &Ctx(self))?;
+                let c = self.predicate_sq(cond)?;
                 if c == Some(true) {
                     self.run_block(std::slice::from_ref(then), out, in_try)
                 } else if let Some(e) = else_ {
@@ -300,7 +302,7 @@ impl Conn {
             }
             StatementKind::While { cond, body } => {
                 let mut guard = 0u64;
-                while tsql::eval_predicate(cond, &Ctx(self))? == Some(true) {
+                while self.predicate_sq(cond)? == Some(true) {
                     guard += 1;
                     if self.session.is_cancelled() {
                         return Err(SqlError::new(3617, 25, "The query was cancelled."));
@@ -333,25 +335,29 @@ impl Conn {
             StatementKind::Continue => Ok(Flow::Continue),
             StatementKind::Return(e) => {
                 let v = match e {
-                    Some(e) => self.eval(e)?.as_i64().unwrap_or(0) as i32,
+                    Some(e) => self.eval_sq(e)?.as_i64().unwrap_or(0) as i32,
                     None => 0,
                 };
                 Ok(Flow::Return(v))
             }
             StatementKind::Print(e) => {
-                let v = self.eval(e)?;
+                let v = self.eval_sq(e)?;
                 let mut m = SqlError::new(0, 0, display(&v));
                 m.line = st.line;
                 out.push(Out::Message(m));
                 Ok(Flow::Normal)
             }
             StatementKind::Raiserror(r) => {
-                let msg = self.eval(&r.message)?;
-                let sev = self.eval(&r.severity)?.as_i64().unwrap_or(16).clamp(0, 25) as u8;
-                let state = self.eval(&r.state)?.as_i64().unwrap_or(1).clamp(0, 255) as u8;
+                let msg = self.eval_sq(&r.message)?;
+                let sev = self
+                    .eval_sq(&r.severity)?
+                    .as_i64()
+                    .unwrap_or(16)
+                    .clamp(0, 25) as u8;
+                let state = self.eval_sq(&r.state)?.as_i64().unwrap_or(1).clamp(0, 255) as u8;
                 let mut args = Vec::new();
                 for a in &r.args {
-                    args.push(self.eval(a)?);
+                    args.push(self.eval_sq(a)?);
                 }
                 let (number, text) = match &msg {
                     Value::Int(n) => (*n, format!("Error {n} was raised.")),
@@ -377,9 +383,9 @@ impl Conn {
                     )
                 })),
                 Some(t) => {
-                    let n = self.eval(&t.number)?.as_i64().unwrap_or(50000) as i32;
-                    let m = display(&self.eval(&t.message)?);
-                    let s = self.eval(&t.state)?.as_i64().unwrap_or(1) as u8;
+                    let n = self.eval_sq(&t.number)?.as_i64().unwrap_or(50000) as i32;
+                    let m = display(&self.eval_sq(&t.message)?);
+                    let s = self.eval_sq(&t.state)?.as_i64().unwrap_or(1) as u8;
                     let mut e = SqlError::new(n, 16, m);
                     e.state = s;
                     Err(e)
@@ -419,14 +425,14 @@ impl Conn {
             StatementKind::ExecString(parts) => {
                 let mut sql = String::new();
                 for p in parts {
-                    sql.push_str(&display(&self.eval(p)?));
+                    sql.push_str(&display(&self.eval_sq(p)?));
                 }
                 self.nested_batch(&sql, HashMap::new(), out)?;
                 Ok(Flow::Normal)
             }
             StatementKind::WaitFor { delay, time } => {
                 if *delay {
-                    let v = display(&self.eval(time)?);
+                    let v = display(&self.eval_sq(time)?);
                     let secs = parse_hms(&v).unwrap_or(0.0);
                     let end = std::time::Instant::now() + Duration::from_secs_f64(secs);
                     while std::time::Instant::now() < end {
@@ -606,8 +612,18 @@ impl Conn {
         {
             return Ok(None);
         }
+        // A scalar subquery or EXISTS is SQLite's job: fall back to the translated path.
+        let pending = |r: Result<Value, SqlError>| match r {
+            Err(e) if e.number == SUBQUERY_PENDING => Ok(None),
+            Err(e) => Err(e),
+            Ok(v) => Ok(Some(v)),
+        };
         if let Some(w) = &s.selection {
-            if tsql::eval_predicate(w, &Ctx(self))? != Some(true) {
+            let c = match tsql::eval_predicate(w, &Ctx(self)) {
+                Err(e) if e.number == SUBQUERY_PENDING => return Ok(None),
+                r => r?,
+            };
+            if c != Some(true) {
                 if s.items
                     .iter()
                     .all(|i| matches!(i, SelectItem::Assign { .. }))
@@ -623,7 +639,9 @@ impl Conn {
         for item in &s.items {
             match item {
                 SelectItem::Expr { expr, alias } => {
-                    let v = self.eval(expr)?;
+                    let Some(v) = pending(self.eval(expr))? else {
+                        return Ok(None);
+                    };
                     let ty = match (expr, &v) {
                         (tsql::Expr::Variable(n), _) => {
                             self.var_type(n).unwrap_or_else(|| natural_type(&v))
@@ -636,7 +654,10 @@ impl Conn {
                     row.push(v);
                 }
                 SelectItem::Assign { var, op, expr } => {
-                    assigns.push((var.clone(), *op, self.eval(expr)?))
+                    let Some(v) = pending(self.eval(expr))? else {
+                        return Ok(None);
+                    };
+                    assigns.push((var.clone(), *op, v))
                 }
             }
         }
@@ -660,12 +681,28 @@ impl Conn {
         if self.depth > 32 {
             return Err(SqlError::new(217, 16, "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32)."));
         }
+        self.nested_batch_with(sql, vars, out, |_| {})
+    }
+
+    /// A nested batch in its own variable scope; `finish` sees the scope's final variables.
+    fn nested_batch_with(
+        &mut self,
+        sql: &str,
+        vars: HashMap<String, Var>,
+        out: &mut Vec<Out>,
+        finish: impl FnOnce(&HashMap<String, Var>),
+    ) -> Result<(), SqlError> {
+        if self.depth > 32 {
+            return Err(SqlError::new(217, 16, "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32)."));
+        }
         let stmts = tsql::parse_batch(sql)?;
         self.scopes.push(vars);
         self.depth += 1;
         let r = self.run_block(&stmts, out, false);
         self.depth -= 1;
-        self.scopes.pop();
+        if let Some(scope) = self.scopes.pop() {
+            finish(&scope);
+        }
         r.map(|_| ())
     }
 
@@ -677,7 +714,7 @@ impl Conn {
         let lname = name.to_lowercase();
         let mut args = Vec::new();
         for a in &e.args {
-            args.push((a.name.clone(), self.eval(&a.value)?));
+            args.push((a.name.clone(), self.eval_sq(&a.value)?));
         }
         let status = match lname.as_str() {
             "sp_executesql" => {
@@ -728,6 +765,18 @@ impl Conn {
         params: Vec<(String, DataType, Value)>,
         out: &mut Vec<Out>,
     ) {
+        self.execute_sql_with_outputs(sql, params, &[], out);
+    }
+
+    /// As [`Conn::execute_sql_with_params`]; returns the final values of the `outputs` variables (the RPC's
+    /// OUTPUT parameters), in order.
+    pub fn execute_sql_with_outputs(
+        &mut self,
+        sql: &str,
+        params: Vec<(String, DataType, Value)>,
+        outputs: &[String],
+        out: &mut Vec<Out>,
+    ) -> Vec<Value> {
         self.session.reset_cancel();
         self.catalog = None;
         self.reported = false;
@@ -740,11 +789,29 @@ impl Conn {
             };
             vars.insert(n.to_lowercase(), Var { ty, value: v });
         }
-        if let Err(e) = self.nested_batch(sql, vars, out) {
+        let mut finals = Vec::new();
+        let r = self.nested_batch_with(sql, vars, out, |scope| {
+            finals = outputs
+                .iter()
+                .map(|n| {
+                    let n = if n.starts_with('@') {
+                        n.to_lowercase()
+                    } else {
+                        format!("@{}", n.to_lowercase())
+                    };
+                    scope
+                        .get(&n)
+                        .map(|v| v.value.clone())
+                        .unwrap_or(Value::Null)
+                })
+                .collect();
+        });
+        if let Err(e) = r {
             if !out.iter().any(|o| matches!(o, Out::Error(x) if x == &e)) {
                 out.push(Out::Error(e));
             }
         }
+        finals
     }
 
     pub fn prepare(&mut self, defs: &str, sql: &str) -> i32 {
@@ -840,6 +907,76 @@ impl Conn {
 
     pub fn eval(&self, e: &tsql::Expr) -> Result<Value, SqlError> {
         tsql::eval(e, &Ctx(self))
+    }
+
+    /// `eval` where scalar subqueries and EXISTS are allowed: each one the evaluator meets runs through the
+    /// translator (as SQL Server would run it), then the expression is evaluated again with its value.
+    pub fn eval_sq(&mut self, e: &tsql::Expr) -> Result<Value, SqlError> {
+        self.with_subqueries(|c| c.eval(e))
+    }
+
+    fn predicate_sq(&mut self, cond: &tsql::Expr) -> Result<Option<bool>, SqlError> {
+        self.with_subqueries(|c| tsql::eval_predicate(cond, &Ctx(c)))
+    }
+
+    fn with_subqueries<T>(
+        &mut self,
+        f: impl Fn(&Conn) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        self.subqueries.borrow_mut().cache.clear();
+        for _ in 0..256 {
+            self.subqueries.borrow_mut().missing.clear();
+            match f(self) {
+                Err(e) if e.number == SUBQUERY_PENDING => {
+                    let missing = std::mem::take(&mut self.subqueries.borrow_mut().missing);
+                    if missing.is_empty() {
+                        return Err(e);
+                    }
+                    for (key, q, exists) in missing {
+                        let rows = self.query_rows(&q)?;
+                        let v = if exists {
+                            Value::Bit(!rows.is_empty())
+                        } else {
+                            if rows.len() > 1 {
+                                return Err(SqlError::new(512, 16, "Subquery returned more than 1 value. This is not permitted when the subquery follows =, !=, <, <= , >, >= or when the subquery is used as an expression."));
+                            }
+                            rows.into_iter()
+                                .next()
+                                .and_then(|r| r.into_iter().next())
+                                .unwrap_or(Value::Null)
+                        };
+                        self.subqueries.borrow_mut().cache.insert(key, v);
+                    }
+                }
+                r => return r,
+            }
+        }
+        Err(SqlError::new(
+            40000,
+            16,
+            "Too many subqueries in one expression.",
+        ))
+    }
+
+    /// Runs a query through the translator and returns its rows (for subqueries in procedural statements).
+    fn query_rows(&mut self, q: &Query) -> Result<Vec<Vec<Value>>, SqlError> {
+        let st = Statement {
+            line: 0,
+            kind: StatementKind::Query(Box::new(q.clone())),
+            span: (0, 0),
+        };
+        let mut scratch = Vec::new();
+        let rowcount = self.rowcount;
+        let r = self.run_translated(&st, &mut scratch);
+        self.rowcount = rowcount;
+        r?;
+        Ok(scratch
+            .into_iter()
+            .filter_map(|o| match o {
+                Out::Row(r) => Some(r),
+                _ => None,
+            })
+            .collect())
     }
 
     pub fn global(&self, name: &str) -> Option<Value> {
@@ -1368,9 +1505,37 @@ impl tsql::Catalog for CatalogView<'_> {
 /// The evaluator's view of a session.
 pub struct Ctx<'a>(pub &'a Conn);
 
+/// Marks an evaluation that met a subquery not run yet (see [`Conn::eval_sq`]).
+const SUBQUERY_PENDING: i32 = -7001;
+
+/// Subquery results for the expression being evaluated, keyed by the query node's address.
+#[derive(Default)]
+struct Subqueries {
+    cache: HashMap<usize, Value>,
+    missing: Vec<(usize, Query, bool)>,
+}
+
+impl Ctx<'_> {
+    fn subquery_value(&self, q: &Query, exists: bool) -> Result<Value, SqlError> {
+        let key = q as *const Query as usize;
+        let mut sq = self.0.subqueries.borrow_mut();
+        if let Some(v) = sq.cache.get(&key) {
+            return Ok(v.clone());
+        }
+        sq.missing.push((key, q.clone(), exists));
+        Err(SqlError::new(SUBQUERY_PENDING, 16, "subquery pending"))
+    }
+}
+
 impl tsql::Context for Ctx<'_> {
     fn variable(&self, name: &str) -> Option<Value> {
         self.0.var(name).ok()
+    }
+    fn subquery(&self, query: &Query) -> Result<Value, SqlError> {
+        self.subquery_value(query, false)
+    }
+    fn exists(&self, query: &Query) -> Result<bool, SqlError> {
+        Ok(self.subquery_value(query, true)? == Value::Bit(true))
     }
     fn global(&self, name: &str) -> Option<Value> {
         self.0.global(name)

@@ -113,6 +113,17 @@ function pass(n) { console.log('PASS ' + n); }
   assert.strictEqual(pr.amount, 1.25);
   assert.strictEqual(pr.flag, null);
   assert.strictEqual(pr.txt, BIG);
+  // an OUTPUT parameter comes back as RETURNVALUE
+  const outs = {};
+  await new Promise((resolve, reject) => {
+    const r = new Request('SET @doubled = @in * 2; SET @name = (SELECT name FROM t WHERE id = 1)', (err) => (err ? reject(err) : resolve()));
+    r.addParameter('in', TYPES.Int, 21);
+    r.addOutputParameter('doubled', TYPES.Int);
+    r.addOutputParameter('name', TYPES.NVarChar, null, { length: 50 });
+    r.on('returnValue', (n, v) => { outs[n] = v; });
+    c.execSql(r);
+  });
+  assert.deepStrictEqual(outs, { doubled: 42, name: TEXT });
   pass('params');
 
   await query(c, 'CREATE TABLE u (k INT PRIMARY KEY)', [], false);
