@@ -86,7 +86,7 @@ impl OutputParams {
                 .filter(|(_, p)| p.output)
                 .filter_map(|(i, p)| {
                     let (name, _, _) = params.get(i - skip)?;
-                    Some((i as u16, name.clone(), p.ty.clone()))
+                    Some((i as u16, name.clone(), p.ty))
                 })
                 .collect(),
         )
