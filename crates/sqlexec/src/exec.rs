@@ -167,6 +167,11 @@ impl Conn {
             let _ = self.session.rollback_tran();
         }
         self.scopes = vec![HashMap::new()];
+        // sp_reset_connection also clears @@ROWCOUNT, @@ERROR, @@IDENTITY and prepared handles.
+        self.rowcount = 0;
+        self.error = 0;
+        self.shared.lock().identity = None;
+        self.prepared.clear();
         self.nocount = false;
         self.xact_abort = false;
         self.implicit_transactions = false;
