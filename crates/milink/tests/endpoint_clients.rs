@@ -543,6 +543,19 @@ async fn tiberius_client() {
     assert_eq!(e.message(), "Invalid object name 'no_such_table'.");
     let e = server_error(batch(&mut c, "INSERT INTO t (name) VALUES (NULL)").await);
     assert_eq!(e.code(), 515);
+    let e = server_error(c.query("SELECT no_such_column FROM t", &[]).await);
+    assert_eq!(
+        (e.code(), e.message()),
+        (207, "Invalid column name 'no_such_column'.")
+    );
+    let e = server_error(
+        batch(
+            &mut c,
+            "INSERT INTO t (name) VALUES (N'a name that is much longer than fifty characters, surely')",
+        )
+        .await,
+    );
+    assert_eq!(e.code(), 2628);
     let e = server_error(batch(&mut c, "SELECT name FROM t WHERE").await);
     assert_eq!(e.code(), 102);
     let e = server_error(batch(&mut c, "SELEC 1").await);

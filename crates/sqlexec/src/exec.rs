@@ -1724,6 +1724,10 @@ fn register_functions(
     server: Arc<Server>,
 ) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
+    // "name" is always an identifier in T-SQL (QUOTED_IDENTIFIER ON): never let SQLite read an unknown
+    // double-quoted column as a string literal (that would hide error 207 behind a silently wrong result).
+    c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
     for name in INSTANCE_FUNCTIONS {
         let sh = shared.clone();
         let srv = server.clone();
@@ -1809,6 +1813,20 @@ fn batch_aborting(e: &SqlError) -> bool {
 
 /// An engine error as a tsql error (same numbers).
 pub fn engine_err_sql(e: engine::SqlError) -> SqlError {
+    // A tsql error raised inside SQLite (e.g. 2628 from column enforcement) that reached us as plain text.
+    if let Some((n, sev, st, m)) = engine::collation::parse_error(&e.message) {
+        let mut x = SqlError::new(n, sev, m);
+        x.state = st;
+        return x;
+    }
+    // SQLite's "no such column: "x" - should this be a string literal…" (DQS off) is SQL Server's 207.
+    if let Some(i) = e.message.find("no such column: ") {
+        let rest = &e.message[i + "no such column: ".len()..];
+        let name = rest.split(" - ").next().unwrap_or(rest);
+        let name = name.split(" in ").next().unwrap_or(name).trim();
+        let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+        return SqlError::new(207, 16, format!("Invalid column name '{name}'."));
+    }
     let mut x = SqlError::new(e.number, e.severity, e.message);
     x.state = e.state;
     x
