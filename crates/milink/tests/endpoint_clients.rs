@@ -591,6 +591,56 @@ async fn tiberius_client() {
     assert_eq!(rows[1][0].get::<i32, _>("missing"), Some(0));
     assert_eq!(rows[2][0].get::<i32, _>("object_id"), Some(id));
 
+    // catalog views join each other with SQL Server's column names
+    let rows = batch(
+        &mut c,
+        "SELECT c.name AS col, ty.name AS ty, c.max_length, c.[precision], c.scale, c.is_nullable, c.is_identity \
+         FROM sys.tables t JOIN sys.columns c ON c.object_id = t.object_id \
+         JOIN sys.types ty ON ty.user_type_id = c.user_type_id \
+         JOIN sys.schemas s ON s.schema_id = t.schema_id \
+         WHERE t.name = 't' AND s.name = 'dbo' ORDER BY c.column_id",
+    )
+    .await
+    .unwrap()
+    .remove(0);
+    let cols: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.get("col").unwrap(), r.get("ty").unwrap()))
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            ("id", "int"),
+            ("name", "nvarchar"),
+            ("amount", "decimal"),
+            ("flag", "bit"),
+            ("at", "datetime2"),
+            ("g", "uniqueidentifier"),
+            ("b", "varbinary"),
+            ("txt", "nvarchar")
+        ]
+    );
+    assert_eq!(rows[0].get::<bool, _>("is_identity"), Some(true));
+    assert_eq!(rows[1].get::<i16, _>("max_length"), Some(100));
+    assert_eq!(rows[1].get::<bool, _>("is_nullable"), Some(false));
+    assert_eq!(rows[2].get::<u8, _>("precision"), Some(10));
+    assert_eq!(rows[2].get::<u8, _>("scale"), Some(2));
+    assert_eq!(rows[7].get::<i16, _>("max_length"), Some(-1));
+    let rows = batch(
+        &mut c,
+        "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE \
+         FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 't' AND ORDINAL_POSITION = 2; \
+         SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+    )
+    .await
+    .unwrap();
+    let r = &rows[0][0];
+    assert_eq!(r.get::<&str, _>("DATA_TYPE"), Some("nvarchar"));
+    assert_eq!(r.get::<i32, _>("CHARACTER_MAXIMUM_LENGTH"), Some(50));
+    assert_eq!(r.get::<&str, _>("IS_NULLABLE"), Some("NO"));
+    let tables: Vec<&str> = rows[1].iter().map(|r| r.get(0).unwrap()).collect();
+    assert_eq!(tables, ["t", "u"]);
+
     // transactions the tiberius way: BEGIN TRAN / COMMIT / ROLLBACK as SQL
     batch(&mut c, "BEGIN TRAN").await.unwrap();
     c.execute("INSERT INTO u VALUES (@P1)", &[&10i32])

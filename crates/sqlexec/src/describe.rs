@@ -8,7 +8,7 @@ use tsql::types::Len;
 use tsql::{DataType, SqlError, Value};
 
 /// (system_type_id, max_length, precision, scale, tds_type_id, tds_length)
-fn type_facts(t: &DataType) -> (i32, i16, u8, u8, i32, i32) {
+pub(crate) fn type_facts(t: &DataType) -> (i32, i16, u8, u8, i32, i32) {
     use DataType::*;
     let var = |n: &Len, unit: i32| match n {
         Len::Max => (-1i16, 65535),

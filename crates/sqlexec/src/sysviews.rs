@@ -103,6 +103,94 @@ fn views() -> Vec<View> {
             ],
         },
         View {
+            key: "sys.objects",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("object_id", Int),
+                ("principal_id", Int),
+                ("schema_id", Int),
+                ("parent_object_id", Int),
+                ("type", DataType::Char(2)),
+                ("type_desc", nv(60)),
+                ("create_date", DateTime),
+                ("modify_date", DateTime),
+                ("is_ms_shipped", Bit),
+            ],
+        },
+        View {
+            key: "sys.schemas",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("schema_id", Int),
+                ("principal_id", Int),
+            ],
+        },
+        View {
+            key: "sys.columns",
+            schema: "temp",
+            cols: vec![
+                ("object_id", Int),
+                ("name", sysname()),
+                ("column_id", Int),
+                ("system_type_id", TinyInt),
+                ("user_type_id", Int),
+                ("max_length", SmallInt),
+                ("precision", TinyInt),
+                ("scale", TinyInt),
+                ("collation_name", sysname()),
+                ("is_nullable", Bit),
+                ("is_identity", Bit),
+            ],
+        },
+        View {
+            key: "sys.types",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("system_type_id", TinyInt),
+                ("user_type_id", Int),
+                ("schema_id", Int),
+                ("max_length", SmallInt),
+                ("precision", TinyInt),
+                ("scale", TinyInt),
+                ("collation_name", sysname()),
+                ("is_nullable", Bit),
+                ("is_user_defined", Bit),
+            ],
+        },
+        View {
+            key: "information_schema.tables",
+            schema: "temp",
+            cols: vec![
+                ("TABLE_CATALOG", nv(128)),
+                ("TABLE_SCHEMA", nv(128)),
+                ("TABLE_NAME", sysname()),
+                ("TABLE_TYPE", DataType::VarChar(Len::N(10))),
+            ],
+        },
+        View {
+            key: "information_schema.columns",
+            schema: "temp",
+            cols: vec![
+                ("TABLE_CATALOG", nv(128)),
+                ("TABLE_SCHEMA", nv(128)),
+                ("TABLE_NAME", sysname()),
+                ("COLUMN_NAME", sysname()),
+                ("ORDINAL_POSITION", Int),
+                ("COLUMN_DEFAULT", nv(4000)),
+                ("IS_NULLABLE", DataType::VarChar(Len::N(3))),
+                ("DATA_TYPE", nv(128)),
+                ("CHARACTER_MAXIMUM_LENGTH", Int),
+                ("CHARACTER_OCTET_LENGTH", Int),
+                ("NUMERIC_PRECISION", TinyInt),
+                ("NUMERIC_SCALE", Int),
+                ("DATETIME_PRECISION", SmallInt),
+                ("COLLATION_NAME", sysname()),
+            ],
+        },
+        View {
             key: "backupset",
             schema: "msdb",
             cols: vec![
@@ -347,8 +435,292 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
             }
             rows
         }
+        "sys.objects" => user_tables(conn)?
+            .into_iter()
+            .map(|(name, id)| {
+                vec![
+                    text(&name),
+                    Value::Int(id),
+                    Value::Null,
+                    Value::Int(1),
+                    Value::Int(0),
+                    Value::VarChar("U ".into()),
+                    text("USER_TABLE"),
+                    Value::Null,
+                    Value::Null,
+                    Value::Bit(false),
+                ]
+            })
+            .collect(),
+        "sys.schemas" => [
+            ("dbo", 1),
+            ("guest", 2),
+            ("INFORMATION_SCHEMA", 3),
+            ("sys", 4),
+        ]
+        .into_iter()
+        .map(|(n, id)| vec![text(n), Value::Int(id), Value::Int(id)])
+        .collect(),
+        "sys.columns" => {
+            let ids: std::collections::HashMap<String, i32> = user_tables(conn)?
+                .into_iter()
+                .map(|(n, id)| (n.to_lowercase(), id))
+                .collect();
+            table_columns(conn)?
+                .into_iter()
+                .filter_map(|c| {
+                    let id = *ids.get(&c.table.to_lowercase())?;
+                    let f = crate::describe::type_facts(&c.ty);
+                    Some(vec![
+                        Value::Int(id),
+                        text(&c.name),
+                        Value::Int(c.ordinal),
+                        Value::TinyInt(f.0 as u8),
+                        Value::Int(f.0),
+                        Value::SmallInt(f.1),
+                        Value::TinyInt(f.2),
+                        Value::TinyInt(f.3),
+                        if c.ty.is_string() {
+                            text("SQL_Latin1_General_CP1_CI_AS")
+                        } else {
+                            Value::Null
+                        },
+                        Value::Bit(c.nullable),
+                        Value::Bit(c.identity),
+                    ])
+                })
+                .collect()
+        }
+        "sys.types" => {
+            use tsql::types::Len as L;
+            let types = [
+                ("image", DataType::Image),
+                ("text", DataType::Text),
+                ("uniqueidentifier", DataType::UniqueIdentifier),
+                ("date", DataType::Date),
+                ("time", DataType::Time(7)),
+                ("datetime2", DataType::DateTime2(7)),
+                ("datetimeoffset", DataType::DateTimeOffset(7)),
+                ("tinyint", DataType::TinyInt),
+                ("smallint", DataType::SmallInt),
+                ("int", DataType::Int),
+                ("smalldatetime", DataType::SmallDateTime),
+                ("real", DataType::Real),
+                ("money", DataType::Money),
+                ("datetime", DataType::DateTime),
+                ("float", DataType::Float),
+                ("sql_variant", DataType::SqlVariant),
+                ("ntext", DataType::NText),
+                ("bit", DataType::Bit),
+                (
+                    "decimal",
+                    DataType::Decimal {
+                        precision: 18,
+                        scale: 0,
+                        numeric: false,
+                    },
+                ),
+                (
+                    "numeric",
+                    DataType::Decimal {
+                        precision: 18,
+                        scale: 0,
+                        numeric: true,
+                    },
+                ),
+                ("smallmoney", DataType::SmallMoney),
+                ("bigint", DataType::BigInt),
+                ("varbinary", DataType::VarBinary(L::N(8000))),
+                ("varchar", DataType::VarChar(L::N(8000))),
+                ("binary", DataType::Binary(8000)),
+                ("char", DataType::Char(8000)),
+                ("nvarchar", DataType::NVarChar(L::N(4000))),
+                ("nchar", DataType::NChar(4000)),
+                ("xml", DataType::Xml),
+                ("sysname", DataType::SysName),
+            ];
+            types
+                .into_iter()
+                .map(|(n, t)| {
+                    let f = crate::describe::type_facts(&t);
+                    let user_id = if n == "sysname" { 256 } else { f.0 };
+                    vec![
+                        text(n),
+                        Value::TinyInt(f.0 as u8),
+                        Value::Int(user_id),
+                        Value::Int(4),
+                        Value::SmallInt(f.1),
+                        Value::TinyInt(f.2),
+                        Value::TinyInt(f.3),
+                        if t.is_string() {
+                            text("SQL_Latin1_General_CP1_CI_AS")
+                        } else {
+                            Value::Null
+                        },
+                        Value::Bit(n != "sysname"),
+                        Value::Bit(false),
+                    ]
+                })
+                .collect()
+        }
+        "information_schema.tables" => {
+            let db = conn.database();
+            user_tables(conn)?
+                .into_iter()
+                .map(|(name, _)| {
+                    vec![
+                        text(&db),
+                        text("dbo"),
+                        text(&name),
+                        Value::VarChar("BASE TABLE".into()),
+                    ]
+                })
+                .collect()
+        }
+        "information_schema.columns" => {
+            let db = conn.database();
+            let tables: Vec<String> = user_tables(conn)?
+                .into_iter()
+                .map(|(n, _)| n.to_lowercase())
+                .collect();
+            let mut cols = table_columns(conn)?;
+            cols.retain(|c| tables.contains(&c.table.to_lowercase()));
+            cols.into_iter()
+                .map(|c| {
+                    let (chars, octets) = match (&c.ty, c.ty.max_len()) {
+                        (t, Some(n)) if t.is_string() || t.is_binary() => {
+                            let unit = if t.is_unicode() { 2 } else { 1 };
+                            (Value::Int(n as i32), Value::Int((n * unit) as i32))
+                        }
+                        (t, None) if t.is_string() || t.is_binary() => {
+                            (Value::Int(-1), Value::Int(-1))
+                        }
+                        _ => (Value::Null, Value::Null),
+                    };
+                    let numeric = c.ty.is_numeric() && !matches!(c.ty, DataType::Bit);
+                    let (p, sc) = c.ty.numeric_ps();
+                    let (p, sc) = match c.ty {
+                        DataType::Float => (53, 0),
+                        DataType::Real => (24, 0),
+                        _ => (p, sc),
+                    };
+                    let dtp = match c.ty {
+                        DataType::DateTime2(n)
+                        | DataType::Time(n)
+                        | DataType::DateTimeOffset(n) => Value::SmallInt(n as i16),
+                        DataType::DateTime => Value::SmallInt(3),
+                        DataType::Date | DataType::SmallDateTime => Value::SmallInt(0),
+                        _ => Value::Null,
+                    };
+                    vec![
+                        text(&db),
+                        text("dbo"),
+                        text(&c.table),
+                        text(&c.name),
+                        Value::Int(c.ordinal),
+                        Value::Null,
+                        Value::VarChar(if c.nullable { "YES" } else { "NO" }.into()),
+                        text(&c.ty.base_name()),
+                        chars,
+                        octets,
+                        if numeric {
+                            Value::TinyInt(p)
+                        } else {
+                            Value::Null
+                        },
+                        if numeric {
+                            Value::Int(sc as i32)
+                        } else {
+                            Value::Null
+                        },
+                        dtp,
+                        if c.ty.is_string() {
+                            text("SQL_Latin1_General_CP1_CI_AS")
+                        } else {
+                            Value::Null
+                        },
+                    ]
+                })
+                .collect()
+        }
         _ => vec![],
     })
+}
+
+/// User tables of the current database with their object ids (ordered by name, as OBJECT_ID numbers them).
+fn user_tables(conn: &mut Conn) -> Result<Vec<(String, i32)>, SqlError> {
+    if conn.database() == "master" {
+        return Ok(vec![]);
+    }
+    let r = conn
+        .session
+        .query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             AND name NOT LIKE '\\_\\_milink%' ESCAPE '\\' ORDER BY lower(name)",
+            &[],
+        )
+        .map_err(crate::exec::engine_err_sql)?;
+    Ok(r.rows
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, row)| match &row[0] {
+            rusqlite::types::Value::Text(t) => Some((t.clone(), 1_000_000 + i as i32)),
+            _ => None,
+        })
+        .collect())
+}
+
+struct ColumnMeta {
+    table: String,
+    ordinal: i32,
+    name: String,
+    ty: DataType,
+    nullable: bool,
+    identity: bool,
+}
+
+/// Declared columns from the database's own metadata table.
+fn table_columns(conn: &mut Conn) -> Result<Vec<ColumnMeta>, SqlError> {
+    if conn.database() == "master" {
+        return Ok(vec![]);
+    }
+    let exists = conn
+        .session
+        .query(
+            "SELECT count(*) FROM sqlite_master WHERE name = '__milink_columns'",
+            &[],
+        )
+        .map_err(crate::exec::engine_err_sql)?;
+    if exists.rows.first().and_then(|r| r.first()) != Some(&rusqlite::types::Value::Integer(1)) {
+        return Ok(vec![]);
+    }
+    let r = conn
+        .session
+        .query(
+            "SELECT table_key, ordinal, name, type, is_nullable, is_identity FROM __milink_columns \
+             ORDER BY lower(table_key), ordinal",
+            &[],
+        )
+        .map_err(crate::exec::engine_err_sql)?;
+    use rusqlite::types::Value as S;
+    Ok(r.rows
+        .into_iter()
+        .filter_map(|row| {
+            let (S::Text(t), S::Integer(o), S::Text(n), S::Text(ty)) =
+                (&row[0], &row[1], &row[2], &row[3])
+            else {
+                return None;
+            };
+            Some(ColumnMeta {
+                table: t.clone(),
+                ordinal: *o as i32,
+                name: n.clone(),
+                ty: tsql::parse_data_type(ty).unwrap_or(DataType::NVarChar(Len::Max)),
+                nullable: row[4] != S::Integer(0),
+                identity: row[5] == S::Integer(1),
+            })
+        })
+        .collect())
 }
 
 fn lsn_plain(n: u64) -> Value {
@@ -366,12 +738,14 @@ fn lsn_plain(n: u64) -> Value {
 
 /// Fill the system views a translated statement reads.
 pub fn materialise(conn: &mut Conn, sql: &str) -> Result<(), SqlError> {
+    // Identifiers keep the user's case (SYS.TABLES, INFORMATION_SCHEMA.COLUMNS); SQLite names are not.
+    let lower = sql.to_lowercase();
     for v in views() {
         let quoted = format!("\"{}\"", v.key);
         let hit = if v.schema == "msdb" {
-            sql.contains("\"msdb\".") && sql.contains(&quoted)
+            lower.contains("\"msdb\".") && lower.contains(&quoted)
         } else {
-            sql.contains(&quoted)
+            lower.contains(&quoted)
         };
         if !hit {
             continue;
