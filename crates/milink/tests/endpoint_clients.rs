@@ -710,6 +710,15 @@ async fn tiberius_many_sessions() {
         }));
     }
     let mut spids = Vec::new();
+    // every live session shows in sys.dm_exec_sessions (the 16 may still be connecting or done)
+    let rows = batch(
+        &mut c,
+        "SELECT login_name, DB_NAME(database_id) AS db FROM sys.dm_exec_sessions WHERE session_id = @@SPID",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows[0][0].get::<&str, _>("login_name"), Some("sa"));
+    assert_eq!(rows[0][0].get::<&str, _>("db"), Some("db_many"));
     for t in tasks {
         spids.push(t.await.unwrap());
     }

@@ -66,6 +66,35 @@ pub struct Shared {
     pub error: Option<SqlError>,
 }
 
+/// Live sessions of every server in this process, for sys.dm_exec_sessions: (server address, session state,
+/// login time).
+type SessionEntry = (usize, Arc<Mutex<Shared>>, chrono::NaiveDateTime);
+static SESSIONS: std::sync::Mutex<Vec<SessionEntry>> = std::sync::Mutex::new(Vec::new());
+
+/// (spid, login, database, login time) of the server's live sessions, by spid.
+pub fn live_sessions(server: &Arc<Server>) -> Vec<(i32, String, String, chrono::NaiveDateTime)> {
+    let key = Arc::as_ptr(server) as usize;
+    let mut v: Vec<_> = SESSIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(k, _, _)| *k == key)
+        .map(|(_, sh, t)| {
+            let sh = sh.lock();
+            (sh.spid, sh.login.clone(), sh.database.clone(), *t)
+        })
+        .collect();
+    v.sort_by_key(|x| x.0);
+    v
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let mut all = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|(_, sh, _)| !Arc::ptr_eq(sh, &self.shared));
+    }
+}
+
 #[derive(Clone)]
 struct Var {
     ty: DataType,
@@ -126,6 +155,11 @@ impl Conn {
         session.set_conn_init(Arc::new(move |c| {
             register_functions(c, sh.clone(), srv.clone())
         }));
+        SESSIONS.lock().unwrap_or_else(|e| e.into_inner()).push((
+            Arc::as_ptr(&server) as usize,
+            shared.clone(),
+            chrono::Local::now().naive_local(),
+        ));
         let mem = rusqlite::Connection::open_in_memory().map_err(engine_err)?;
         engine::collation::register(&mem).map_err(engine_err)?;
         register_functions(&mem, shared.clone(), server.clone()).map_err(engine_err)?;

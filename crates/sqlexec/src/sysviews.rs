@@ -119,6 +119,20 @@ fn views() -> Vec<View> {
             ],
         },
         View {
+            key: "sys.dm_exec_sessions",
+            schema: "temp",
+            cols: vec![
+                ("session_id", SmallInt),
+                ("login_time", DateTime),
+                ("host_name", nv(128)),
+                ("program_name", nv(128)),
+                ("login_name", nv(128)),
+                ("status", nv(30)),
+                ("database_id", SmallInt),
+                ("is_user_process", Bit),
+            ],
+        },
+        View {
             key: "sys.schemas",
             schema: "temp",
             cols: vec![
@@ -452,6 +466,32 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                 ]
             })
             .collect(),
+        "sys.dm_exec_sessions" => {
+            let me = conn.shared.lock().spid;
+            let server = conn.server.clone();
+            crate::exec::live_sessions(&server)
+                .into_iter()
+                .map(|(spid, login, db, at)| {
+                    let db_id = match db.to_lowercase().as_str() {
+                        "master" => 1,
+                        "tempdb" => 2,
+                        "model" => 3,
+                        "msdb" => 4,
+                        _ => inst.database_id(&db).map(|i| i as i16).unwrap_or(0),
+                    };
+                    vec![
+                        Value::SmallInt(spid as i16),
+                        Value::DateTime(at),
+                        text(&server.host),
+                        Value::Null,
+                        text(&login),
+                        text(if spid == me { "running" } else { "sleeping" }),
+                        Value::SmallInt(db_id),
+                        Value::Bit(true),
+                    ]
+                })
+                .collect()
+        }
         "sys.schemas" => [
             ("dbo", 1),
             ("guest", 2),
