@@ -401,6 +401,37 @@ impl Records {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn header_for(
+    inst: &Instance,
+    db: &crate::Database,
+    c: &Control,
+    kind: BackupKind,
+    opts: &BackupOptions,
+    page_count: u32,
+    (first_lsn, last_lsn): (u64, u64),
+    start_us: i64,
+) -> BackupHeader {
+    BackupHeader {
+        kind,
+        backup_name: opts.name.clone().unwrap_or_default(),
+        description: opts.description.clone().unwrap_or_default(),
+        server_name: inst.name.clone(),
+        database_name: db.name.clone(),
+        database_guid: guid_hex(&db.guid),
+        page_size: c.page_size,
+        page_count,
+        first_lsn,
+        last_lsn,
+        database_backup_lsn: c.database_backup_lsn,
+        checkpoint_lsn: c.checkpoint_lsn,
+        epoch: c.epoch,
+        is_copy_only: opts.copy_only,
+        recovery_model: c.recovery_model,
+        backup_start_us: start_us,
+    }
+}
+
 /// BACKUP DATABASE: a consistent page copy as of the latest durable LSN.
 pub fn backup_database(
     inst: &Instance,
@@ -421,24 +452,16 @@ pub fn backup_database(
         let page_count: u32 = conn
             .sqlite()
             .query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        let header = BackupHeader {
-            kind: BackupKind::Database,
-            backup_name: opts.name.clone().unwrap_or_default(),
-            description: opts.description.clone().unwrap_or_default(),
-            server_name: inst.name.clone(),
-            database_name: db.name.clone(),
-            database_guid: guid_hex(&db.guid),
-            page_size: c.page_size,
+        let header = header_for(
+            inst,
+            &db,
+            &c,
+            BackupKind::Database,
+            opts,
             page_count,
-            first_lsn: lsn,
-            last_lsn: lsn,
-            database_backup_lsn: c.database_backup_lsn,
-            checkpoint_lsn: c.checkpoint_lsn,
-            epoch: c.epoch,
-            is_copy_only: opts.copy_only,
-            recovery_model: c.recovery_model,
-            backup_start_us: start_us,
-        };
+            (lsn, lsn),
+            start_us,
+        );
         let mut w = Writer::create(path, &header, opts.init)?;
         let mut pct = Percent {
             every: opts.stats_percent,
@@ -530,24 +553,16 @@ pub fn backup_log(
     let start_us = now_us();
     let first = c.next_log_backup_lsn();
     let last = db.log().durable_lsn();
-    let header = BackupHeader {
-        kind: BackupKind::Log,
-        backup_name: opts.name.clone().unwrap_or_default(),
-        description: opts.description.clone().unwrap_or_default(),
-        server_name: inst.name.clone(),
-        database_name: db.name.clone(),
-        database_guid: guid_hex(&db.guid),
-        page_size: c.page_size,
-        page_count: 0,
-        first_lsn: first,
-        last_lsn: last,
-        database_backup_lsn: c.database_backup_lsn,
-        checkpoint_lsn: c.checkpoint_lsn,
-        epoch: c.epoch,
-        is_copy_only: opts.copy_only,
-        recovery_model: c.recovery_model,
-        backup_start_us: start_us,
-    };
+    let header = header_for(
+        inst,
+        &db,
+        &c,
+        BackupKind::Log,
+        opts,
+        0,
+        (first, last),
+        start_us,
+    );
     let mut w = Writer::create(path, &header, opts.init)?;
     let mut pct = Percent {
         every: opts.stats_percent,
@@ -723,6 +738,10 @@ pub fn restore_database(
             } else {
                 DbState::Restoring
             },
+            role: crate::database::Role::Primary,
+            consistent_at: None,
+            seed_next_page: 0,
+            log_holds: Default::default(),
         };
         Log::create(
             &staging.join("log"),

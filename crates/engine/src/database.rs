@@ -82,6 +82,26 @@ pub struct Control {
     /// 0 = unlimited.
     pub max_log_bytes: u64,
     pub state: DbState,
+    /// A secondary replica only redoes the primary's log: users read it, nobody writes it.
+    #[serde(default)]
+    pub role: Role,
+    /// Seeding: the copy is fuzzy until redo reaches this LSN; the database stays RESTORING until then.
+    #[serde(default)]
+    pub consistent_at: Option<u64>,
+    /// Seeding resumes from this page after an interruption.
+    #[serde(default)]
+    pub seed_next_page: u32,
+    /// Log kept for replicas and seedings survives restarts of this instance.
+    #[serde(default)]
+    pub log_holds: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    #[default]
+    Primary,
+    Secondary,
 }
 
 impl Control {
@@ -237,6 +257,8 @@ pub struct Database {
     holds: Mutex<HashMap<String, u64>>,
     frames_in_wal: AtomicU32,
     ckpt_wanted: AtomicBool,
+    /// The secondary's applier connection (kept open: redo runs continuously). Never read through it.
+    applier: Mutex<Option<Connection>>,
     opts: DbOptions,
 }
 
@@ -366,6 +388,10 @@ impl Database {
             last_log_backup_lsn: 0,
             max_log_bytes: 0,
             state: DbState::Online,
+            role: crate::database::Role::Primary,
+            consistent_at: None,
+            seed_next_page: 0,
+            log_holds: Default::default(),
         };
         Log::create(
             &dir.join("log"),
@@ -450,10 +476,18 @@ impl Database {
             holds: Mutex::new(HashMap::new()),
             frames_in_wal: AtomicU32::new(0),
             ckpt_wanted: AtomicBool::new(false),
+            applier: Mutex::new(None),
             opts,
         });
+        {
+            let persisted = db.control.lock().log_holds.clone();
+            db.holds.lock().extend(persisted);
+        }
         // The state right after recovery is durable by construction.
-        db.republish(&raw_connection(&db_path)?)?;
+        // A database still being seeded is not a valid SQLite file yet: nothing may open it through SQLite.
+        if db.control().consistent_at.is_none() {
+            db.republish(&raw_connection(&db_path)?)?;
+        }
         let weak = Arc::downgrade(&db);
         log.set_on_durable(Box::new(move |lsn| {
             if let Some(db) = weak.upgrade() {
@@ -590,15 +624,42 @@ impl Database {
         keep
     }
 
-    /// Keep log from `lsn` on for `who` (a replica, a seeding, a running backup) until released.
+    /// Keep log from `lsn` on for `who` (a replica, a seeding, a running backup) until released. Holds of
+    /// replicas and seedings are persisted, so a restart of this instance cannot lose log they still need.
     pub fn hold_log(&self, who: &str, lsn: u64) {
         self.holds.lock().insert(who.to_string(), lsn);
+        // Persisting an older LSN only keeps more log, so the file is rewritten rarely, not on every ack.
+        let stale = match self.control.lock().log_holds.get(who) {
+            None => true,
+            Some(p) => lsn < *p || lsn - *p >= 1024,
+        };
+        if !who.starts_with("backup:") && stale {
+            if let Err(e) = self.update_control(|c| {
+                c.log_holds.insert(who.to_string(), lsn);
+            }) {
+                tracing::error!(db = %self.name, error = %e, "cannot persist a log hold");
+            }
+        }
     }
 
     pub fn release_log(&self, who: &str) -> Result<()> {
         self.holds.lock().remove(who);
+        if self.control.lock().log_holds.contains_key(who) {
+            self.update_control(|c| {
+                c.log_holds.remove(who);
+            })?;
+        }
         self.truncate_log()?;
         Ok(())
+    }
+
+    /// Log holds in force: (who, first LSN kept).
+    pub fn log_holds(&self) -> Vec<(String, u64)> {
+        self.holds
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     pub fn log_used_bytes(&self) -> u64 {
@@ -657,6 +718,9 @@ impl Database {
 
     /// Checkpoint now (CHECKPOINT statement, shutdown, backup).
     pub fn checkpoint(self: &Arc<Self>) -> Result<()> {
+        if self.control().consistent_at.is_some() {
+            return Ok(()); // seeding writes its file directly; there is no WAL to copy yet
+        }
         let never = AtomicBool::new(false);
         self.writer.acquire(ENGINE_WRITER, None, &never)?;
         let res = self.checkpoint_locked();
@@ -690,8 +754,10 @@ impl Database {
         Ok(())
     }
 
-    /// Redo blocks that were logged elsewhere (RESTORE LOG; later the secondary's redo): log them under their
-    /// original LSNs, wait for that to be durable, then apply them as one SQLite transaction.
+    /// Redo blocks that were logged elsewhere (RESTORE LOG, a secondary's redo): log them under their original
+    /// LSNs, wait for that to be durable, then apply them. A database still being seeded is not yet a valid SQLite
+    /// file, so its blocks go straight into the file; once redo passes the seeding's consistency point the
+    /// database opens for readers and later blocks apply live, as one SQLite transaction per call.
     pub fn redo(&self, blocks: Vec<Block>) -> Result<()> {
         if blocks.is_empty() {
             return Ok(());
@@ -704,15 +770,107 @@ impl Database {
                 last = self.log.append_external(b.clone())?;
             }
             self.log.wait_durable(last)?;
-            let conn = raw_connection(&self.db_path)?;
-            apply::apply_blocks(&conn, blocks.iter())?;
+            let c = self.control();
+            if c.consistent_at.is_some() {
+                apply::redo_into_file(&self.db_path, c.page_size, blocks.into_iter().map(Ok))?;
+                let consistent = c.consistent_at.is_some_and(|e| last >= e);
+                self.update_control(|c| {
+                    c.checkpoint_lsn = last;
+                    if consistent {
+                        c.consistent_at = None;
+                        c.state = DbState::Online;
+                    }
+                })?;
+                if consistent {
+                    self.republish(&raw_connection(&self.db_path)?)?;
+                }
+                return Ok(());
+            }
+            let mut slot = self.applier.lock();
+            if slot.is_none() {
+                *slot = Some(raw_connection(&self.db_path)?);
+            }
+            let conn = slot.as_ref().expect("applier");
+            apply::apply_blocks(conn, blocks.iter())?;
             // The applier's frames are not user commits: never capture them as new blocks.
             let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
             self.capture.lock().skip_to(frames.max(0) as u32)?;
-            self.republish(&conn)
+            self.republish(conn)
         })();
         self.writer.release(ENGINE_WRITER);
         res
+    }
+
+    /// Seeding target: write copied pages straight into the (not yet valid) file.
+    pub fn seed_write_pages(&self, pages: &[(u32, Vec<u8>)]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.control().consistent_at.is_none() {
+            return Err(SqlError::new(
+                1475,
+                16,
+                format!("Database '{}' is not being seeded.", self.name),
+            ));
+        }
+        let f = fs::OpenOptions::new().write(true).open(&self.db_path)?;
+        let ps = self.opts.page_size as u64;
+        for (pgno, data) in pages {
+            if *pgno == 0 || data.len() as u64 != ps {
+                return Err(SqlError::new(
+                    1478,
+                    16,
+                    format!(
+                        "Seeding of database '{}' received a malformed page {pgno}.",
+                        self.name
+                    ),
+                ));
+            }
+            f.write_all_at(data, (*pgno as u64 - 1) * ps)?;
+        }
+        Ok(())
+    }
+
+    /// Seeding target: everything before `next_page` is on disk; an interrupted seeding resumes there.
+    pub fn seed_checkpoint(&self, next_page: u32) -> Result<()> {
+        fs::File::open(&self.db_path)?.sync_all()?;
+        self.update_control(|c| c.seed_next_page = next_page)
+    }
+
+    /// Seeding target: the page copy ended when the source's log was at `end_lsn` with `page_count` pages;
+    /// the database opens for readers once redo has reached `end_lsn`.
+    pub fn seed_copy_done(&self, end_lsn: u64, page_count: u32) -> Result<()> {
+        let f = fs::OpenOptions::new().write(true).open(&self.db_path)?;
+        if f.metadata()?.len() < page_count as u64 * self.opts.page_size as u64 {
+            f.set_len(page_count as u64 * self.opts.page_size as u64)?;
+        }
+        f.sync_all()?;
+        let applied = self.log.durable_lsn();
+        let consistent = applied >= end_lsn;
+        self.update_control(|c| {
+            c.consistent_at = if consistent { None } else { Some(end_lsn) };
+            if consistent {
+                c.state = DbState::Online;
+            }
+        })?;
+        if consistent {
+            self.republish(&raw_connection(&self.db_path)?)?;
+        }
+        Ok(())
+    }
+
+    pub fn role(&self) -> Role {
+        self.control.lock().role
+    }
+
+    /// Failover turns a secondary into the primary (and back): a new epoch starts the new history.
+    pub fn set_role(&self, role: Role) -> Result<()> {
+        self.update_control(|c| {
+            if c.role != role {
+                c.role = role;
+                if role == Role::Primary {
+                    c.epoch += 1;
+                }
+            }
+        })
     }
 
     /// Close: flush the log, checkpoint, stop the flusher.
@@ -845,6 +1003,13 @@ impl DbConn {
         }
         if let Some(e) = self.db.log.failed() {
             return Err(e);
+        }
+        if self.db.role() == Role::Secondary {
+            return Err(SqlError::new(
+                3906,
+                16,
+                format!("Failed to update database \"{}\" because the database is read-only: it is a secondary replica that only redoes its primary's log.", self.db.name),
+            ));
         }
         self.db.writer.acquire(w.session, w.timeout, w.cancel)?;
         let res = (|| {

@@ -287,6 +287,74 @@ impl Instance {
         Ok(db)
     }
 
+    /// Begin (or resume) seeding a secondary copy of another instance's database: an empty, RESTORING,
+    /// read-only database whose log continues the source's after `start_lsn`. Resuming returns the existing copy.
+    pub fn seed_target(
+        &self,
+        name: &str,
+        guid: [u8; 16],
+        page_size: u32,
+        epoch: u64,
+        start_lsn: u64,
+    ) -> Result<Arc<Database>> {
+        if let Ok(db) = self.database_any_state(name) {
+            let c = db.control();
+            let same_copy = db.guid == guid && c.role == crate::database::Role::Secondary;
+            if same_copy && db.log().first_lsn() == start_lsn + 1 {
+                return Ok(db);
+            }
+            if same_copy && c.consistent_at.is_some() {
+                // An interrupted copy of an older seeding: the source started over, so must we.
+                drop(db);
+                self.drop_database(name)?;
+                return self.seed_target(name, guid, page_size, epoch, start_lsn);
+            }
+            return Err(SqlError::new(
+                1801,
+                16,
+                format!("Database '{name}' already exists on this instance and is not a copy of the database being seeded."),
+            ));
+        }
+        let dir = self.staging_dir()?;
+        let res = (|| {
+            File::create(dir.join("db.sqlite"))?.sync_all()?;
+            crate::log::Log::create(
+                &dir.join("log"),
+                name,
+                page_size,
+                guid,
+                start_lsn + 1,
+                0,
+                self.opts.log.clone(),
+            )?
+            .shutdown();
+            let control = crate::database::Control {
+                format_version: crate::database::CONTROL_VERSION,
+                name: name.to_string(),
+                guid: guid_hex(&guid),
+                page_size,
+                epoch,
+                checkpoint_lsn: start_lsn,
+                recovery_model: crate::RecoveryModel::Full,
+                database_backup_lsn: 0,
+                backup_chain: false,
+                last_log_backup_lsn: 0,
+                max_log_bytes: 0,
+                state: DbState::Restoring,
+                role: crate::database::Role::Secondary,
+                consistent_at: Some(u64::MAX),
+                seed_next_page: 1,
+                log_holds: Default::default(),
+            };
+            crate::database::write_control(&dir, &control)
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        self.attach_prepared(name, &dir, false)
+    }
+
     /// A fresh, empty directory for a database being prepared (restore, seeding) before it is attached.
     pub fn staging_dir(&self) -> Result<PathBuf> {
         let guid = crate::database::new_guid();

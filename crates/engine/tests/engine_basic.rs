@@ -222,3 +222,40 @@ fn checkpoints_keep_readers_and_the_log_consistent() {
     let mut s = session(&inst, "d");
     assert_eq!(scalar_i64(&mut s, "SELECT count(*) FROM t"), 300);
 }
+
+#[test]
+fn a_session_always_reads_its_own_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = open_with(
+        dir.path(),
+        DbOptions {
+            checkpoint_frames: 30,
+            ..DbOptions::default()
+        },
+    );
+    inst.create_database("d").unwrap();
+    exec(
+        &mut session(&inst, "d"),
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, who INT)",
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|w| {
+            let inst = inst.clone();
+            std::thread::spawn(move || {
+                let mut s = session(&inst, "d");
+                for n in 1..=40 {
+                    exec(&mut s, &format!("INSERT INTO t(who) VALUES ({w})"));
+                    let seen =
+                        scalar_i64(&mut s, &format!("SELECT count(*) FROM t WHERE who = {w}"));
+                    assert_eq!(
+                        seen, n,
+                        "writer {w} does not see its own acknowledged insert"
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

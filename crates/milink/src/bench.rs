@@ -13,7 +13,8 @@ use std::time::Instant;
 pub fn run(suite: &str, quick: bool) -> Result<()> {
     match suite {
         "engine" => engine_suite(quick),
-        other => bail!("unknown bench suite '{other}' (available: engine)"),
+        "sql" => crate::bench_sql::run(quick),
+        other => bail!("unknown bench suite '{other}' (available: engine, sql)"),
     }
 }
 

@@ -19,14 +19,14 @@ fn not_yet(what: &str, line: u32) -> SqlError {
     .at_line(line)
 }
 
-fn db_name(conn: &Conn, d: &DbName) -> Result<String, SqlError> {
+fn db_name(conn: &mut Conn, d: &DbName) -> Result<String, SqlError> {
     Ok(match d {
         DbName::Name(i) => i.value.clone(),
         DbName::Variable(v) => display(&conn.eval(&tsql::Expr::Variable(v.clone()))?),
     })
 }
 
-fn opt_text(conn: &Conn, o: &Opt) -> Result<Option<String>, SqlError> {
+fn opt_text(conn: &mut Conn, o: &Opt) -> Result<Option<String>, SqlError> {
     if let Some(e) = o.expr() {
         return Ok(Some(display(&conn.eval(e)?)));
     }
@@ -37,7 +37,7 @@ fn has(opts: &[Opt], name: &str) -> bool {
     find_opt(opts, name).is_some()
 }
 
-fn stats(conn: &Conn, opts: &[Opt]) -> Result<Option<u32>, SqlError> {
+fn stats(conn: &mut Conn, opts: &[Opt]) -> Result<Option<u32>, SqlError> {
     match find_opt(opts, "STATS") {
         None => Ok(None),
         Some(o) => Ok(Some(
@@ -48,7 +48,7 @@ fn stats(conn: &Conn, opts: &[Opt]) -> Result<Option<u32>, SqlError> {
     }
 }
 
-fn device(conn: &Conn, devices: &[tsql::admin::Device]) -> Result<PathBuf, SqlError> {
+fn device(conn: &mut Conn, devices: &[tsql::admin::Device]) -> Result<PathBuf, SqlError> {
     let d = devices
         .first()
         .ok_or_else(|| SqlError::new(3201, 16, "A backup device is required."))?;
@@ -70,6 +70,9 @@ fn device(conn: &Conn, devices: &[tsql::admin::Device]) -> Result<PathBuf, SqlEr
 }
 
 pub fn run(conn: &mut Conn, a: &Admin, line: u32, out: &mut Vec<Out>) -> Result<(), SqlError> {
+    if crate::trustsql::run(conn, a, out)? || crate::ags::run(conn, a, out)? {
+        return Ok(());
+    }
     let inst = conn.server.inst.clone();
     match a {
         Admin::CreateDatabase { name, .. } => {
@@ -234,20 +237,50 @@ pub fn run(conn: &mut Conn, a: &Admin, line: u32, out: &mut Vec<Out>) -> Result<
         Admin::AlterLogin { name, action } => logins::alter(conn, &inst, &name.value, action)?,
         Admin::DropLogin { name } => logins::drop(&inst, &name.value)?,
         Admin::Kill(_) => return Err(SqlError::unsupported("KILL", line)),
+        // Server configuration and database users have no effect here: one login owns everything it can reach.
+        Admin::Reconfigure { .. }
+        | Admin::CreateUser { .. }
+        | Admin::DropUser { .. }
+        | Admin::AlterRoleMember { .. } => {}
+        Admin::Shutdown { .. } => {
+            return Err(SqlError::unsupported(
+                "SHUTDOWN (stop the milink process instead)",
+                line,
+            ))
+        }
+        Admin::BackupMasterKey { .. } => return Err(not_yet("BACKUP MASTER KEY", line)),
         Admin::CreateMasterKey { .. }
         | Admin::OpenMasterKey { .. }
         | Admin::CloseMasterKey
         | Admin::AlterMasterKey(_)
-        | Admin::DropMasterKey => return Err(not_yet("MASTER KEY", line)),
+        | Admin::DropMasterKey => {
+            return Err(SqlError::new(
+                50000,
+                16,
+                "internal error: trustsql::run handles master key statements",
+            ))
+        }
         Admin::CreateCertificate(_)
         | Admin::BackupCertificate(_)
-        | Admin::DropCertificate { .. } => return Err(not_yet("CERTIFICATE", line)),
+        | Admin::DropCertificate { .. } => {
+            return Err(SqlError::new(
+                50000,
+                16,
+                "internal error: trustsql::run handles certificate statements",
+            ))
+        }
         Admin::CreateEndpoint(_) | Admin::AlterEndpoint(_) | Admin::DropEndpoint { .. } => {
             return Err(not_yet("ENDPOINT", line))
         }
         Admin::CreateAvailabilityGroup(_)
         | Admin::AlterAvailabilityGroup { .. }
-        | Admin::DropAvailabilityGroup { .. } => return Err(not_yet("AVAILABILITY GROUP", line)),
+        | Admin::DropAvailabilityGroup { .. } => {
+            return Err(SqlError::new(
+                50000,
+                16,
+                "internal error: ags::run handles availability group statements",
+            ))
+        }
     }
     Ok(())
 }
@@ -461,21 +494,19 @@ fn dbcc(
     out: &mut Vec<Out>,
 ) -> Result<(), SqlError> {
     let inst = conn.server.inst.clone();
-    let arg_word = |i: usize| -> String {
-        match args.get(i) {
-            Some(tsql::Expr::Column(n)) => n
-                .last()
-                .map(|i| i.value.to_ascii_uppercase())
-                .unwrap_or_default(),
-            Some(e) => conn
-                .eval(e)
-                .map(|v| display(&v).to_ascii_uppercase())
-                .unwrap_or_default(),
-            None => String::new(),
-        }
+    let w0 = match args.first() {
+        Some(tsql::Expr::Column(n)) => n
+            .last()
+            .map(|i| i.value.to_ascii_uppercase())
+            .unwrap_or_default(),
+        Some(e) => conn
+            .eval(e)
+            .map(|v| display(&v).to_ascii_uppercase())
+            .unwrap_or_default(),
+        None => String::new(),
     };
     match name.to_ascii_uppercase().as_str() {
-        "SQLPERF" if arg_word(0) == "LOGSPACE" => {
+        "SQLPERF" if w0.clone() == "LOGSPACE" => {
             out.push(Out::Columns(vec![
                 ("Database Name".into(), DataType::NVarChar(Len::N(128))),
                 ("Log Size (MB)".into(), DataType::Real),
@@ -502,7 +533,7 @@ fn dbcc(
             Ok(())
         }
         "CHECKDB" => {
-            let db = if args.is_empty() { conn.database() } else { arg_word(0).to_lowercase() };
+            let db = if args.is_empty() { conn.database() } else { w0.clone().to_lowercase() };
             let db = inst.database(&db).map_err(engine_err_sql)?;
             let r = conn.session.query("PRAGMA integrity_check", &[]).map_err(engine_err_sql)?;
             let ok = matches!(r.rows.first().and_then(|r| r.first()), Some(rusqlite::types::Value::Text(t)) if t == "ok");
@@ -524,10 +555,10 @@ pub fn system_procedure(
     out: &mut Vec<Out>,
 ) -> Result<i32, SqlError> {
     let bare = name.trim_start_matches("sys.").trim_start_matches("dbo.");
+    if let Some(r) = crate::trustsql::procedure(conn, bare, _args, out) {
+        return r;
+    }
     match bare {
-        "sp_get_endpoint_certificate"
-        | "sp_certificate_add_issuer"
-        | "sp_validate_certificate_ca_chain" => Err(not_yet(bare, 0)),
         "sp_describe_undeclared_parameters" => crate::describe::run(conn, _args, out),
         "sp_who" | "sp_who2" => {
             out.push(Out::Columns(vec![

@@ -42,9 +42,47 @@ pub struct Server {
     pub name: String,
     pub host: String,
     pub managed: bool,
+    /// Live sessions, for sys.dm_exec_sessions.
+    pub sessions: Mutex<HashMap<i32, SessionInfo>>,
+    trust: std::sync::OnceLock<Result<trust::TrustStore, String>>,
+    /// Live links by database (lower-case), for the HADR views.
+    pub links: Mutex<HashMap<String, hadr::link::Stats>>,
+    /// Secondary link sessions this instance runs, by distributed group (lower-case).
+    pub joins: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub login: String,
+    pub login_time: chrono::NaiveDateTime,
+    pub shared: Arc<Mutex<Shared>>,
 }
 
 impl Server {
+    pub fn new(inst: Arc<Instance>, name: &str, host: &str, managed: bool) -> Arc<Server> {
+        Arc::new(Server {
+            inst,
+            name: name.into(),
+            host: host.into(),
+            managed,
+            sessions: Mutex::new(HashMap::new()),
+            trust: std::sync::OnceLock::new(),
+            links: Mutex::new(HashMap::new()),
+            joins: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The instance's trust store (master key, certificates), opened on first use.
+    pub fn trust(&self) -> Result<&trust::TrustStore, SqlError> {
+        self.trust
+            .get_or_init(|| {
+                trust::TrustStore::open(&self.inst.master(), self.inst.data_dir())
+                    .map_err(|e| e.message)
+            })
+            .as_ref()
+            .map_err(|m| SqlError::new(15581, 16, format!("The trust store cannot be opened: {m}")))
+    }
+
     pub fn version_string(&self) -> String {
         format!(
             "Microsoft SQL Server 2022 (RTM) - 16.0.1000.6 (X64) milink {} on Linux (SQLite {})",
@@ -55,7 +93,7 @@ impl Server {
 }
 
 /// Session state that SQLite functions registered on the session's connections also read.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Shared {
     pub identity: Option<i64>,
     pub database: String,
@@ -64,35 +102,6 @@ pub struct Shared {
     pub server_name: String,
     pub host: String,
     pub error: Option<SqlError>,
-}
-
-/// Live sessions of every server in this process, for sys.dm_exec_sessions: (server address, session state,
-/// login time).
-type SessionEntry = (usize, Arc<Mutex<Shared>>, chrono::NaiveDateTime);
-static SESSIONS: std::sync::Mutex<Vec<SessionEntry>> = std::sync::Mutex::new(Vec::new());
-
-/// (spid, login, database, login time) of the server's live sessions, by spid.
-pub fn live_sessions(server: &Arc<Server>) -> Vec<(i32, String, String, chrono::NaiveDateTime)> {
-    let key = Arc::as_ptr(server) as usize;
-    let mut v: Vec<_> = SESSIONS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter(|(k, _, _)| *k == key)
-        .map(|(_, sh, t)| {
-            let sh = sh.lock();
-            (sh.spid, sh.login.clone(), sh.database.clone(), *t)
-        })
-        .collect();
-    v.sort_by_key(|x| x.0);
-    v
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        let mut all = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
-        all.retain(|(_, sh, _)| !Arc::ptr_eq(sh, &self.shared));
-    }
 }
 
 #[derive(Clone)]
@@ -127,7 +136,6 @@ pub struct Conn {
     depth: usize,
     /// The error aborting the batch was already sent: outer blocks only unwind.
     reported: bool,
-    subqueries: std::cell::RefCell<Subqueries>,
 }
 
 #[derive(Clone, Debug)]
@@ -155,11 +163,14 @@ impl Conn {
         session.set_conn_init(Arc::new(move |c| {
             register_functions(c, sh.clone(), srv.clone())
         }));
-        SESSIONS.lock().unwrap_or_else(|e| e.into_inner()).push((
-            Arc::as_ptr(&server) as usize,
-            shared.clone(),
-            chrono::Local::now().naive_local(),
-        ));
+        server.sessions.lock().insert(
+            spid,
+            SessionInfo {
+                login: login.to_string(),
+                login_time: chrono::Local::now().naive_local(),
+                shared: shared.clone(),
+            },
+        );
         let mem = rusqlite::Connection::open_in_memory().map_err(engine_err)?;
         engine::collation::register(&mem).map_err(engine_err)?;
         register_functions(&mem, shared.clone(), server.clone()).map_err(engine_err)?;
@@ -179,7 +190,6 @@ impl Conn {
             catalog: None,
             depth: 0,
             reported: false,
-            subqueries: Default::default(),
         })
     }
 
@@ -305,7 +315,7 @@ impl Conn {
                     match d {
                         Declaration::Scalar { name, ty, init } => {
                             let value = match init {
-                                Some(e) => tsql::value::assign(&self.eval_sq(e)?, ty)?,
+                                Some(e) => tsql::value::assign(&self.eval(e)?, ty)?,
                                 None => Value::Null,
                             };
                             self.scopes
@@ -321,7 +331,7 @@ impl Conn {
                 Ok(Flow::Normal)
             }
             StatementKind::SetVariable { name, op, value } => {
-                let v = self.eval_sq(value)?;
+                let v = self.eval(value)?;
                 self.assign(name, *op, v)?;
                 Ok(Flow::Normal)
             }
@@ -330,7 +340,7 @@ impl Conn {
                 Ok(Flow::Normal)
             }
             StatementKind::If { cond, then, else_ } => {
-                let c = self.predicate_sq(cond)?;
+                let c = self.predicate(cond)?;
                 if c == Some(true) {
                     self.run_block(std::slice::from_ref(then), out, in_try)
                 } else if let Some(e) = else_ {
@@ -341,7 +351,7 @@ impl Conn {
             }
             StatementKind::While { cond, body } => {
                 let mut guard = 0u64;
-                while self.predicate_sq(cond)? == Some(true) {
+                while self.predicate(cond)? == Some(true) {
                     guard += 1;
                     if self.session.is_cancelled() {
                         return Err(SqlError::new(3617, 25, "The query was cancelled."));
@@ -374,29 +384,25 @@ impl Conn {
             StatementKind::Continue => Ok(Flow::Continue),
             StatementKind::Return(e) => {
                 let v = match e {
-                    Some(e) => self.eval_sq(e)?.as_i64().unwrap_or(0) as i32,
+                    Some(e) => self.eval(e)?.as_i64().unwrap_or(0) as i32,
                     None => 0,
                 };
                 Ok(Flow::Return(v))
             }
             StatementKind::Print(e) => {
-                let v = self.eval_sq(e)?;
+                let v = self.eval(e)?;
                 let mut m = SqlError::new(0, 0, display(&v));
                 m.line = st.line;
                 out.push(Out::Message(m));
                 Ok(Flow::Normal)
             }
             StatementKind::Raiserror(r) => {
-                let msg = self.eval_sq(&r.message)?;
-                let sev = self
-                    .eval_sq(&r.severity)?
-                    .as_i64()
-                    .unwrap_or(16)
-                    .clamp(0, 25) as u8;
-                let state = self.eval_sq(&r.state)?.as_i64().unwrap_or(1).clamp(0, 255) as u8;
+                let msg = self.eval(&r.message)?;
+                let sev = self.eval(&r.severity)?.as_i64().unwrap_or(16).clamp(0, 25) as u8;
+                let state = self.eval(&r.state)?.as_i64().unwrap_or(1).clamp(0, 255) as u8;
                 let mut args = Vec::new();
                 for a in &r.args {
-                    args.push(self.eval_sq(a)?);
+                    args.push(self.eval(a)?);
                 }
                 let (number, text) = match &msg {
                     Value::Int(n) => (*n, format!("Error {n} was raised.")),
@@ -422,9 +428,9 @@ impl Conn {
                     )
                 })),
                 Some(t) => {
-                    let n = self.eval_sq(&t.number)?.as_i64().unwrap_or(50000) as i32;
-                    let m = display(&self.eval_sq(&t.message)?);
-                    let s = self.eval_sq(&t.state)?.as_i64().unwrap_or(1) as u8;
+                    let n = self.eval(&t.number)?.as_i64().unwrap_or(50000) as i32;
+                    let m = display(&self.eval(&t.message)?);
+                    let s = self.eval(&t.state)?.as_i64().unwrap_or(1) as u8;
                     let mut e = SqlError::new(n, 16, m);
                     e.state = s;
                     Err(e)
@@ -464,14 +470,14 @@ impl Conn {
             StatementKind::ExecString(parts) => {
                 let mut sql = String::new();
                 for p in parts {
-                    sql.push_str(&display(&self.eval_sq(p)?));
+                    sql.push_str(&display(&self.eval(p)?));
                 }
                 self.nested_batch(&sql, HashMap::new(), out)?;
                 Ok(Flow::Normal)
             }
             StatementKind::WaitFor { delay, time } => {
                 if *delay {
-                    let v = display(&self.eval_sq(time)?);
+                    let v = display(&self.eval(time)?);
                     let secs = parse_hms(&v).unwrap_or(0.0);
                     let end = std::time::Instant::now() + Duration::from_secs_f64(secs);
                     while std::time::Instant::now() < end {
@@ -651,18 +657,8 @@ impl Conn {
         {
             return Ok(None);
         }
-        // A scalar subquery or EXISTS is SQLite's job: fall back to the translated path.
-        let pending = |r: Result<Value, SqlError>| match r {
-            Err(e) if e.number == SUBQUERY_PENDING => Ok(None),
-            Err(e) => Err(e),
-            Ok(v) => Ok(Some(v)),
-        };
         if let Some(w) = &s.selection {
-            let c = match tsql::eval_predicate(w, &Ctx(self)) {
-                Err(e) if e.number == SUBQUERY_PENDING => return Ok(None),
-                r => r?,
-            };
-            if c != Some(true) {
+            if self.predicate(w)? != Some(true) {
                 if s.items
                     .iter()
                     .all(|i| matches!(i, SelectItem::Assign { .. }))
@@ -678,9 +674,7 @@ impl Conn {
         for item in &s.items {
             match item {
                 SelectItem::Expr { expr, alias } => {
-                    let Some(v) = pending(self.eval(expr))? else {
-                        return Ok(None);
-                    };
+                    let v = self.eval(expr)?;
                     let ty = match (expr, &v) {
                         (tsql::Expr::Variable(n), _) => {
                             self.var_type(n).unwrap_or_else(|| natural_type(&v))
@@ -693,9 +687,7 @@ impl Conn {
                     row.push(v);
                 }
                 SelectItem::Assign { var, op, expr } => {
-                    let Some(v) = pending(self.eval(expr))? else {
-                        return Ok(None);
-                    };
+                    let v = self.eval(expr)?;
                     assigns.push((var.clone(), *op, v))
                 }
             }
@@ -753,7 +745,7 @@ impl Conn {
         let lname = name.to_lowercase();
         let mut args = Vec::new();
         for a in &e.args {
-            args.push((a.name.clone(), self.eval_sq(&a.value)?));
+            args.push((a.name.clone(), self.eval(&a.value)?));
         }
         let status = match lname.as_str() {
             "sp_executesql" => {
@@ -944,77 +936,29 @@ impl Conn {
         Ok(())
     }
 
-    pub fn eval(&self, e: &tsql::Expr) -> Result<Value, SqlError> {
-        tsql::eval(e, &Ctx(self))
+    pub fn eval(&mut self, e: &tsql::Expr) -> Result<Value, SqlError> {
+        tsql::eval(e, &Ctx(std::cell::RefCell::new(self)))
     }
 
-    /// `eval` where scalar subqueries and EXISTS are allowed: each one the evaluator meets runs through the
-    /// translator (as SQL Server would run it), then the expression is evaluated again with its value.
-    pub fn eval_sq(&mut self, e: &tsql::Expr) -> Result<Value, SqlError> {
-        self.with_subqueries(|c| c.eval(e))
+    fn predicate(&mut self, e: &tsql::Expr) -> Result<Option<bool>, SqlError> {
+        tsql::eval_predicate(e, &Ctx(std::cell::RefCell::new(self)))
     }
 
-    fn predicate_sq(&mut self, cond: &tsql::Expr) -> Result<Option<bool>, SqlError> {
-        self.with_subqueries(|c| tsql::eval_predicate(cond, &Ctx(c)))
-    }
-
-    fn with_subqueries<T>(
-        &mut self,
-        f: impl Fn(&Conn) -> Result<T, SqlError>,
-    ) -> Result<T, SqlError> {
-        self.subqueries.borrow_mut().cache.clear();
-        for _ in 0..256 {
-            self.subqueries.borrow_mut().missing.clear();
-            match f(self) {
-                Err(e) if e.number == SUBQUERY_PENDING => {
-                    let missing = std::mem::take(&mut self.subqueries.borrow_mut().missing);
-                    if missing.is_empty() {
-                        return Err(e);
-                    }
-                    for (key, q, exists) in missing {
-                        let rows = self.query_rows(&q)?;
-                        let v = if exists {
-                            Value::Bit(!rows.is_empty())
-                        } else {
-                            if rows.len() > 1 {
-                                return Err(SqlError::new(512, 16, "Subquery returned more than 1 value. This is not permitted when the subquery follows =, !=, <, <= , >, >= or when the subquery is used as an expression."));
-                            }
-                            rows.into_iter()
-                                .next()
-                                .and_then(|r| r.into_iter().next())
-                                .unwrap_or(Value::Null)
-                        };
-                        self.subqueries.borrow_mut().cache.insert(key, v);
-                    }
-                }
-                r => return r,
-            }
-        }
-        Err(SqlError::new(
-            40000,
-            16,
-            "Too many subqueries in one expression.",
-        ))
-    }
-
-    /// Runs a query through the translator and returns its rows (for subqueries in procedural statements).
-    fn query_rows(&mut self, q: &Query) -> Result<Vec<Vec<Value>>, SqlError> {
+    /// Run a query for the evaluator (scalar subqueries, EXISTS), keeping @@ROWCOUNT as it was.
+    fn subquery_rows(&mut self, q: &Query) -> Result<Vec<Vec<Value>>, SqlError> {
         let st = Statement {
             line: 0,
             kind: StatementKind::Query(Box::new(q.clone())),
             span: (0, 0),
         };
-        let mut scratch = Vec::new();
         let rowcount = self.rowcount;
-        let r = self.run_translated(&st, &mut scratch);
+        let mut tmp = Vec::new();
+        let r = self.run_statement(&st, &mut tmp, true);
         self.rowcount = rowcount;
         r?;
-        Ok(scratch
+        Ok(tmp
             .into_iter()
-            .filter_map(|o| match o {
-                Out::Row(r) => Some(r),
-                _ => None,
-            })
+            .filter_map(|o| if let Out::Row(r) = o { Some(r) } else { None })
             .collect())
     }
 
@@ -1366,8 +1310,8 @@ impl Conn {
         Ok(())
     }
 
-    /// OBJECT_ID('[db.][schema.]name' [, 'U']): user tables of the current database, numbered as sys.tables
-    /// numbers them; system views get negative ids. NULL for anything else.
+    /// OBJECT_ID('[db.][schema.]name' [, 'U']): user tables of the current database, with sys.tables' ids;
+    /// system views get negative ids. NULL for anything else.
     pub fn object_id(&self, args: &[Value]) -> Value {
         let Some(name) = args.first().filter(|v| !v.is_null()).map(display) else {
             return Value::Null;
@@ -1417,15 +1361,7 @@ impl Conn {
         if !(kind.is_empty() || kind == "U") {
             return Value::Null;
         }
-        let mut user: Vec<&String> = cat
-            .keys()
-            .filter(|k| !system.contains(&k.as_str()))
-            .collect();
-        user.sort();
-        user.iter()
-            .position(|k| **k == key)
-            .map(|i| Value::Int(1_000_000 + i as i32))
-            .unwrap_or(Value::Null)
+        Value::Int(sysviews::object_id(&key))
     }
 
     /// Declared columns of a table of the current database (or a system view).
@@ -1470,6 +1406,13 @@ fn same_database_names(sql: &str, db: &str) -> String {
     }
     out.push_str(&sql[i..]);
     out
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let spid = self.shared.lock().spid;
+        self.server.sessions.lock().remove(&spid);
+    }
 }
 
 fn arg<'a>(args: &'a [(Option<String>, Value)], pos: usize, name: &str) -> Option<&'a Value> {
@@ -1541,49 +1484,41 @@ impl tsql::Catalog for CatalogView<'_> {
     }
 }
 
-/// The evaluator's view of a session.
-pub struct Ctx<'a>(pub &'a Conn);
-
-/// Marks an evaluation that met a subquery not run yet (see [`Conn::eval_sq`]).
-const SUBQUERY_PENDING: i32 = -7001;
-
-/// Subquery results for the expression being evaluated, keyed by the query node's address.
-#[derive(Default)]
-struct Subqueries {
-    cache: HashMap<usize, Value>,
-    missing: Vec<(usize, Query, bool)>,
-}
-
-impl Ctx<'_> {
-    fn subquery_value(&self, q: &Query, exists: bool) -> Result<Value, SqlError> {
-        let key = q as *const Query as usize;
-        let mut sq = self.0.subqueries.borrow_mut();
-        if let Some(v) = sq.cache.get(&key) {
-            return Ok(v.clone());
-        }
-        sq.missing.push((key, q.clone(), exists));
-        Err(SqlError::new(SUBQUERY_PENDING, 16, "subquery pending"))
-    }
-}
+/// The evaluator's view of a session. Subqueries need the session mutably; the evaluator never holds a
+/// variable borrow across a subquery call, so a RefCell is enough.
+pub struct Ctx<'a>(pub std::cell::RefCell<&'a mut Conn>);
 
 impl tsql::Context for Ctx<'_> {
     fn variable(&self, name: &str) -> Option<Value> {
-        self.0.var(name).ok()
-    }
-    fn subquery(&self, query: &Query) -> Result<Value, SqlError> {
-        self.subquery_value(query, false)
-    }
-    fn exists(&self, query: &Query) -> Result<bool, SqlError> {
-        Ok(self.subquery_value(query, true)? == Value::Bit(true))
+        self.0.borrow().var(name).ok()
     }
     fn global(&self, name: &str) -> Option<Value> {
-        self.0.global(name)
+        self.0.borrow().global(name)
     }
     fn function(&self, name: &str, args: &[Value]) -> Option<Result<Value, SqlError>> {
+        let c = self.0.borrow();
         if name == "OBJECT_ID" {
-            return Some(Ok(self.0.object_id(args)));
+            return Some(Ok(c.object_id(args)));
         }
-        instance_function(&self.0.shared, &self.0.server, name, args)
+        instance_function(&c.shared, &c.server, name, args)
+    }
+    fn subquery(&self, q: &Query) -> Result<Value, SqlError> {
+        let rows = self.0.borrow_mut().subquery_rows(q)?;
+        if rows.len() > 1 {
+            return Err(SqlError::new(
+                512,
+                16,
+                "Subquery returned more than 1 value. This is not permitted when the subquery follows =, !=, <, <= , >, >= or when the subquery is used as an expression.",
+            ));
+        }
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or(Value::Null))
+    }
+    fn exists(&self, q: &Query) -> Result<bool, SqlError> {
+        Ok(!self.0.borrow_mut().subquery_rows(q)?.is_empty())
     }
 }
 
@@ -1709,6 +1644,7 @@ pub fn instance_function(
             .map(|e| Value::Int(e.line as i32))
             .unwrap_or(Value::Null),
         "ERROR_PROCEDURE" => Value::Null,
+        "CERT_ID" | "CERTENCODED" => return crate::trustsql::function(server, name, args),
         _ => return None,
     }))
 }
@@ -1749,6 +1685,8 @@ const INSTANCE_FUNCTIONS: &[&str] = &[
     "ERROR_LINE",
     "ORIGINAL_LOGIN",
     "IS_SRVROLEMEMBER",
+    "CERT_ID",
+    "CERTENCODED",
 ];
 
 /// Session-bound functions on a SQLite connection (not deterministic: time, identity, current database).

@@ -3,11 +3,13 @@
 //! ([`endpoint`]) turns its output into tokens.
 
 pub mod admin;
+pub mod ags;
 pub mod describe;
 pub mod endpoint;
 pub mod exec;
 pub mod logins;
 pub mod sysviews;
+pub mod trustsql;
 pub mod values;
 
 pub use exec::{Conn, Out, Server};

@@ -104,7 +104,7 @@ pub fn create(inst: &Instance, name: &str, password: &str, policy: bool) -> Resu
 }
 
 pub fn alter(
-    conn: &Conn,
+    conn: &mut Conn,
     inst: &Instance,
     name: &str,
     action: &AlterLoginAction,

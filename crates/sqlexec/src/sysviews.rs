@@ -119,29 +119,6 @@ fn views() -> Vec<View> {
             ],
         },
         View {
-            key: "sys.dm_exec_sessions",
-            schema: "temp",
-            cols: vec![
-                ("session_id", SmallInt),
-                ("login_time", DateTime),
-                ("host_name", nv(128)),
-                ("program_name", nv(128)),
-                ("login_name", nv(128)),
-                ("status", nv(30)),
-                ("database_id", SmallInt),
-                ("is_user_process", Bit),
-            ],
-        },
-        View {
-            key: "sys.schemas",
-            schema: "temp",
-            cols: vec![
-                ("name", sysname()),
-                ("schema_id", Int),
-                ("principal_id", Int),
-            ],
-        },
-        View {
             key: "sys.columns",
             schema: "temp",
             cols: vec![
@@ -156,6 +133,15 @@ fn views() -> Vec<View> {
                 ("collation_name", sysname()),
                 ("is_nullable", Bit),
                 ("is_identity", Bit),
+            ],
+        },
+        View {
+            key: "sys.schemas",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("schema_id", Int),
+                ("principal_id", Int),
             ],
         },
         View {
@@ -175,7 +161,22 @@ fn views() -> Vec<View> {
             ],
         },
         View {
-            key: "information_schema.tables",
+            key: "sys.dm_exec_sessions",
+            schema: "temp",
+            cols: vec![
+                ("session_id", SmallInt),
+                ("login_time", DateTime),
+                ("host_name", nv(128)),
+                ("program_name", nv(128)),
+                ("login_name", nv(128)),
+                ("status", nv(30)),
+                ("database_id", SmallInt),
+                ("is_user_process", Bit),
+                ("transaction_isolation_level", SmallInt),
+            ],
+        },
+        View {
+            key: "INFORMATION_SCHEMA.TABLES",
             schema: "temp",
             cols: vec![
                 ("TABLE_CATALOG", nv(128)),
@@ -185,7 +186,7 @@ fn views() -> Vec<View> {
             ],
         },
         View {
-            key: "information_schema.columns",
+            key: "INFORMATION_SCHEMA.COLUMNS",
             schema: "temp",
             cols: vec![
                 ("TABLE_CATALOG", nv(128)),
@@ -197,11 +198,151 @@ fn views() -> Vec<View> {
                 ("IS_NULLABLE", DataType::VarChar(Len::N(3))),
                 ("DATA_TYPE", nv(128)),
                 ("CHARACTER_MAXIMUM_LENGTH", Int),
-                ("CHARACTER_OCTET_LENGTH", Int),
                 ("NUMERIC_PRECISION", TinyInt),
                 ("NUMERIC_SCALE", Int),
-                ("DATETIME_PRECISION", SmallInt),
-                ("COLLATION_NAME", sysname()),
+            ],
+        },
+        View {
+            key: "sys.certificates",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("certificate_id", Int),
+                ("principal_id", Int),
+                ("pvt_key_encryption_type", DataType::Char(2)),
+                ("pvt_key_encryption_type_desc", nv(60)),
+                ("is_active_for_begin_dialog", Bit),
+                ("issuer_name", nv(442)),
+                ("cert_serial_number", nv(64)),
+                ("sid", DataType::VarBinary(Len::N(85))),
+                ("string_sid", nv(128)),
+                ("subject", nv(4000)),
+                ("expiry_date", DateTime),
+                ("start_date", DateTime),
+                ("thumbprint", DataType::VarBinary(Len::N(32))),
+                ("attested_by", nv(260)),
+                ("pvt_key_last_backup_date", DateTime),
+                ("key_length", Int),
+            ],
+        },
+        View {
+            key: "sys.symmetric_keys",
+            schema: "temp",
+            cols: vec![
+                ("name", sysname()),
+                ("principal_id", Int),
+                ("symmetric_key_id", Int),
+                ("key_length", Int),
+                ("key_algorithm", DataType::Char(2)),
+                ("algorithm_desc", nv(60)),
+                ("create_date", DateTime),
+                ("modify_date", DateTime),
+                ("key_guid", UniqueIdentifier),
+            ],
+        },
+        View {
+            key: "sys.availability_groups",
+            schema: "temp",
+            cols: vec![
+                ("group_id", UniqueIdentifier),
+                ("name", sysname()),
+                ("failure_condition_level", Int),
+                ("health_check_timeout", Int),
+                ("automated_backup_preference", TinyInt),
+                ("automated_backup_preference_desc", nv(60)),
+                ("version", Int),
+                ("basic_features", Bit),
+                ("dtc_support", Bit),
+                ("is_distributed", Bit),
+                ("cluster_type", TinyInt),
+                ("cluster_type_desc", nv(60)),
+                ("required_synchronized_secondaries_to_commit", Int),
+                ("sequence_number", BigInt),
+                ("is_contained", Bit),
+            ],
+        },
+        View {
+            key: "sys.availability_replicas",
+            schema: "temp",
+            cols: vec![
+                ("replica_id", UniqueIdentifier),
+                ("group_id", UniqueIdentifier),
+                ("replica_metadata_id", Int),
+                ("replica_server_name", nv(256)),
+                ("endpoint_url", nv(128)),
+                ("availability_mode", TinyInt),
+                ("availability_mode_desc", nv(60)),
+                ("failover_mode", TinyInt),
+                ("failover_mode_desc", nv(60)),
+                ("session_timeout", Int),
+                ("primary_role_allow_connections", TinyInt),
+                ("primary_role_allow_connections_desc", nv(60)),
+                ("secondary_role_allow_connections", TinyInt),
+                ("secondary_role_allow_connections_desc", nv(60)),
+                ("create_date", DateTime),
+                ("modify_date", DateTime),
+                ("backup_priority", Int),
+                ("seeding_mode", TinyInt),
+                ("seeding_mode_desc", nv(60)),
+            ],
+        },
+        View {
+            key: "sys.dm_hadr_availability_replica_states",
+            schema: "temp",
+            cols: vec![
+                ("replica_id", UniqueIdentifier),
+                ("group_id", UniqueIdentifier),
+                ("is_local", Bit),
+                ("role", TinyInt),
+                ("role_desc", nv(60)),
+                ("operational_state", TinyInt),
+                ("operational_state_desc", nv(60)),
+                ("connected_state", TinyInt),
+                ("connected_state_desc", nv(60)),
+                ("recovery_health_desc", nv(60)),
+                ("synchronization_health", TinyInt),
+                ("synchronization_health_desc", nv(60)),
+                ("last_connect_error_number", Int),
+                ("last_connect_error_description", nv(1024)),
+                ("last_connect_error_timestamp", DateTime),
+            ],
+        },
+        View {
+            key: "sys.dm_hadr_database_replica_states",
+            schema: "temp",
+            cols: vec![
+                ("database_id", Int),
+                ("group_id", UniqueIdentifier),
+                ("replica_id", UniqueIdentifier),
+                ("is_local", Bit),
+                ("is_primary_replica", Bit),
+                ("synchronization_state_desc", nv(60)),
+                ("synchronization_health_desc", nv(60)),
+                ("database_state_desc", nv(60)),
+                ("is_suspended", Bit),
+                ("last_sent_lsn", lsn_type()),
+                ("last_hardened_lsn", lsn_type()),
+                ("last_redone_lsn", lsn_type()),
+                ("end_of_log_lsn", lsn_type()),
+                ("last_commit_lsn", lsn_type()),
+                ("log_send_queue_size", BigInt),
+                ("redo_queue_size", BigInt),
+                ("secondary_lag_seconds", BigInt),
+            ],
+        },
+        View {
+            key: "sys.dm_hadr_physical_seeding_stats",
+            schema: "temp",
+            cols: vec![
+                ("local_database_name", nv(128)),
+                ("role_desc", nv(60)),
+                ("internal_state_desc", nv(60)),
+                ("transfer_rate_bytes_per_second", BigInt),
+                ("transferred_size_bytes", BigInt),
+                ("database_size_bytes", BigInt),
+                ("start_time_utc", DateTime),
+                ("estimate_time_complete_utc", DateTime),
+                ("is_compression_enabled", Bit),
             ],
         },
         View {
@@ -388,38 +529,161 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                 ]
             })
             .collect(),
-        "sys.tables" => {
-            let db = conn.database();
-            if db == "master" {
-                vec![]
-            } else {
-                let r = conn
-                    .session
-                    .query(
-                        "SELECT name, rowid FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_milink%' ESCAPE '\\' ORDER BY lower(name)",
-                        &[],
-                    )
-                    .map_err(crate::exec::engine_err_sql)?;
-                r.rows
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, row)| {
-                        let name = match &row[0] {
-                            rusqlite::types::Value::Text(t) => t.clone(),
-                            _ => String::new(),
-                        };
-                        vec![
-                            text(&name),
-                            Value::Int(1_000_000 + i as i32),
-                            Value::Int(1),
-                            Value::VarChar("U ".into()),
-                            text("USER_TABLE"),
-                            Value::Null,
-                        ]
-                    })
-                    .collect()
-            }
+        "sys.tables" => user_objects(conn, "sys.objects")?
+            .into_iter()
+            .filter(|o| matches!(&o[6], Value::NVarChar(d) if d == "USER_TABLE"))
+            .map(|o| {
+                vec![
+                    o[0].clone(),
+                    o[1].clone(),
+                    o[3].clone(),
+                    o[5].clone(),
+                    o[6].clone(),
+                    Value::Null,
+                ]
+            })
+            .collect(),
+        "sys.objects"
+        | "sys.columns"
+        | "INFORMATION_SCHEMA.TABLES"
+        | "INFORMATION_SCHEMA.COLUMNS" => user_objects(conn, key)?,
+        "sys.schemas" => [
+            ("dbo", 1),
+            ("guest", 2),
+            ("INFORMATION_SCHEMA", 3),
+            ("sys", 4),
+        ]
+        .iter()
+        .map(|(n, id)| {
+            vec![
+                text(n),
+                Value::Int(*id),
+                Value::Int(if *id == 1 { 1 } else { *id }),
+            ]
+        })
+        .collect(),
+        "sys.types" => SYSTEM_TYPES
+            .iter()
+            .map(|(n, id, len, p, sc)| {
+                let coll = if n.contains("char") || *n == "text" || *n == "ntext" || *n == "sysname"
+                {
+                    text("SQL_Latin1_General_CP1_CI_AS")
+                } else {
+                    Value::Null
+                };
+                vec![
+                    text(n),
+                    Value::TinyInt(*id),
+                    Value::Int(if *n == "sysname" { 256 } else { *id as i32 }),
+                    Value::Int(4),
+                    Value::SmallInt(*len),
+                    Value::TinyInt(*p),
+                    Value::TinyInt(*sc),
+                    coll,
+                    Value::Bit(*n != "sysname"),
+                    Value::Bit(false),
+                ]
+            })
+            .collect(),
+        "sys.dm_exec_sessions" => {
+            let mut v: Vec<(i32, crate::exec::SessionInfo)> = conn
+                .server
+                .sessions
+                .lock()
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            v.sort_by_key(|x| x.0);
+            v.into_iter()
+                .map(|(spid, s)| {
+                    let db = s.shared.lock().database.clone();
+                    let dbid = match db.to_lowercase().as_str() {
+                        "master" => 1,
+                        _ => inst.database_id(&db).unwrap_or(1),
+                    };
+                    vec![
+                        Value::SmallInt(spid as i16),
+                        Value::DateTime(s.login_time),
+                        text(&conn.server.host),
+                        text(""),
+                        text(&s.login),
+                        text(if spid == conn.shared.lock().spid {
+                            "running"
+                        } else {
+                            "sleeping"
+                        }),
+                        Value::SmallInt(dbid as i16),
+                        Value::Bit(true),
+                        Value::SmallInt(2),
+                    ]
+                })
+                .collect()
         }
+        "sys.certificates" => {
+            let server = conn.server.clone();
+            let t = server.trust()?;
+            let rows = t
+                .certificates(&server.inst.master())
+                .map_err(crate::trustsql::err)?;
+            rows.into_iter()
+                .map(|c| {
+                    vec![
+                        text(&c.name),
+                        Value::Int(c.certificate_id),
+                        Value::Int(c.principal_id),
+                        Value::VarChar(c.pvt_key_encryption_type.clone()),
+                        text(&c.pvt_key_encryption_type_desc),
+                        Value::Bit(c.is_active_for_begin_dialog),
+                        text(&c.issuer_name),
+                        text(&c.cert_serial_number),
+                        Value::Binary(c.sid.clone()),
+                        text(&c.string_sid),
+                        text(&c.subject),
+                        Value::DateTime(c.expiry_date),
+                        Value::DateTime(c.start_date),
+                        Value::Binary(c.thumbprint.clone()),
+                        c.attested_by.as_deref().map(text).unwrap_or(Value::Null),
+                        c.pvt_key_last_backup_date
+                            .map(Value::DateTime)
+                            .unwrap_or(Value::Null),
+                        Value::Int(c.key_length),
+                    ]
+                })
+                .collect()
+        }
+        "sys.symmetric_keys" => {
+            let server = conn.server.clone();
+            let t = server.trust()?;
+            let keys = t
+                .symmetric_keys(&server.inst.master())
+                .map_err(crate::trustsql::err)?;
+            keys.into_iter()
+                .map(|k| {
+                    let guid = tsql::value::convert(
+                        &Value::VarChar(k.key_guid.clone()),
+                        &DataType::UniqueIdentifier,
+                        None,
+                    )
+                    .unwrap_or(Value::Null);
+                    vec![
+                        text(&k.name),
+                        Value::Int(k.principal_id),
+                        Value::Int(k.symmetric_key_id),
+                        Value::Int(k.key_length),
+                        Value::VarChar(k.key_algorithm.clone()),
+                        text(&k.algorithm_desc),
+                        Value::DateTime(k.create_date),
+                        Value::DateTime(k.modify_date),
+                        guid,
+                    ]
+                })
+                .collect()
+        }
+        "sys.availability_groups"
+        | "sys.availability_replicas"
+        | "sys.dm_hadr_availability_replica_states"
+        | "sys.dm_hadr_database_replica_states"
+        | "sys.dm_hadr_physical_seeding_stats" => crate::ags::rows(&conn.server.clone(), key)?,
         "backupset" => {
             let mut rows = Vec::new();
             let mut id = 0;
@@ -449,318 +713,230 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
             }
             rows
         }
-        "sys.objects" => user_tables(conn)?
-            .into_iter()
-            .map(|(name, id)| {
-                vec![
-                    text(&name),
-                    Value::Int(id),
-                    Value::Null,
-                    Value::Int(1),
-                    Value::Int(0),
-                    Value::VarChar("U ".into()),
-                    text("USER_TABLE"),
-                    Value::Null,
-                    Value::Null,
-                    Value::Bit(false),
-                ]
-            })
-            .collect(),
-        "sys.dm_exec_sessions" => {
-            let me = conn.shared.lock().spid;
-            let server = conn.server.clone();
-            crate::exec::live_sessions(&server)
-                .into_iter()
-                .map(|(spid, login, db, at)| {
-                    let db_id = match db.to_lowercase().as_str() {
-                        "master" => 1,
-                        "tempdb" => 2,
-                        "model" => 3,
-                        "msdb" => 4,
-                        _ => inst.database_id(&db).map(|i| i as i16).unwrap_or(0),
-                    };
-                    vec![
-                        Value::SmallInt(spid as i16),
-                        Value::DateTime(at),
-                        text(&server.host),
-                        Value::Null,
-                        text(&login),
-                        text(if spid == me { "running" } else { "sleeping" }),
-                        Value::SmallInt(db_id),
-                        Value::Bit(true),
-                    ]
-                })
-                .collect()
-        }
-        "sys.schemas" => [
-            ("dbo", 1),
-            ("guest", 2),
-            ("INFORMATION_SCHEMA", 3),
-            ("sys", 4),
-        ]
-        .into_iter()
-        .map(|(n, id)| vec![text(n), Value::Int(id), Value::Int(id)])
-        .collect(),
-        "sys.columns" => {
-            let ids: std::collections::HashMap<String, i32> = user_tables(conn)?
-                .into_iter()
-                .map(|(n, id)| (n.to_lowercase(), id))
-                .collect();
-            table_columns(conn)?
-                .into_iter()
-                .filter_map(|c| {
-                    let id = *ids.get(&c.table.to_lowercase())?;
-                    let f = crate::describe::type_facts(&c.ty);
-                    Some(vec![
-                        Value::Int(id),
-                        text(&c.name),
-                        Value::Int(c.ordinal),
-                        Value::TinyInt(f.0 as u8),
-                        Value::Int(f.0),
-                        Value::SmallInt(f.1),
-                        Value::TinyInt(f.2),
-                        Value::TinyInt(f.3),
-                        if c.ty.is_string() {
-                            text("SQL_Latin1_General_CP1_CI_AS")
-                        } else {
-                            Value::Null
-                        },
-                        Value::Bit(c.nullable),
-                        Value::Bit(c.identity),
-                    ])
-                })
-                .collect()
-        }
-        "sys.types" => {
-            use tsql::types::Len as L;
-            let types = [
-                ("image", DataType::Image),
-                ("text", DataType::Text),
-                ("uniqueidentifier", DataType::UniqueIdentifier),
-                ("date", DataType::Date),
-                ("time", DataType::Time(7)),
-                ("datetime2", DataType::DateTime2(7)),
-                ("datetimeoffset", DataType::DateTimeOffset(7)),
-                ("tinyint", DataType::TinyInt),
-                ("smallint", DataType::SmallInt),
-                ("int", DataType::Int),
-                ("smalldatetime", DataType::SmallDateTime),
-                ("real", DataType::Real),
-                ("money", DataType::Money),
-                ("datetime", DataType::DateTime),
-                ("float", DataType::Float),
-                ("sql_variant", DataType::SqlVariant),
-                ("ntext", DataType::NText),
-                ("bit", DataType::Bit),
-                (
-                    "decimal",
-                    DataType::Decimal {
-                        precision: 18,
-                        scale: 0,
-                        numeric: false,
-                    },
-                ),
-                (
-                    "numeric",
-                    DataType::Decimal {
-                        precision: 18,
-                        scale: 0,
-                        numeric: true,
-                    },
-                ),
-                ("smallmoney", DataType::SmallMoney),
-                ("bigint", DataType::BigInt),
-                ("varbinary", DataType::VarBinary(L::N(8000))),
-                ("varchar", DataType::VarChar(L::N(8000))),
-                ("binary", DataType::Binary(8000)),
-                ("char", DataType::Char(8000)),
-                ("nvarchar", DataType::NVarChar(L::N(4000))),
-                ("nchar", DataType::NChar(4000)),
-                ("xml", DataType::Xml),
-                ("sysname", DataType::SysName),
-            ];
-            types
-                .into_iter()
-                .map(|(n, t)| {
-                    let f = crate::describe::type_facts(&t);
-                    let user_id = if n == "sysname" { 256 } else { f.0 };
-                    vec![
-                        text(n),
-                        Value::TinyInt(f.0 as u8),
-                        Value::Int(user_id),
-                        Value::Int(4),
-                        Value::SmallInt(f.1),
-                        Value::TinyInt(f.2),
-                        Value::TinyInt(f.3),
-                        if t.is_string() {
-                            text("SQL_Latin1_General_CP1_CI_AS")
-                        } else {
-                            Value::Null
-                        },
-                        Value::Bit(n != "sysname"),
-                        Value::Bit(false),
-                    ]
-                })
-                .collect()
-        }
-        "information_schema.tables" => {
-            let db = conn.database();
-            user_tables(conn)?
-                .into_iter()
-                .map(|(name, _)| {
-                    vec![
-                        text(&db),
-                        text("dbo"),
-                        text(&name),
-                        Value::VarChar("BASE TABLE".into()),
-                    ]
-                })
-                .collect()
-        }
-        "information_schema.columns" => {
-            let db = conn.database();
-            let tables: Vec<String> = user_tables(conn)?
-                .into_iter()
-                .map(|(n, _)| n.to_lowercase())
-                .collect();
-            let mut cols = table_columns(conn)?;
-            cols.retain(|c| tables.contains(&c.table.to_lowercase()));
-            cols.into_iter()
-                .map(|c| {
-                    let (chars, octets) = match (&c.ty, c.ty.max_len()) {
-                        (t, Some(n)) if t.is_string() || t.is_binary() => {
-                            let unit = if t.is_unicode() { 2 } else { 1 };
-                            (Value::Int(n as i32), Value::Int((n * unit) as i32))
-                        }
-                        (t, None) if t.is_string() || t.is_binary() => {
-                            (Value::Int(-1), Value::Int(-1))
-                        }
-                        _ => (Value::Null, Value::Null),
-                    };
-                    let numeric = c.ty.is_numeric() && !matches!(c.ty, DataType::Bit);
-                    let (p, sc) = c.ty.numeric_ps();
-                    let (p, sc) = match c.ty {
-                        DataType::Float => (53, 0),
-                        DataType::Real => (24, 0),
-                        _ => (p, sc),
-                    };
-                    let dtp = match c.ty {
-                        DataType::DateTime2(n)
-                        | DataType::Time(n)
-                        | DataType::DateTimeOffset(n) => Value::SmallInt(n as i16),
-                        DataType::DateTime => Value::SmallInt(3),
-                        DataType::Date | DataType::SmallDateTime => Value::SmallInt(0),
-                        _ => Value::Null,
-                    };
-                    vec![
-                        text(&db),
-                        text("dbo"),
-                        text(&c.table),
-                        text(&c.name),
-                        Value::Int(c.ordinal),
-                        Value::Null,
-                        Value::VarChar(if c.nullable { "YES" } else { "NO" }.into()),
-                        text(&c.ty.base_name()),
-                        chars,
-                        octets,
-                        if numeric {
-                            Value::TinyInt(p)
-                        } else {
-                            Value::Null
-                        },
-                        if numeric {
-                            Value::Int(sc as i32)
-                        } else {
-                            Value::Null
-                        },
-                        dtp,
-                        if c.ty.is_string() {
-                            text("SQL_Latin1_General_CP1_CI_AS")
-                        } else {
-                            Value::Null
-                        },
-                    ]
-                })
-                .collect()
-        }
         _ => vec![],
     })
 }
 
-/// User tables of the current database with their object ids (ordered by name, as OBJECT_ID numbers them).
-fn user_tables(conn: &mut Conn) -> Result<Vec<(String, i32)>, SqlError> {
-    if conn.database() == "master" {
+/// (name, system_type_id, max_length, precision, scale) as SQL Server's sys.types lists them.
+const SYSTEM_TYPES: &[(&str, u8, i16, u8, u8)] = &[
+    ("image", 34, 16, 0, 0),
+    ("text", 35, 16, 0, 0),
+    ("uniqueidentifier", 36, 16, 0, 0),
+    ("date", 40, 3, 10, 0),
+    ("time", 41, 5, 16, 7),
+    ("datetime2", 42, 8, 27, 7),
+    ("datetimeoffset", 43, 10, 34, 7),
+    ("tinyint", 48, 1, 3, 0),
+    ("smallint", 52, 2, 5, 0),
+    ("int", 56, 4, 10, 0),
+    ("smalldatetime", 58, 4, 16, 0),
+    ("real", 59, 4, 24, 0),
+    ("money", 60, 8, 19, 4),
+    ("datetime", 61, 8, 23, 3),
+    ("float", 62, 8, 53, 0),
+    ("sql_variant", 98, 8016, 0, 0),
+    ("ntext", 99, 16, 0, 0),
+    ("bit", 104, 1, 1, 0),
+    ("decimal", 106, 17, 38, 38),
+    ("numeric", 108, 17, 38, 38),
+    ("smallmoney", 122, 4, 10, 4),
+    ("bigint", 127, 8, 19, 0),
+    ("varbinary", 165, 8000, 0, 0),
+    ("varchar", 167, 8000, 0, 0),
+    ("binary", 173, 8000, 0, 0),
+    ("char", 175, 8000, 0, 0),
+    ("nvarchar", 231, 8000, 0, 0),
+    ("nchar", 239, 8000, 0, 0),
+    ("xml", 241, -1, 0, 0),
+    ("sysname", 231, 256, 0, 0),
+];
+
+/// A column's type as sys.columns / INFORMATION_SCHEMA show it: (type name, system_type_id, max_length in bytes
+/// (-1 = MAX), precision, scale, character length).
+fn type_facts(t: &DataType) -> (String, u8, i16, u8, u8, Option<i32>) {
+    let name = match t {
+        DataType::SysName => "nvarchar".to_string(),
+        DataType::Decimal { numeric: true, .. } => "numeric".to_string(),
+        _ => t.base_name().to_lowercase(),
+    };
+    let base = SYSTEM_TYPES
+        .iter()
+        .find(|x| x.0 == name)
+        .copied()
+        .unwrap_or(("", 231, -1, 0, 0));
+    let chars = |l: &Len, unicode: bool| match l {
+        Len::Max => (-1i16, Some(-1)),
+        Len::N(n) => ((*n * if unicode { 2 } else { 1 }) as i16, Some(*n as i32)),
+    };
+    let (len, p, sc, clen) = match t {
+        DataType::VarChar(l) | DataType::VarBinary(l) => {
+            let (b, c) = chars(l, false);
+            (b, 0, 0, c)
+        }
+        DataType::NVarChar(l) => {
+            let (b, c) = chars(l, true);
+            (b, 0, 0, c)
+        }
+        DataType::SysName => (256, 0, 0, Some(128)),
+        DataType::Char(n) | DataType::Binary(n) => (*n as i16, 0, 0, Some(*n as i32)),
+        DataType::NChar(n) => ((*n * 2) as i16, 0, 0, Some(*n as i32)),
+        DataType::Decimal {
+            precision, scale, ..
+        } => (
+            if *precision <= 9 {
+                5
+            } else if *precision <= 19 {
+                9
+            } else if *precision <= 28 {
+                13
+            } else {
+                17
+            },
+            *precision,
+            *scale,
+            None,
+        ),
+        DataType::Time(s) | DataType::DateTime2(s) | DataType::DateTimeOffset(s) => {
+            (base.2, base.3, *s, None)
+        }
+        _ => (base.2, base.3, base.4, None),
+    };
+    (name, base.1, len, p, sc, clen)
+}
+
+/// A stable object id per table name (SQL Server's ids are arbitrary but stable).
+pub fn object_id(key: &str) -> i32 {
+    (crc32fast::hash(key.to_lowercase().as_bytes()) % 1_000_000_000) as i32 + 1_000_000
+}
+
+fn user_objects(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
+    let db = conn.database();
+    if db == "master" {
         return Ok(vec![]);
     }
-    let r = conn
+    let tables = conn
         .session
         .query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
-             AND name NOT LIKE '\\_\\_milink%' ESCAPE '\\' ORDER BY lower(name)",
+            "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_milink%' ESCAPE '\\' ORDER BY name",
             &[],
         )
         .map_err(crate::exec::engine_err_sql)?;
-    Ok(r.rows
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, row)| match &row[0] {
-            rusqlite::types::Value::Text(t) => Some((t.clone(), 1_000_000 + i as i32)),
-            _ => None,
-        })
-        .collect())
-}
-
-struct ColumnMeta {
-    table: String,
-    ordinal: i32,
-    name: String,
-    ty: DataType,
-    nullable: bool,
-    identity: bool,
-}
-
-/// Declared columns from the database's own metadata table.
-fn table_columns(conn: &mut Conn) -> Result<Vec<ColumnMeta>, SqlError> {
-    if conn.database() == "master" {
-        return Ok(vec![]);
-    }
-    let exists = conn
+    let has_meta = conn
         .session
         .query(
             "SELECT count(*) FROM sqlite_master WHERE name = '__milink_columns'",
             &[],
         )
         .map_err(crate::exec::engine_err_sql)?;
-    if exists.rows.first().and_then(|r| r.first()) != Some(&rusqlite::types::Value::Integer(1)) {
-        return Ok(vec![]);
+    let cols = if has_meta.rows.first().and_then(|r| r.first())
+        == Some(&rusqlite::types::Value::Integer(1))
+    {
+        conn.session
+            .query("SELECT table_key, name, type, is_nullable, is_identity, ordinal FROM __milink_columns ORDER BY table_key, ordinal", &[])
+            .map_err(crate::exec::engine_err_sql)?
+            .rows
+    } else {
+        vec![]
+    };
+    let s = |v: &rusqlite::types::Value| match v {
+        rusqlite::types::Value::Text(t) => t.clone(),
+        _ => String::new(),
+    };
+    let split = |k: &str| match k.split_once('.') {
+        Some((sch, n)) => (sch.to_string(), n.to_string()),
+        None => ("dbo".to_string(), k.to_string()),
+    };
+    let mut out = Vec::new();
+    match key {
+        "sys.objects" | "INFORMATION_SCHEMA.TABLES" => {
+            for t in &tables.rows {
+                let k = s(&t[0]);
+                let view = s(&t[1]) == "view";
+                let (sch, name) = split(&k);
+                if key == "sys.objects" {
+                    out.push(vec![
+                        text(&name),
+                        Value::Int(object_id(&k)),
+                        Value::Null,
+                        Value::Int(if sch == "dbo" { 1 } else { 5 }),
+                        Value::Int(0),
+                        Value::VarChar(if view { "V ".into() } else { "U ".into() }),
+                        text(if view { "VIEW" } else { "USER_TABLE" }),
+                        Value::Null,
+                        Value::Null,
+                        Value::Bit(false),
+                    ]);
+                } else {
+                    out.push(vec![
+                        text(&db),
+                        text(&sch),
+                        text(&name),
+                        Value::VarChar(if view {
+                            "VIEW".into()
+                        } else {
+                            "BASE TABLE".into()
+                        }),
+                    ]);
+                }
+            }
+        }
+        _ => {
+            for c in &cols {
+                let k = s(&c[0]);
+                let (sch, table) = split(&k);
+                let ty = tsql::parse_data_type(&s(&c[2])).unwrap_or(DataType::NVarChar(Len::Max));
+                let (tname, tid, len, p, sc, clen) = type_facts(&ty);
+                let nullable = c[3] == rusqlite::types::Value::Integer(1);
+                let ordinal = match c[5] {
+                    rusqlite::types::Value::Integer(i) => i as i32,
+                    _ => 0,
+                };
+                let string = ty.is_string();
+                if key == "sys.columns" {
+                    out.push(vec![
+                        Value::Int(object_id(&k)),
+                        text(&s(&c[1])),
+                        Value::Int(ordinal),
+                        Value::TinyInt(tid),
+                        Value::Int(tid as i32),
+                        Value::SmallInt(len),
+                        Value::TinyInt(p),
+                        Value::TinyInt(sc),
+                        if string {
+                            text("SQL_Latin1_General_CP1_CI_AS")
+                        } else {
+                            Value::Null
+                        },
+                        Value::Bit(nullable),
+                        Value::Bit(c[4] == rusqlite::types::Value::Integer(1)),
+                    ]);
+                } else {
+                    out.push(vec![
+                        text(&db),
+                        text(&sch),
+                        text(&table),
+                        text(&s(&c[1])),
+                        Value::Int(ordinal),
+                        Value::Null,
+                        Value::VarChar(if nullable { "YES".into() } else { "NO".into() }),
+                        text(&tname),
+                        clen.map(Value::Int).unwrap_or(Value::Null),
+                        if ty.is_numeric() {
+                            Value::TinyInt(p)
+                        } else {
+                            Value::Null
+                        },
+                        if ty.is_numeric() {
+                            Value::Int(sc as i32)
+                        } else {
+                            Value::Null
+                        },
+                    ]);
+                }
+            }
+        }
     }
-    let r = conn
-        .session
-        .query(
-            "SELECT table_key, ordinal, name, type, is_nullable, is_identity FROM __milink_columns \
-             ORDER BY lower(table_key), ordinal",
-            &[],
-        )
-        .map_err(crate::exec::engine_err_sql)?;
-    use rusqlite::types::Value as S;
-    Ok(r.rows
-        .into_iter()
-        .filter_map(|row| {
-            let (S::Text(t), S::Integer(o), S::Text(n), S::Text(ty)) =
-                (&row[0], &row[1], &row[2], &row[3])
-            else {
-                return None;
-            };
-            Some(ColumnMeta {
-                table: t.clone(),
-                ordinal: *o as i32,
-                name: n.clone(),
-                ty: tsql::parse_data_type(ty).unwrap_or(DataType::NVarChar(Len::Max)),
-                nullable: row[4] != S::Integer(0),
-                identity: row[5] == S::Integer(1),
-            })
-        })
-        .collect())
+    Ok(out)
 }
 
 fn lsn_plain(n: u64) -> Value {
@@ -778,14 +954,14 @@ fn lsn_plain(n: u64) -> Value {
 
 /// Fill the system views a translated statement reads.
 pub fn materialise(conn: &mut Conn, sql: &str) -> Result<(), SqlError> {
-    // Identifiers keep the user's case (SYS.TABLES, INFORMATION_SCHEMA.COLUMNS); SQLite names are not.
-    let lower = sql.to_lowercase();
+    // Names are case-insensitive: sys.Databases and INFORMATION_SCHEMA.tables are the same views.
+    let sql = sql.to_lowercase();
     for v in views() {
-        let quoted = format!("\"{}\"", v.key);
+        let quoted = format!("\"{}\"", v.key.to_lowercase());
         let hit = if v.schema == "msdb" {
-            lower.contains("\"msdb\".") && lower.contains(&quoted)
+            sql.contains("\"msdb\".") && sql.contains(&quoted)
         } else {
-            lower.contains(&quoted)
+            sql.contains(&quoted)
         };
         if !hit {
             continue;

@@ -398,6 +398,37 @@ pub enum Admin {
     },
     Checkpoint(Option<Expr>),
     Kill(Expr),
+    /// RECONFIGURE [WITH OVERRIDE] (after sp_configure).
+    Reconfigure {
+        with_override: bool,
+    },
+    /// SHUTDOWN [WITH NOWAIT]
+    Shutdown {
+        nowait: bool,
+    },
+    /// CREATE USER name [FOR|FROM LOGIN login | WITHOUT LOGIN] [WITH options]
+    CreateUser {
+        name: Ident,
+        login: Option<Ident>,
+        without_login: bool,
+        options: Vec<Opt>,
+    },
+    DropUser {
+        if_exists: bool,
+        name: Ident,
+    },
+    /// `ALTER [SERVER] ROLE role ADD|DROP MEMBER principal`
+    AlterRoleMember {
+        server: bool,
+        role: Ident,
+        add: bool,
+        member: Ident,
+    },
+    /// BACKUP MASTER KEY TO FILE = … ENCRYPTION BY PASSWORD = …
+    BackupMasterKey {
+        file: Expr,
+        password: Expr,
+    },
 }
 
 impl<'a> Parser<'a> {
@@ -428,6 +459,26 @@ impl<'a> Parser<'a> {
                 Ok(Admin::CloseMasterKey)
             }
             "DBCC" => self.parse_dbcc(),
+            "RECONFIGURE" => {
+                let with_override = if self.is_kw("WITH") && self.is_kw_at(1, "OVERRIDE") {
+                    self.next();
+                    self.next();
+                    true
+                } else {
+                    false
+                };
+                Ok(Admin::Reconfigure { with_override })
+            }
+            "SHUTDOWN" => {
+                let nowait = if self.is_kw("WITH") && self.is_kw_at(1, "NOWAIT") {
+                    self.next();
+                    self.next();
+                    true
+                } else {
+                    false
+                };
+                Ok(Admin::Shutdown { nowait })
+            }
             "CHECKPOINT" => {
                 let d = if matches!(self.peek().tok, Tok::Int(_)) {
                     Some(self.parse_value()?)
@@ -532,6 +583,31 @@ impl<'a> Parser<'a> {
                 Ok(Admin::CreateDatabase {
                     name,
                     collation,
+                    options,
+                })
+            }
+            "USER" => {
+                let name = self.parse_name()?;
+                let mut login = None;
+                let mut without_login = false;
+                if (self.is_kw("FOR") || self.is_kw("FROM")) && self.is_kw_at(1, "LOGIN") {
+                    self.next();
+                    self.next();
+                    login = Some(self.parse_name()?);
+                } else if self.is_kw("WITHOUT") && self.is_kw_at(1, "LOGIN") {
+                    self.next();
+                    self.next();
+                    without_login = true;
+                }
+                let options = if self.eat_kw("WITH") {
+                    self.parse_top_options()?
+                } else {
+                    vec![]
+                };
+                Ok(Admin::CreateUser {
+                    name,
+                    login,
+                    without_login,
                     options,
                 })
             }
@@ -1324,6 +1400,28 @@ impl<'a> Parser<'a> {
                 };
                 Ok(Admin::AlterDatabase { name, action })
             }
+            "ROLE" | "SERVER" => {
+                let server = w == "SERVER";
+                if server {
+                    self.expect_kw("ROLE")?;
+                }
+                let role = self.parse_name()?;
+                let add = if self.eat_kw("ADD") {
+                    true
+                } else if self.eat_kw("DROP") {
+                    false
+                } else {
+                    return Err(SqlError::unsupported("this ALTER ROLE form", self.line()));
+                };
+                self.expect_kw("MEMBER")?;
+                let member = self.parse_name()?;
+                Ok(Admin::AlterRoleMember {
+                    server,
+                    role,
+                    add,
+                    member,
+                })
+            }
             "LOGIN" => {
                 let name = self.parse_name()?;
                 let action = if self.eat_kw("ENABLE") {
@@ -1431,6 +1529,19 @@ impl<'a> Parser<'a> {
                 }
                 Ok(Admin::DropDatabase { if_exists, names })
             }
+            "USER" => {
+                let if_exists = if self.is_kw("IF") && self.is_kw_at(1, "EXISTS") {
+                    self.next();
+                    self.next();
+                    true
+                } else {
+                    false
+                };
+                Ok(Admin::DropUser {
+                    if_exists,
+                    name: self.parse_name()?,
+                })
+            }
             "LOGIN" => Ok(Admin::DropLogin {
                 name: self.parse_name()?,
             }),
@@ -1509,6 +1620,19 @@ impl<'a> Parser<'a> {
                     devices,
                     options,
                 })))
+            }
+            "MASTER" => {
+                self.expect_kw("KEY")?;
+                self.expect_kw("TO")?;
+                self.expect_kw("FILE")?;
+                self.expect_eq()?;
+                let file = self.parse_value()?;
+                self.expect_kw("ENCRYPTION")?;
+                self.expect_kw("BY")?;
+                self.expect_kw("PASSWORD")?;
+                self.expect_eq()?;
+                let password = self.parse_value()?;
+                Ok(Admin::BackupMasterKey { file, password })
             }
             "CERTIFICATE" => {
                 let name = self.parse_name()?;

@@ -3,7 +3,7 @@
 use crate::admin::Admin;
 use crate::types::DataType;
 
-/// An identifier as written; `quoted` records [x] / "x" (quoted names keep their case and may be keywords).
+/// An identifier as written; `quoted` records `[x]` / `"x"` (quoted names keep their case and may be keywords).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ident {
     pub value: String,
@@ -22,7 +22,7 @@ impl Ident {
     }
 }
 
-/// A multi-part name: [server.][db.][schema.]object. Empty parts (db..t) are kept as empty strings.
+/// A multi-part name: `[server.][db.][schema.]object`. Empty parts (`db..t`) are kept as empty strings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectName(pub Vec<Ident>);
 

@@ -40,6 +40,18 @@ pub trait Context {
             "Subqueries are not allowed in this context.",
         ))
     }
+    /// True after `SET DATEFORMAT dmy`: d/m/y strings read day first in CAST/CONVERT.
+    fn date_format_dmy(&self) -> bool {
+        false
+    }
+    /// `value IN (SELECT …)` in three-valued logic (None when no row matched but a NULL was seen).
+    fn in_subquery(&self, _value: &Value, _query: &Query) -> Result<Option<bool>> {
+        Err(SqlError::new(
+            40000,
+            16,
+            "Subqueries are not allowed in this context.",
+        ))
+    }
 }
 
 /// A context with no variables: for constant expressions.
@@ -71,10 +83,12 @@ fn literal_value(l: &Literal) -> Result<Value> {
     Ok(match l {
         Literal::Null => Value::Null,
         Literal::Int(n) => {
+            // SQL Server types integer constants beyond INT as NUMERIC(p, 0), not BIGINT.
             if *n >= i32::MIN as i64 && *n <= i32::MAX as i64 {
                 Value::Int(*n as i32)
             } else {
-                Value::BigInt(*n)
+                let p = n.unsigned_abs().to_string().len() as u8;
+                Value::Decimal(Decimal::new(*n as i128, p, 0))
             }
         }
         Literal::Decimal(s) => Value::Decimal(Decimal::parse(s).ok_or_else(|| {
@@ -93,6 +107,16 @@ fn literal_value(l: &Literal) -> Result<Value> {
 }
 
 impl<'c> Evaluator<'c> {
+    /// Without an explicit style, string-to-date conversions follow the session's DATEFORMAT (103 = d/m/y).
+    fn session_date_style(&self, v: &Value, ty: &DataType, style: Option<i64>) -> Option<i64> {
+        if style.is_none() && ty.is_temporal() && v.as_str().is_some() && self.ctx.date_format_dmy()
+        {
+            Some(103)
+        } else {
+            style
+        }
+    }
+
     fn eval(&mut self, e: &Expr) -> Result<Value> {
         self.depth += 1;
         if self.depth > MAX_EVAL_DEPTH {
@@ -210,7 +234,8 @@ impl<'c> Evaluator<'c> {
             }
             Expr::Cast { expr, ty, try_ } => {
                 let v = self.eval(expr)?;
-                match convert(&v, ty, None) {
+                let style = self.session_date_style(&v, ty, None);
+                match convert(&v, ty, style) {
                     Ok(x) => Ok(x),
                     Err(_) if *try_ => Ok(Value::Null),
                     Err(e) => Err(e),
@@ -227,6 +252,7 @@ impl<'c> Evaluator<'c> {
                     Some(s) => self.eval(s)?.as_i64(),
                     None => None,
                 };
+                let st = self.session_date_style(&v, ty, st);
                 match convert(&v, ty, st) {
                     Ok(x) => Ok(x),
                     Err(_) if *try_ => Ok(Value::Null),
@@ -468,12 +494,16 @@ impl<'c> Evaluator<'c> {
                 r.map(|x| x != *negated)
             }
             Expr::Exists { query, negated } => Some(self.ctx.exists(query)? != *negated),
-            Expr::InSubquery { .. } => {
-                return Err(SqlError::new(
-                    40000,
-                    16,
-                    "IN (subquery) is not supported outside a query.",
-                ));
+            Expr::InSubquery {
+                expr,
+                query,
+                negated,
+            } => {
+                let v = self.eval(expr)?;
+                if v.is_null() {
+                    return Ok(None);
+                }
+                self.ctx.in_subquery(&v, query)?.map(|b| b != *negated)
             }
             other => {
                 // A scalar used as a condition: SQL Server rejects it (4145); BIT values are accepted leniently.
@@ -819,7 +849,7 @@ fn days_since_1900(d: NaiveDateTime) -> f64 {
     delta.num_milliseconds() as f64 / 86_400_000.0
 }
 
-/// LIKE with %, _, [set], [^set], [a-z] and an optional escape character; case-insensitive (default collation).
+/// LIKE with `%`, `_`, `[set]`, `[^set]`, `[a-z]` and an optional escape character; case-insensitive (default collation).
 pub fn like(s: &str, pattern: &str, escape: Option<char>) -> bool {
     let s: Vec<char> = s.chars().flat_map(|c| c.to_lowercase()).collect();
     let p: Vec<char> = pattern.chars().flat_map(|c| c.to_lowercase()).collect();
@@ -1187,20 +1217,20 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                 (Some(a), Some(b)) => (a, b),
                 _ => return Ok(Value::Null),
             };
+            // PATINDEX('%p%', s) is the first i where s[i..] LIKE 'p%'; without a leading % only i = 1 counts.
             let chars: Vec<char> = s.chars().collect();
-            let inner = pat
-                .trim_start_matches('%')
-                .trim_end_matches('%')
-                .to_string();
-            for i in 0..chars.len() {
-                for j in i + 1..=chars.len() {
-                    let sub: String = chars[i..j].iter().collect();
-                    if like(&sub, &inner, None) {
-                        return Ok(Value::Int(i as i32 + 1));
+            match pat.strip_prefix('%') {
+                Some(rest) => {
+                    for i in 0..chars.len() {
+                        let tail: String = chars[i..].iter().collect();
+                        if like(&tail, rest, None) {
+                            return Ok(Value::Int(i as i32 + 1));
+                        }
                     }
+                    Ok(Value::Int(0))
                 }
+                None => Ok(Value::Int(like(&s, &pat, None) as i32)),
             }
-            Ok(Value::Int(0))
         }
         "CONCAT" | "CONCAT_WS" => {
             let (sep, items) = if name == "CONCAT_WS" {
@@ -1246,13 +1276,12 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             }
             // Cap like a non-MAX result (8000 bytes) so a fuzzer cannot allocate gigabytes.
             let limit = 8000usize.max(s.len());
-            let mut out = String::new();
-            for _ in 0..k {
-                if out.len() + s.len() > limit {
-                    break;
-                }
-                out.push_str(&s);
-            }
+            let times = if s.is_empty() {
+                0
+            } else {
+                (k as usize).min(limit / s.len())
+            };
+            let out = s.repeat(times);
             Ok(text_like(&args[0], out))
         }
         "SPACE" => {
@@ -1432,21 +1461,21 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                         .unwrap_or(0.0)
                         .abs(),
                 ),
-                v => {
-                    match v.as_i64() {
-                        Some(i) => {
-                            int_result((i as i128).abs(), &v.data_type().unwrap_or(DataType::Int))?
-                        }
-                        None => return Err(SqlError::new(
+                v => match v.as_i64() {
+                    Some(i) => {
+                        int_result((i as i128).abs(), &v.data_type().unwrap_or(DataType::Int))?
+                    }
+                    None => {
+                        return Err(SqlError::new(
                             8116,
                             16,
                             format!(
                                 "Argument data type {} is invalid for argument 1 of abs function.",
                                 v.type_name()
                             ),
-                        )),
+                        ))
                     }
-                }
+                },
             })
         }
         "SIGN" => {
@@ -1562,14 +1591,16 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                             .map_err(|_| SqlError::overflow(&t.base_name()))?;
                         int_result(d.mantissa, &t)?
                     }
-                    None => return Err(SqlError::new(
-                        8116,
-                        16,
-                        format!(
+                    None => {
+                        return Err(SqlError::new(
+                            8116,
+                            16,
+                            format!(
                             "Argument data type {} is invalid for argument 1 of round function.",
                             v.type_name()
                         ),
-                    )),
+                        ))
+                    }
                 },
             })
         }
@@ -1655,7 +1686,10 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             };
             let first =
                 NaiveDate::from_ymd_opt(d.year(), d.month(), 1).ok_or_else(date_overflow)?;
-            let shifted = add_months(first.and_hms_opt(0, 0, 0).unwrap_or_default(), add + 1)?;
+            let shifted = add_months(
+                first.and_hms_opt(0, 0, 0).unwrap_or_default(),
+                add.saturating_add(1),
+            )?;
             Ok(Value::Date(
                 shifted.date().pred_opt().ok_or_else(date_overflow)?,
             ))
@@ -1784,7 +1818,9 @@ fn add_months(d: NaiveDateTime, months: i64) -> Result<NaiveDateTime> {
     let r = if months >= 0 {
         d.checked_add_months(Months::new(months.min(u32::MAX as i64) as u32))
     } else {
-        d.checked_sub_months(Months::new((-months).min(u32::MAX as i64) as u32))
+        d.checked_sub_months(Months::new(
+            months.unsigned_abs().min(u32::MAX as u64) as u32
+        ))
     };
     r.ok_or_else(date_overflow)
 }
@@ -2023,5 +2059,100 @@ fn date_function(fname: &str, part_raw: &str, args: &[Value]) -> Result<Value> {
                 fname.to_ascii_lowercase()
             ),
         )),
+    }
+}
+
+/// A SELECT that reads no table (`SELECT @@SPID`, `SELECT @x AS y`, `SELECT @a = 1, @b = N'x'`): the session can
+/// answer it with [`eval`] alone, keeping full T-SQL typing (e.g. VARBINARY from CERTENCODED) without SQLite.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TablelessSelect<'a> {
+    /// Result columns: (name as SQL Server reports it, expression).
+    Columns(Vec<(String, &'a Expr)>),
+    /// Variable assignments in order: (variable, operator, expression).
+    Assignments(Vec<(&'a str, crate::ast::AssignOp, &'a Expr)>),
+}
+
+/// Recognises a [`TablelessSelect`]; None when the query needs SQLite (FROM, WHERE, TOP, ORDER BY, set
+/// operations, CTEs, INTO, or a mix of assignments and columns).
+pub fn tableless_select(q: &Query) -> Option<TablelessSelect<'_>> {
+    use crate::ast::{SelectItem, SetExpr};
+    if !q.ctes.is_empty() || !q.order_by.is_empty() || q.offset.is_some() {
+        return None;
+    }
+    let s = match &q.body {
+        SetExpr::Select(s) => s,
+        _ => return None,
+    };
+    if !s.from.is_empty()
+        || s.selection.is_some()
+        || !s.group_by.is_empty()
+        || s.having.is_some()
+        || s.top.is_some()
+        || s.into.is_some()
+        || s.distinct
+    {
+        return None;
+    }
+    if s.items
+        .iter()
+        .all(|i| matches!(i, SelectItem::Assign { .. }))
+    {
+        return Some(TablelessSelect::Assignments(
+            s.items
+                .iter()
+                .filter_map(|i| match i {
+                    SelectItem::Assign { var, op, expr } => Some((var.as_str(), *op, expr)),
+                    _ => None,
+                })
+                .collect(),
+        ));
+    }
+    let mut cols = Vec::new();
+    for i in &s.items {
+        match i {
+            SelectItem::Expr { expr, alias } => {
+                if matches!(expr, Expr::Wildcard(_)) {
+                    return None;
+                }
+                cols.push((
+                    alias.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
+                    expr,
+                ));
+            }
+            SelectItem::Assign { .. } => return None,
+        }
+    }
+    Some(TablelessSelect::Columns(cols))
+}
+
+#[cfg(test)]
+mod tableless_tests {
+    use super::*;
+    use crate::ast::StatementKind;
+
+    #[test]
+    fn recognises_tableless_selects() {
+        let b = crate::parser::parse_batch(
+            "SELECT @@SPID, @x AS y; SELECT @a = 1, @b += 2; SELECT 1 FROM t; SELECT TOP 1 1",
+        )
+        .unwrap();
+        let q = |i: usize| match &b[i].kind {
+            StatementKind::Query(q) => q.clone(),
+            _ => unreachable!(),
+        };
+        let q0 = q(0);
+        match tableless_select(&q0) {
+            Some(TablelessSelect::Columns(c)) => assert_eq!(
+                c.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+                vec!["", "y"]
+            ),
+            other => panic!("{:?}", other),
+        }
+        let q1 = q(1);
+        assert!(
+            matches!(tableless_select(&q1), Some(TablelessSelect::Assignments(a)) if a.len() == 2)
+        );
+        assert!(tableless_select(&q(2)).is_none());
+        assert!(tableless_select(&q(3)).is_none());
     }
 }

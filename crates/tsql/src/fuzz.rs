@@ -1,6 +1,10 @@
 //! Fuzz entry points: each takes arbitrary bytes and must never panic, whatever they are. A cargo-fuzz or
-//! AFL harness calls these directly; the unit test below replays `fuzz/corpus/` and a deterministic stream of
-//! mutations so CI exercises them on every run.
+//! AFL harness calls these directly; the unit tests below replay `fuzz/corpus/`, a deterministic stream of
+//! mutations and randomly generated typed expressions, so CI exercises them on every run.
+//!
+//! Long runs (minutes) use the same tests with more iterations and other seeds, e.g.
+//! `TSQL_FUZZ_SEED=7 TSQL_FUZZ_ITERS=1000000 cargo test -p tsql --release fuzz::`. A crashing input is added
+//! to `fuzz/corpus/` so the replay test keeps it fixed.
 
 use crate::error::Result;
 use crate::eval::Context;
@@ -27,6 +31,11 @@ pub fn parse_batch(data: &[u8]) {
     if let Ok(stmts) = crate::parser::parse_batch(&s) {
         for st in &stmts {
             let _ = crate::translate::translate(st, &FuzzCatalog);
+            let _ = crate::analysis::referenced_tables(&st.kind);
+            let _ = st.kind.is_write();
+            if let crate::ast::StatementKind::Query(q) = &st.kind {
+                let _ = crate::eval::tableless_select(q);
+            }
             // Debug formatting walks the whole tree: it must not overflow either.
             let _ = format!("{:?}", st).len();
         }
@@ -48,6 +57,7 @@ pub fn eval(data: &[u8]) {
         Err(_) => return,
     };
     let _ = v.to_text();
+    let _ = crate::runtime::format_raiserror(&s, std::slice::from_ref(&v));
     let stored = to_stored(&v);
     if let Some(t) = v.data_type() {
         let _ = crate::storage::from_stored(&stored, Some(&t));
@@ -291,11 +301,15 @@ mod tests {
     #[test]
     fn deterministic_mutations_without_panic() {
         let corpus = corpus();
-        let mut rng = Rng(0x5eed_7501_2026_1127);
+        let seed = std::env::var("TSQL_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x5eed_7501_2026_1127);
+        let mut rng = Rng(seed | 1);
         let n = std::env::var("TSQL_FUZZ_ITERS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(5000);
+            .unwrap_or(3000);
         for _ in 0..n {
             let base = if corpus.is_empty() {
                 Vec::new()
@@ -520,11 +534,15 @@ mod tests {
 
     #[test]
     fn random_typed_expressions_without_panic() {
-        let mut rng = Rng(0xdec1_3a1_0f_5eed);
+        let seed = std::env::var("TSQL_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x000d_ec13_a10f_5eed);
+        let mut rng = Rng(seed | 1);
         let n = std::env::var("TSQL_FUZZ_ITERS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(5000);
+            .unwrap_or(3000);
         for _ in 0..n {
             let d = 1 + rng.below(3);
             let e = gen_expr(&mut rng, d);

@@ -7,7 +7,7 @@ use crate::error::{Result, SqlError};
 pub enum Tok {
     /// Unquoted identifier or keyword (also #temp, ##global); compare keywords case-insensitively.
     Word(String),
-    /// [bracketed] or "double-quoted" identifier (QUOTED_IDENTIFIER ON, the client default).
+    /// `[bracketed]` or "double-quoted" identifier (QUOTED_IDENTIFIER ON, the client default).
     QuotedId(String),
     Str(String),
     NStr(String),
@@ -78,8 +78,8 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
         };
         let start = i;
         let start_line = line;
-        // Whitespace
-        if c.is_whitespace() {
+        // A byte-order mark (files saved by Windows editors) counts as whitespace.
+        if c.is_whitespace() || c == '\u{feff}' {
             if c == '\n' {
                 line += 1;
             }
@@ -644,5 +644,14 @@ mod tests {
                 Tok::Eof
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod bom_tests {
+    #[test]
+    fn byte_order_mark_is_whitespace() {
+        let t = super::tokenize("\u{feff}SELECT 1").unwrap();
+        assert_eq!(t.len(), 3);
     }
 }

@@ -493,6 +493,8 @@ impl<'a> Parser<'a> {
                 let start = t.start;
                 self.next();
                 let mut depth = 0i32;
+                // The statement ends after its principal list: TO|FROM p [, p] [WITH GRANT OPTION]
+                // [CASCADE] [AS p].
                 loop {
                     let tk = self.peek().clone();
                     match &tk.tok {
@@ -500,6 +502,29 @@ impl<'a> Parser<'a> {
                         Tok::Eof => break,
                         Tok::LParen => depth += 1,
                         Tok::RParen => depth -= 1,
+                        Tok::Word(w)
+                            if depth == 0
+                                && (w.eq_ignore_ascii_case("TO")
+                                    || w.eq_ignore_ascii_case("FROM")) =>
+                        {
+                            self.next();
+                            loop {
+                                self.parse_grant_principal()?;
+                                if !self.eat(&Tok::Comma) {
+                                    break;
+                                }
+                            }
+                            if self.is_kw("WITH") && self.is_kw_at(1, "GRANT") {
+                                self.next();
+                                self.next();
+                                self.expect_kw("OPTION")?;
+                            }
+                            self.eat_kw("CASCADE");
+                            if self.eat_kw("AS") {
+                                self.parse_grant_principal()?;
+                            }
+                            break;
+                        }
                         Tok::Word(w)
                             if depth == 0 && is_statement_start(w) && !self.is_grant_word(w) =>
                         {
@@ -517,9 +542,10 @@ impl<'a> Parser<'a> {
             "CREATE" => self.parse_create(),
             "ALTER" => self.parse_alter(),
             "DROP" => self.parse_drop(),
-            "BACKUP" | "RESTORE" | "DBCC" | "CHECKPOINT" | "KILL" | "OPEN" | "CLOSE" => Ok(
-                StatementKind::Admin(Box::new(self.parse_admin_statement()?)),
-            ),
+            "BACKUP" | "RESTORE" | "DBCC" | "CHECKPOINT" | "KILL" | "OPEN" | "CLOSE"
+            | "RECONFIGURE" | "SHUTDOWN" => Ok(StatementKind::Admin(Box::new(
+                self.parse_admin_statement()?,
+            ))),
             "MERGE" => Err(SqlError::unsupported("MERGE", t.line)),
             "GOTO" => Err(SqlError::unsupported("GOTO", t.line)),
             _ => {
@@ -535,6 +561,16 @@ impl<'a> Parser<'a> {
                 }
                 Err(self.error_here())
             }
+        }
+    }
+
+    fn parse_grant_principal(&mut self) -> Result<()> {
+        match &self.peek().tok {
+            Tok::Word(_) | Tok::QuotedId(_) => {
+                self.next();
+                Ok(())
+            }
+            _ => Err(self.error_here()),
         }
     }
 
@@ -830,6 +866,9 @@ impl<'a> Parser<'a> {
 
     fn parse_exec(&mut self) -> Result<StatementKind> {
         self.next(); // EXEC
+        if self.is_kw("AS") {
+            return Err(SqlError::unsupported("EXECUTE AS", self.line()));
+        }
         if self.peek().tok == Tok::LParen {
             self.next();
             let mut parts = vec![self.parse_primary_or_concat()?];
@@ -987,6 +1026,27 @@ impl<'a> Parser<'a> {
     }
 
     // ---- types -------------------------------------------------------------------------------------------------
+
+    /// In CAST/CONVERT a character or binary type without a length means 30, not 1.
+    fn parse_cast_type(&mut self) -> Result<DataType> {
+        let no_len = !matches!(self.peek_at(1).tok, Tok::LParen | Tok::Dot);
+        let ty = self.parse_type()?;
+        Ok(match ty {
+            DataType::Char(1) if no_len => DataType::Char(30),
+            DataType::NChar(1) if no_len => DataType::NChar(30),
+            DataType::Binary(1) if no_len => DataType::Binary(30),
+            DataType::VarChar(crate::types::Len::N(1)) if no_len => {
+                DataType::VarChar(crate::types::Len::N(30))
+            }
+            DataType::NVarChar(crate::types::Len::N(1)) if no_len => {
+                DataType::NVarChar(crate::types::Len::N(30))
+            }
+            DataType::VarBinary(crate::types::Len::N(1)) if no_len => {
+                DataType::VarBinary(crate::types::Len::N(30))
+            }
+            other => other,
+        })
+    }
 
     pub(crate) fn parse_type(&mut self) -> Result<DataType> {
         let line = self.line();
@@ -1400,7 +1460,7 @@ impl<'a> Parser<'a> {
                         self.next();
                         let e = self.parse_expr()?;
                         self.expect_kw("AS")?;
-                        let ty = self.parse_type()?;
+                        let ty = self.parse_cast_type()?;
                         self.expect(&Tok::RParen)?;
                         Ok(Expr::Cast {
                             expr: Box::new(e),
@@ -1411,7 +1471,7 @@ impl<'a> Parser<'a> {
                     "CONVERT" | "TRY_CONVERT" => {
                         self.next();
                         self.expect(&Tok::LParen)?;
-                        let ty = self.parse_type()?;
+                        let ty = self.parse_cast_type()?;
                         self.expect(&Tok::Comma)?;
                         let e = self.parse_expr()?;
                         let style = if self.eat(&Tok::Comma) {
@@ -1485,7 +1545,8 @@ impl<'a> Parser<'a> {
                     return Ok(Expr::Wildcard(Some(ObjectName(parts))));
                 }
                 self.next();
-                parts.push(self.parse_ident()?);
+                // After a period any word names a column: c.precision, o.type.
+                parts.push(self.parse_ident_or_callable()?);
             } else {
                 break;
             }
@@ -2055,7 +2116,10 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 let name = self.parse_object_name()?;
-                if self.peek().tok == Tok::LParen {
+                // Legacy hint syntax `FROM t (NOLOCK)` is not a table-valued function call.
+                let legacy_hint = self.peek().tok == Tok::LParen
+                    && matches!(&self.peek_at(1).tok, Tok::Word(w) if is_table_hint(w));
+                if self.peek().tok == Tok::LParen && !legacy_hint {
                     self.next();
                     let mut args = Vec::new();
                     if self.peek().tok != Tok::RParen {
@@ -2078,8 +2142,17 @@ impl<'a> Parser<'a> {
                         alias,
                     });
                 }
-                let alias = self.parse_alias(true)?;
                 let mut hints = Vec::new();
+                if legacy_hint {
+                    self.parse_legacy_hints(&mut hints)?;
+                }
+                let alias = self.parse_alias(true)?;
+                if alias.is_some()
+                    && self.peek().tok == Tok::LParen
+                    && matches!(&self.peek_at(1).tok, Tok::Word(w) if is_table_hint(w))
+                {
+                    self.parse_legacy_hints(&mut hints)?;
+                }
                 if self.is_kw("WITH") && matches!(self.peek_at(1).tok, Tok::LParen) {
                     self.next();
                     self.next();
@@ -2098,6 +2171,21 @@ impl<'a> Parser<'a> {
                 Ok(TableFactor::Table { name, alias, hints })
             }
         }
+    }
+
+    /// `(NOLOCK, INDEX(ix))` after a table name or alias.
+    fn parse_legacy_hints(&mut self, hints: &mut Vec<String>) -> Result<()> {
+        self.expect(&Tok::LParen)?;
+        loop {
+            hints.push(self.parse_any_word()?);
+            if self.peek().tok == Tok::LParen {
+                self.skip_parens()?;
+            }
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        self.expect(&Tok::RParen)
     }
 
     fn parse_column_alias_list(&mut self) -> Result<Vec<Ident>> {
@@ -2146,7 +2234,14 @@ impl<'a> Parser<'a> {
         self.next();
         let top = self.parse_top()?;
         self.eat_kw("INTO");
-        let table = self.parse_object_name()?;
+        // INSERT INTO @table_variable: the variable names the table.
+        let table = if let Tok::Var(v) = &self.peek().tok {
+            let v = v.clone();
+            self.next();
+            ObjectName(vec![Ident::new(v)])
+        } else {
+            self.parse_object_name()?
+        };
         if self.is_kw("WITH") && matches!(self.peek_at(1).tok, Tok::LParen) {
             self.next();
             self.skip_parens()?;
@@ -2951,6 +3046,30 @@ fn validate_type_args(name: &str, args: &[Option<u32>], line: u32) -> Result<()>
     Ok(())
 }
 
+/// Table hints accepted in the legacy `FROM t (NOLOCK)` form.
+fn is_table_hint(w: &str) -> bool {
+    [
+        "NOLOCK",
+        "NOWAIT",
+        "READPAST",
+        "ROWLOCK",
+        "TABLOCK",
+        "TABLOCKX",
+        "UPDLOCK",
+        "XLOCK",
+        "HOLDLOCK",
+        "READUNCOMMITTED",
+        "READCOMMITTED",
+        "READCOMMITTEDLOCK",
+        "REPEATABLEREAD",
+        "SERIALIZABLE",
+        "PAGLOCK",
+        "NOEXPAND",
+    ]
+    .iter()
+    .any(|k| k.eq_ignore_ascii_case(w))
+}
+
 /// Non-reserved words that still cannot be implicit aliases because they continue the enclosing statement.
 fn is_context_word(w: &str) -> bool {
     ["OUTPUT", "OFFSET", "APPLY", "WINDOW", "THROW", "GO"]
@@ -2994,6 +3113,12 @@ fn is_statement_start(w: &str) -> bool {
         "WITH",
         "TRUNCATE",
         "ELSE",
+        "SHUTDOWN",
+        "RECONFIGURE",
+        "WAITFOR",
+        "THROW",
+        "OPEN",
+        "CLOSE",
     ]
     .iter()
     .any(|k| k.eq_ignore_ascii_case(w))

@@ -299,6 +299,72 @@ pub fn call_function(name: &str, args: &[Stored]) -> Result<Stored> {
     }
 }
 
+/// State of the `tsql_sum` / `tsql_avg` aggregates over DECIMAL/MONEY values (exact, as SQL Server sums them:
+/// SUM(decimal(p,s)) is decimal(38,s); AVG keeps the argument's scale with a minimum of 6 for decimals).
+#[derive(Debug, Clone, Default)]
+pub struct ExactAggregate {
+    sum: Option<Decimal>,
+    count: i64,
+    money: bool,
+}
+
+impl ExactAggregate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one stored value (NULLs are ignored, as in SQL Server).
+    pub fn step(&mut self, v: &Stored) -> Result<()> {
+        let d = match v {
+            Stored::Null => return Ok(()),
+            Stored::Integer(i) => Decimal::new(*i as i128, 19, 0),
+            Stored::Real(f) => Decimal::from_f64(*f, 38, 10)?,
+            Stored::Text(t) => Decimal::parse(t).ok_or_else(|| {
+                SqlError::new(8114, 16, "Error converting data type nvarchar to numeric.")
+            })?,
+            Stored::Blob(_) => {
+                return Err(SqlError::new(
+                    8117,
+                    16,
+                    "Operand data type varbinary is invalid for sum operator.",
+                ))
+            }
+        };
+        if matches!(v, Stored::Text(t) if t.split_once('.').is_some_and(|(_, f)| f.len() == 4)) {
+            self.money = true;
+        }
+        let d = Decimal { precision: 38, ..d };
+        self.sum = Some(match self.sum {
+            None => d,
+            Some(acc) => {
+                let r = acc.arith(&d, '+')?;
+                Decimal { precision: 38, ..r }
+            }
+        });
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn sum(&self) -> Stored {
+        match &self.sum {
+            Some(d) => Stored::Text(d.to_string()),
+            None => Stored::Null,
+        }
+    }
+
+    pub fn avg(&self) -> Result<Stored> {
+        match &self.sum {
+            Some(d) if self.count > 0 => {
+                let scale = if self.money { 4 } else { d.scale.max(6) };
+                let n = Decimal::new(self.count as i128, 19, 0);
+                let q = d.arith(&n, '/')?;
+                Ok(Stored::Text(q.rescale(38, scale.min(38))?.to_string()))
+            }
+            _ => Ok(Stored::Null),
+        }
+    }
+}
+
 /// The `TSQL_CI_AS` collation.
 pub fn collate_ci_as(a: &str, b: &str) -> Ordering {
     collate_cmp(a, b)
@@ -433,6 +499,13 @@ mod tests {
             Stored::Integer(2)
         );
         assert_eq!(collate_decimal("10.00", "9.5"), Ordering::Greater);
+        let mut agg = ExactAggregate::new();
+        for v in ["0.10", "0.20", "0.05"] {
+            agg.step(&t(v)).unwrap();
+        }
+        agg.step(&Stored::Null).unwrap();
+        assert_eq!(agg.sum(), t("0.35"));
+        assert_eq!(agg.avg().unwrap(), t("0.116667"));
         assert_eq!(collate_ci_as("ABC ", "abc"), Ordering::Equal);
         let _ = Len::Max;
     }

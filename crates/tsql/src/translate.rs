@@ -51,6 +51,8 @@ pub enum TranslationKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// Result columns are empty when the shape could not be inferred (a `*` over a table the catalog does not
+/// know): use SQLite's column names then, with types by storage class.
 pub struct ResultColumn {
     /// Column name as SQL Server reports it ("" for an unnamed expression).
     pub name: String,
@@ -103,7 +105,7 @@ pub struct Translation {
     pub sql: String,
     /// Further statements to run after `sql`, in order (e.g. DROP TABLE a, b).
     pub extra: Vec<String>,
-    /// Bound parameters: `?1` is params[0]. Variables by name with '@', globals with '@@'.
+    /// Bound parameters: `?1` is `params[0]`. Variables by name with '@', globals with '@@'.
     pub params: Vec<String>,
     /// Result set columns (SELECT, or RETURNING from OUTPUT).
     pub columns: Vec<ResultColumn>,
@@ -127,6 +129,63 @@ pub fn translate(stmt: &Statement, catalog: &dyn Catalog) -> Result<Translation>
     r.map_err(|e| e.at_line(stmt.line))
 }
 
+/// Translates a query on its own: what [`crate::eval::Context::subquery`] and `exists` receive, e.g. for
+/// `IF EXISTS (SELECT …)` or `SET @n = (SELECT COUNT(*) FROM t)`.
+pub fn translate_query(query: &Query, catalog: &dyn Catalog) -> Result<Translation> {
+    let mut t = Tx {
+        catalog,
+        params: Vec::new(),
+        scopes: Vec::new(),
+    };
+    t.top_query(query)
+}
+
+/// Translates `SELECT <expr>` for an expression the engine prefers to run inside SQLite.
+pub fn translate_expression(expr: &Expr, catalog: &dyn Catalog) -> Result<Translation> {
+    let q = Query {
+        ctes: vec![],
+        body: SetExpr::Select(Box::new(Select {
+            distinct: false,
+            top: None,
+            items: vec![SelectItem::Expr {
+                expr: expr.clone(),
+                alias: None,
+            }],
+            into: None,
+            from: vec![],
+            selection: None,
+            group_by: vec![],
+            having: None,
+        })),
+        order_by: vec![],
+        offset: None,
+        fetch: None,
+        option: None,
+    };
+    translate_query(&q, catalog)
+}
+
+/// `DECLARE @t TABLE (…)`: the table variable becomes a table in SQLite's temp schema named `@t` (the engine
+/// drops it when the batch ends); later statements reference it as `temp."@t"`, catalog key `@t`.
+pub fn translate_table_variable(
+    name: &str,
+    columns: &[ColumnDef],
+    constraints: &[TableConstraint],
+    catalog: &dyn Catalog,
+) -> Result<Translation> {
+    let ct = CreateTable {
+        name: ObjectName(vec![Ident::new(name)]),
+        columns: columns.to_vec(),
+        constraints: constraints.to_vec(),
+    };
+    let mut t = Tx {
+        catalog,
+        params: Vec::new(),
+        scopes: Vec::new(),
+    };
+    t.create_table(&ct)
+}
+
 /// Key of a table name for [`Catalog`] lookups and metadata.
 pub fn table_key(name: &ObjectName) -> String {
     let n = name.name();
@@ -147,7 +206,8 @@ fn lit_str(s: &str) -> String {
 /// SQLite reference to a table.
 fn table_sql(name: &ObjectName) -> String {
     let n = name.name();
-    if n.starts_with('#') {
+    // #temp tables and @table variables live in SQLite's per-connection temp schema.
+    if n.starts_with('#') || n.starts_with('@') {
         return format!("temp.{}", q(n));
     }
     let key = table_key(name);
@@ -431,7 +491,11 @@ impl<'c> Tx<'c> {
                     Some(if *n >= i32::MIN as i64 && *n <= i32::MAX as i64 {
                         DataType::Int
                     } else {
-                        DataType::BigInt
+                        DataType::Decimal {
+                            precision: n.unsigned_abs().to_string().len() as u8,
+                            scale: 0,
+                            numeric: true,
+                        }
                     }),
                 ),
                 // Exact literals travel as text so SQLite never rounds them through a double.
@@ -559,10 +623,22 @@ impl<'c> Tx<'c> {
                 list,
                 negated,
             } => {
-                let (s, _) = self.expr(expr)?;
+                let (s, t) = self.expr(expr)?;
+                let s = if t.is_some_and(|t| t.is_string()) {
+                    format!("{} COLLATE TSQL_CI_AS", s)
+                } else {
+                    s
+                };
                 let mut items = Vec::new();
                 for i in list {
-                    items.push(self.expr(i)?.0);
+                    let (x, xt) = self.expr(i)?;
+                    let x = match t {
+                        Some(tt) if tt.is_temporal() => {
+                            self.temporal_operand(x, xt, Some(i), tt)?
+                        }
+                        _ => x,
+                    };
+                    items.push(x);
                 }
                 (
                     format!(
@@ -592,9 +668,16 @@ impl<'c> Tx<'c> {
                 high,
                 negated,
             } => {
-                let (s, _) = self.expr(expr)?;
-                let (l, _) = self.expr(low)?;
-                let (h, _) = self.expr(high)?;
+                let (s, st) = self.expr(expr)?;
+                let (l, lt) = self.expr(low)?;
+                let (h, ht) = self.expr(high)?;
+                let (l, h) = match st {
+                    Some(t) if t.is_temporal() => (
+                        self.temporal_operand(l, lt, Some(low), t)?,
+                        self.temporal_operand(h, ht, Some(high), t)?,
+                    ),
+                    _ => (l, h),
+                };
                 (
                     format!(
                         "({} {}BETWEEN {} AND {})",
@@ -696,13 +779,44 @@ impl<'c> Tx<'c> {
         }
         let (mut acc, mut acc_ty) = self.expr(cur)?;
         let mut acc_is_col = matches!(cur, Expr::Column(_));
+        let mut acc_expr = Some(cur);
         for (op, right) in spine.into_iter().rev() {
-            let (s, t) = self.binary(op, acc, acc_ty, acc_is_col, right)?;
+            let (s, t) = self.binary(op, acc, acc_ty, acc_is_col, acc_expr, right)?;
             acc = s;
             acc_ty = t;
             acc_is_col = false;
+            acc_expr = None;
         }
         Ok((acc, acc_ty))
+    }
+
+    /// The other operand of a comparison with a date/time value, in the stored canonical text form: string
+    /// literals are converted now (241 if invalid), anything else through `tsql_convert` at run time.
+    fn temporal_operand(
+        &mut self,
+        sql: String,
+        ty: Option<DataType>,
+        e: Option<&Expr>,
+        target: DataType,
+    ) -> Result<String> {
+        if ty.is_some_and(|t| t.is_temporal()) {
+            return Ok(sql);
+        }
+        if let Some(Expr::Literal(Literal::String(s) | Literal::NString(s))) = e {
+            let v = crate::value::convert(&crate::value::Value::VarChar(s.clone()), &target, None)?;
+            if let crate::storage::Stored::Text(t) = crate::storage::to_stored(&v) {
+                return Ok(lit_str(&t));
+            }
+        }
+        if sql == "NULL" {
+            return Ok(sql);
+        }
+        Ok(format!(
+            "tsql_convert({}, {}, NULL, {})",
+            sql,
+            lit_str(&target.to_string()),
+            type_lit(&ty)
+        ))
     }
 
     fn binary(
@@ -711,9 +825,25 @@ impl<'c> Tx<'c> {
         l: String,
         lt: Option<DataType>,
         left_is_col: bool,
+        left_expr: Option<&Expr>,
         right: &Expr,
     ) -> Result<(String, Option<DataType>)> {
         let (r, rt) = self.expr(right)?;
+        // Date/time values are stored as canonical text: bring the other side of a comparison to that form.
+        let is_cmp = matches!(
+            op,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+        );
+        let temporal = |t: &Option<DataType>| t.is_some_and(|t| t.is_temporal());
+        let (l, r) = if is_cmp && temporal(&lt) && !temporal(&rt) {
+            let target = lt.unwrap_or(DataType::DateTime2(7));
+            (l, self.temporal_operand(r, rt, Some(right), target)?)
+        } else if is_cmp && temporal(&rt) && !temporal(&lt) {
+            let target = rt.unwrap_or(DataType::DateTime2(7));
+            (self.temporal_operand(l, lt, left_expr, target)?, r)
+        } else {
+            (l, r)
+        };
         let sym = match op {
             BinOp::Eq => "=",
             BinOp::Ne => "<>",
@@ -729,12 +859,14 @@ impl<'c> Tx<'c> {
             if matches!(op, BinOp::And | BinOp::Or) {
                 return Ok((format!("({} {} {})", l, sym, r), Some(DataType::Bit)));
             }
-            // Literal-to-literal (or variable) comparisons get the instance collation explicitly; a column
-            // operand brings its own declared collation.
-            let collate = if left_is_col || matches!(right, Expr::Column(_)) {
+            // String comparisons always use the instance collation explicitly, so system views and expressions
+            // compare case-insensitively too (declared columns carry the same collation, so indexes still apply).
+            let collate = if matches!(right, Expr::Collate { .. }) {
                 ""
             } else if lt.is_some_and(|t| t.is_string()) || rt.is_some_and(|t| t.is_string()) {
                 " COLLATE TSQL_CI_AS"
+            } else if left_is_col || matches!(right, Expr::Column(_)) {
+                ""
             } else if lt.is_some_and(|t| {
                 matches!(
                     t,
@@ -1371,18 +1503,25 @@ impl<'c> Tx<'c> {
                     q(&a)
                 )
             }
-            TableFactor::Function { call, alias } => {
-                let (s, _) = self.function(call)?;
-                match alias {
-                    Some(a) => format!("{} AS {}", s, q(&a.value)),
-                    None => s,
-                }
+            TableFactor::Function { call, .. } => {
+                // Table-valued functions would need SQLite virtual tables; name the gap instead.
+                return Err(unsupported(&format!(
+                    "table-valued function {}",
+                    call.name.name().to_ascii_uppercase()
+                )));
             }
-            TableFactor::Variable { .. } => return Err(unsupported("table variables in queries")),
+            TableFactor::Variable { name, alias } => {
+                let tf = TableFactor::Table {
+                    name: ObjectName(vec![Ident::new(name.clone())]),
+                    alias: Some(alias.clone().unwrap_or_else(|| Ident::new(name.clone()))),
+                    hints: vec![],
+                };
+                return self.table_factor(&tf, scope);
+            }
         })
     }
 
-    fn from_clause(
+    fn translate_from(
         &mut self,
         from: &[TableWithJoins],
         scope: &mut Vec<ScopeTable>,
@@ -1418,7 +1557,7 @@ impl<'c> Tx<'c> {
 
     fn select(&mut self, s: &Select) -> Result<(String, Vec<ResultColumn>)> {
         let mut scope = Vec::new();
-        let from = self.from_clause(&s.from, &mut scope)?;
+        let from = self.translate_from(&s.from, &mut scope)?;
         self.scopes.push(scope.clone());
         let r = self.select_rest(s, &from, &scope);
         self.scopes.pop();
@@ -1433,6 +1572,8 @@ impl<'c> Tx<'c> {
     ) -> Result<(String, Vec<ResultColumn>)> {
         let mut items = Vec::new();
         let mut cols = Vec::new();
+        // An unexpanded * makes the result shape unknown: report no columns rather than misaligned ones.
+        let mut unknown_shape = false;
         for item in &s.items {
             match item {
                 SelectItem::Expr {
@@ -1461,6 +1602,7 @@ impl<'c> Tx<'c> {
                         }
                     } else {
                         let (x, _) = self.expr(&Expr::Wildcard(qual.clone()))?;
+                        unknown_shape = true;
                         items.push(x);
                     }
                 }
@@ -1518,6 +1660,9 @@ impl<'c> Tx<'c> {
         }
         if let Some(h) = &s.having {
             sql.push_str(&format!(" HAVING {}", self.expr(h)?.0));
+        }
+        if unknown_shape {
+            cols.clear();
         }
         Ok((sql, cols))
     }
@@ -1741,6 +1886,9 @@ impl<'c> Tx<'c> {
     fn target_of(&self, tf: &TableFactor) -> Result<(ObjectName, Option<Ident>)> {
         match tf {
             TableFactor::Table { name, alias, .. } => Ok((name.clone(), alias.clone())),
+            TableFactor::Variable { name, alias } => {
+                Ok((ObjectName(vec![Ident::new(name.clone())]), alias.clone()))
+            }
             _ => Err(unsupported(
                 "UPDATE/DELETE of a derived table or table variable",
             )),
@@ -1819,7 +1967,7 @@ impl<'c> Tx<'c> {
         let key = table_key(&real);
         let table_cols = self.lookup_table(&key);
         let mut scope = vec![self.scope_table(&real, alias.as_ref())];
-        let from_sql = self.from_clause(&rest, &mut scope)?;
+        let from_sql = self.translate_from(&rest, &mut scope)?;
         self.scopes.push(scope);
         let r = self.update_rest(
             u,
@@ -1866,11 +2014,11 @@ impl<'c> Tx<'c> {
                 },
                 None => a.value.clone(),
             };
-            let (s, _) = if matches!(value, Expr::Literal(Literal::Default)) {
-                ("NULL".to_string(), None)
-            } else {
-                self.expr(&value)?
-            };
+            // SQLite has no DEFAULT in UPDATE; NULL would be silently different.
+            if matches!(value, Expr::Literal(Literal::Default)) {
+                return Err(unsupported("UPDATE … SET column = DEFAULT"));
+            }
+            let (s, _) = self.expr(&value)?;
             sets.push(format!(
                 "{} = {}",
                 q(&col),
@@ -1948,14 +2096,8 @@ impl<'c> Tx<'c> {
                 scope[0].qualifier = a.value.clone();
             }
             self.scopes.push(scope);
-            let w = match &d.selection {
-                Some(w) => Some(self.expr(w)),
-                None => None,
-            };
-            let top = match &d.top {
-                Some(t) => Some(self.expr(&t.count)),
-                None => None,
-            };
+            let w = d.selection.as_ref().map(|w| self.expr(w));
+            let top = d.top.as_ref().map(|t| self.expr(&t.count));
             self.scopes.pop();
             let w = w.transpose()?.map(|x| x.0);
             match top.transpose()? {
@@ -1997,16 +2139,10 @@ impl<'c> Tx<'c> {
                     },
                 );
             }
-            let from_sql = self.from_clause(&from, &mut scope)?;
+            let from_sql = self.translate_from(&from, &mut scope)?;
             self.scopes.push(scope);
-            let w = match &d.selection {
-                Some(w) => Some(self.expr(w)),
-                None => None,
-            };
-            let top = match &d.top {
-                Some(t) => Some(self.expr(&t.count)),
-                None => None,
-            };
+            let w = d.selection.as_ref().map(|w| self.expr(w));
+            let top = d.top.as_ref().map(|t| self.expr(&t.count));
             self.scopes.pop();
             let qual = alias
                 .as_ref()
@@ -2182,7 +2318,7 @@ impl<'c> Tx<'c> {
                             // AUTOINCREMENT continues from sqlite_sequence: start it at seed - 1.
                             extra.push(format!(
                                 "INSERT INTO {}sqlite_sequence (name, seq) VALUES ({}, {})",
-                                if ct.name.name().starts_with('#') {
+                                if ct.name.name().starts_with(['#', '@']) {
                                     "temp."
                                 } else {
                                     ""
@@ -2461,7 +2597,51 @@ impl<'c> Tx<'c> {
                 t.target = Some(key);
                 Ok(t)
             }
-            AlterTableAction::AddConstraint(_) => Err(unsupported("ALTER TABLE ADD CONSTRAINT")),
+            // SQLite cannot add constraints to a table, but a UNIQUE constraint is exactly a unique index.
+            AlterTableAction::AddConstraint(TableConstraint {
+                name: cname,
+                kind: TableConstraintKind::Unique { columns, clustered },
+            }) => {
+                let cols: Vec<String> = columns.iter().map(|(c, _)| c.value.clone()).collect();
+                let iname = cname
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| format!("UQ_{}_{}", name.name(), cols.join("_")));
+                let prefix = if name.name().starts_with(['#', '@']) {
+                    "temp."
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "CREATE UNIQUE INDEX {}{} ON {} ({})",
+                    prefix,
+                    q(&iname),
+                    q(&key),
+                    columns
+                        .iter()
+                        .map(|(c, d)| format!("{}{}", q(&c.value), if *d { " DESC" } else { "" }))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut t = self.base(TranslationKind::AlterTable, sql);
+                t.table = Some(TableMeta {
+                    name: key.clone(),
+                    schema: name.schema().unwrap_or("dbo").to_string(),
+                    columns: vec![],
+                    constraints: vec![ConstraintMeta {
+                        name: Some(iname),
+                        kind: "UNIQUE",
+                        columns: cols,
+                        clustered: *clustered,
+                        references: None,
+                    }],
+                });
+                t.target = Some(key);
+                Ok(t)
+            }
+            AlterTableAction::AddConstraint(_) => Err(unsupported(
+                "ALTER TABLE ADD CONSTRAINT (other than UNIQUE)",
+            )),
             AlterTableAction::DropConstraint { .. } => {
                 Err(unsupported("ALTER TABLE DROP CONSTRAINT"))
             }

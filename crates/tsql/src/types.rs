@@ -234,9 +234,8 @@ impl DataType {
         }
     }
 
-    /// The SQLite column affinity used when translating DDL. Exact numerics are TEXT-free but stored as the
-    /// engine's canonical decimal text via a NUMERIC affinity... we keep DECIMAL/MONEY as TEXT so SQLite never
-    /// turns them into REAL.
+    /// The SQLite column affinity used when translating DDL. DECIMAL/NUMERIC/MONEY are TEXT (canonical decimal
+    /// text, compared through the TSQL_DECIMAL collation) so SQLite never turns them into REAL.
     pub fn sqlite_affinity(&self) -> &'static str {
         use DataType::*;
         match self {

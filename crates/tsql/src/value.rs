@@ -57,7 +57,7 @@ impl Value {
             Value::Float(_) => DataType::Float,
             Value::Real(_) => DataType::Real,
             Value::VarChar(s) => {
-                let n = s.len() as u32;
+                let n = s.chars().count() as u32;
                 DataType::VarChar(if n > 8000 { Len::Max } else { Len::N(n.max(1)) })
             }
             Value::NVarChar(s) => {
@@ -554,7 +554,7 @@ const MONTHS: [&str; 12] = [
 
 fn ampm(dt: &NaiveDateTime, with_secs: bool, ms: bool) -> String {
     let h = dt.hour();
-    let h12 = if h % 12 == 0 { 12 } else { h % 12 };
+    let h12 = if h.is_multiple_of(12) { 12 } else { h % 12 };
     let mut s = format!("{}:{:02}", h12, dt.minute());
     if with_secs {
         s.push_str(&format!(":{:02}", dt.second()));
@@ -858,6 +858,15 @@ fn parse_month(s: &str) -> Option<u32> {
 
 /// Parses the textual date/time forms SQL Server accepts most often (dateformat mdy).
 pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset>, bool)> {
+    parse_datetime_text_ordered(s, false)
+}
+
+/// As [`parse_datetime_text`], with day before month in d/m/y forms (`SET DATEFORMAT dmy`, CONVERT styles
+/// 3/103, 4/104, 5/105).
+pub fn parse_datetime_text_ordered(
+    s: &str,
+    day_first: bool,
+) -> Option<(NaiveDateTime, Option<FixedOffset>, bool)> {
     let t = s.trim();
     if t.is_empty() {
         return Some((base_1900().and_hms_opt(0, 0, 0)?, None, false));
@@ -900,7 +909,20 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
             };
             return Some((date.and_time(time), offset, false));
         }
-        if parts.len() >= 2 && parts[0].contains(|c| c == '-' || c == '/' || c == '.')
+        // "27 Nov 2026 13:22" (styles 106/113)
+        if parts.len() >= 3 && parse_month(parts[1]).is_some() {
+            let d: u32 = parts[0].parse().ok()?;
+            let m = parse_month(parts[1])?;
+            let y: i32 = parts[2].parse().ok()?;
+            let date = NaiveDate::from_ymd_opt(y, m, d)?;
+            let time = if parts.len() > 3 {
+                parse_time_text(&parts[3..].join(" "))?
+            } else {
+                NaiveTime::MIN
+            };
+            return Some((date.and_time(time), offset, false));
+        }
+        if parts.len() >= 2 && parts[0].contains(['-', '/', '.'])
             || parts.len() >= 2 && parts[0].len() == 8
         {
             (parts[0].to_string(), Some(parts[1..].join(" ")))
@@ -914,7 +936,7 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
             (body.clone(), None)
         }
     };
-    let date = parse_date_text(&date_part)?;
+    let date = parse_date_text(&date_part, day_first)?;
     let time = match time_part {
         Some(tp) if !tp.trim().is_empty() => parse_time_text(tp.trim())?,
         _ => NaiveTime::MIN,
@@ -922,7 +944,7 @@ pub fn parse_datetime_text(s: &str) -> Option<(NaiveDateTime, Option<FixedOffset
     Some((date.and_time(time), offset, false))
 }
 
-fn parse_date_text(s: &str) -> Option<NaiveDate> {
+fn parse_date_text(s: &str, day_first: bool) -> Option<NaiveDate> {
     let s = s.trim();
     if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
         return NaiveDate::from_ymd_opt(
@@ -951,13 +973,17 @@ fn parse_date_text(s: &str) -> Option<NaiveDate> {
     let (y, m, d) = if parts[0].len() == 4 {
         (nums[0], nums[1], nums[2])
     } else {
-        // mdy: the session default for us_english.
+        // mdy is the session default for us_english; dmy for the d/m/y styles.
         let y = if parts[2].len() <= 2 {
             2000 + nums[2] - if nums[2] >= 50 { 100 } else { 0 }
         } else {
             nums[2]
         };
-        (y, nums[0], nums[1])
+        if day_first {
+            (y, nums[1], nums[0])
+        } else {
+            (y, nums[0], nums[1])
+        }
     };
     NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)
 }
@@ -1009,11 +1035,13 @@ fn parse_time_text(s: &str) -> Option<NaiveTime> {
     NaiveTime::from_hms_nano_opt(h, m, sec, ns)
 }
 
-fn to_temporal(v: &Value, to: &DataType, _style: Option<i64>) -> Result<Value> {
+fn to_temporal(v: &Value, to: &DataType, style: Option<i64>) -> Result<Value> {
     use DataType as T;
+    let day_first = matches!(style, Some(3 | 103 | 4 | 104 | 5 | 105 | 13 | 113 | 131));
     let (dt, off): (NaiveDateTime, Option<FixedOffset>) = match v {
         Value::VarChar(s) | Value::NVarChar(s) => {
-            let (dt, off, _) = parse_datetime_text(s).ok_or_else(conversion_failed_datetime)?;
+            let (dt, off, _) =
+                parse_datetime_text_ordered(s, day_first).ok_or_else(conversion_failed_datetime)?;
             (dt, off)
         }
         Value::Date(d) => (d.and_hms_opt(0, 0, 0).unwrap_or_default(), None),
@@ -1081,9 +1109,8 @@ fn to_temporal(v: &Value, to: &DataType, _style: Option<i64>) -> Result<Value> {
         }
         T::DateTime2(p) => Value::DateTime2(round_time_ns(dt, *p), *p),
         T::DateTimeOffset(p) => {
-            let o = off.unwrap_or_else(|| {
-                FixedOffset::east_opt(0).unwrap_or_else(|| unreachable_offset())
-            });
+            let o =
+                off.unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(unreachable_offset));
             let local = round_time_ns(dt, *p);
             let dto = local
                 .and_local_timezone(o)
@@ -1189,7 +1216,7 @@ pub fn collate_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// Implicit conversion (as in `1 + '2'` or a comparison): same as CAST but string→number failures are 245.
+/// Implicit conversion (as in `1 + '2'` or a comparison): CAST plus the operand type clashes (206).
 pub fn implicit_convert(v: &Value, to: &DataType) -> Result<Value> {
     if let Some(t) = v.data_type() {
         if t.is_temporal()
@@ -1220,17 +1247,8 @@ pub fn implicit_convert(v: &Value, to: &DataType) -> Result<Value> {
             ));
         }
     }
-    match (v, to) {
-        (Value::VarChar(_) | Value::NVarChar(_), t) if t.is_numeric() => convert(v, to, None)
-            .map_err(|e| {
-                if e.number == 8114 || e.number == 235 {
-                    conversion_failed(v, to)
-                } else {
-                    e
-                }
-            }),
-        _ => convert(v, to, None),
-    }
+    // Failures keep SQL Server's numbers: 245 for integer targets, 8114 for numeric/float, 235 for money.
+    convert(v, to, None)
 }
 
 /// Converts for assignment to a variable or parameter of a declared type (strings truncate silently).
@@ -1344,6 +1362,18 @@ mod tests {
             s("Nov 27 2026  1:05PM")
         );
         let d = convert(&s("03/30/2025"), &DataType::Date, None).unwrap();
+        assert_eq!(
+            convert(&s("30/03/2025"), &DataType::Date, Some(103)).unwrap(),
+            d
+        );
+        assert_eq!(
+            convert(&s("30.03.2025"), &DataType::Date, Some(104)).unwrap(),
+            d
+        );
+        assert_eq!(
+            convert(&s("30 Mar 2025"), &DataType::Date, None).unwrap(),
+            d
+        );
         assert_eq!(
             d,
             Value::Date(NaiveDate::from_ymd_opt(2025, 3, 30).unwrap())

@@ -534,14 +534,16 @@ impl Log {
                         seg.len += written;
                     }
                     st.last_crc = crc;
-                    st.durable_lsn = last;
                     st.last_commit_time_us = batch.last().map(|b| b.commit_time_us).unwrap_or(0);
                     st.bytes_written += written;
                     st.flushes += 1;
                     drop(st);
+                    // Publish the readers' snapshot BEFORE anyone can see the new durable LSN: a committer that
+                    // returns from wait_durable must be able to read its own write.
                     if let Some(h) = self.on_durable.lock().as_ref() {
                         h(last);
                     }
+                    self.state.lock().durable_lsn = last;
                     self.durable.notify_all();
                 }
                 Err(e) => {

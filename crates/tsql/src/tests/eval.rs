@@ -361,3 +361,197 @@ PRINT @short",
     .unwrap();
     assert_eq!(s.printed.borrow().as_slice(), ["ok", "abc"]);
 }
+
+#[test]
+fn patindex() {
+    assert_eq!(ok("PATINDEX('%b_d%', 'abcde')"), Value::Int(2));
+    assert_eq!(ok("PATINDEX('%[0-9]%', 'ab12')"), Value::Int(3));
+    assert_eq!(ok("PATINDEX('ab%', 'abc')"), Value::Int(1));
+    assert_eq!(ok("PATINDEX('%z%', 'abc')"), Value::Int(0));
+    assert_eq!(ok("PATINDEX('%c', 'abc')"), Value::Int(3));
+}
+
+#[test]
+fn dateformat_dmy_from_context() {
+    struct Dmy;
+    impl Context for Dmy {
+        fn variable(&self, _: &str) -> Option<Value> {
+            None
+        }
+        fn date_format_dmy(&self) -> bool {
+            true
+        }
+    }
+    let v = eval(
+        &parse_expression("CAST('30/03/2025' AS DATE)").unwrap(),
+        &Dmy,
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        eval(
+            &parse_expression("CAST('2025-03-30' AS DATE)").unwrap(),
+            &Dmy
+        )
+        .unwrap()
+    );
+}
+
+mod control_flow {
+    use crate::ast::{Declaration, StatementKind};
+    use crate::error::{Result, SqlError};
+    use crate::eval::{eval, Context};
+    use crate::parser::parse_batch;
+    use crate::runtime::{compound_assign, eval_raiserror, run_statements, Flow, Session};
+    use crate::types::DataType;
+    use crate::value::{assign, Value};
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct S {
+        vars: HashMap<String, (DataType, Value)>,
+        printed: Vec<String>,
+        reported: Vec<i32>,
+        catch: Option<SqlError>,
+        cancel_after: Option<usize>,
+    }
+
+    impl Context for S {
+        fn variable(&self, name: &str) -> Option<Value> {
+            self.vars
+                .get(&name.to_ascii_lowercase())
+                .map(|v| v.1.clone())
+        }
+        fn function(&self, name: &str, _args: &[Value]) -> Option<Result<Value>> {
+            match name {
+                "ERROR_MESSAGE" => Some(Ok(self
+                    .catch
+                    .as_ref()
+                    .map(|e| Value::NVarChar(e.message.clone()))
+                    .unwrap_or(Value::Null))),
+                "ERROR_NUMBER" => Some(Ok(self
+                    .catch
+                    .as_ref()
+                    .map(|e| Value::Int(e.number))
+                    .unwrap_or(Value::Null))),
+                _ => None,
+            }
+        }
+    }
+
+    impl Session for S {
+        fn execute(&mut self, st: &crate::ast::Statement) -> Result<()> {
+            match &st.kind {
+                StatementKind::Declare(ds) => {
+                    for d in ds {
+                        if let Declaration::Scalar { name, ty, init } = d {
+                            let v = match init {
+                                Some(e) => assign(&eval(e, self)?, ty)?,
+                                None => Value::Null,
+                            };
+                            self.vars.insert(name.to_ascii_lowercase(), (*ty, v));
+                        }
+                    }
+                }
+                StatementKind::SetVariable { name, op, value } => {
+                    let (ty, cur) = self
+                        .vars
+                        .get(&name.to_ascii_lowercase())
+                        .cloned()
+                        .ok_or_else(|| SqlError::must_declare(name))?;
+                    let rhs = eval(value, self)?;
+                    let v = compound_assign(*op, &cur, &rhs, &ty)?;
+                    self.vars.insert(name.to_ascii_lowercase(), (ty, v));
+                }
+                StatementKind::Print(e) => {
+                    let v = eval(e, self)?;
+                    self.printed.push(v.to_text().unwrap_or_default());
+                }
+                StatementKind::Raiserror(r) => {
+                    let e = eval_raiserror(r, self)?;
+                    if e.severity >= 11 {
+                        return Err(e);
+                    }
+                    self.printed.push(e.message);
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        fn report_error(&mut self, err: &SqlError) -> bool {
+            self.reported.push(err.number);
+            // Example policy: conversion errors end the batch, others only the statement.
+            err.number != 245
+        }
+        fn set_catch_error(&mut self, err: Option<SqlError>) {
+            self.catch = err;
+        }
+        fn cancelled(&self) -> bool {
+            self.cancel_after.is_some_and(|n| self.printed.len() >= n)
+        }
+    }
+
+    #[test]
+    fn while_try_catch_throw_return() {
+        let src = "DECLARE @i INT = 0, @log NVARCHAR(200) = N''
+WHILE 1 = 1
+BEGIN
+  SET @i += 1
+  IF @i = 2 CONTINUE
+  IF @i > 4 BREAK
+  SET @log = @log + CAST(@i AS NVARCHAR(5))
+END
+BEGIN TRY
+  SET @log = @log + N'|try'
+  RAISERROR('bad %d', 16, 1, 42)
+  SET @log = @log + N'|not reached'
+END TRY
+BEGIN CATCH
+  SET @log = @log + N'|catch:' + ERROR_MESSAGE()
+END CATCH
+PRINT @log
+SET @i = 1/0
+PRINT 'after'
+BEGIN TRY THROW 50001, 'x', 1 END TRY BEGIN CATCH BEGIN TRY THROW; END TRY BEGIN CATCH PRINT ERROR_MESSAGE() END CATCH END CATCH
+RAISERROR('note', 5, 1)
+RETURN
+PRINT 'never'";
+        let stmts = parse_batch(src).unwrap();
+        let mut s = S::default();
+        let flow = run_statements(&mut s, &stmts);
+        assert_eq!(flow, Flow::Return(None));
+        assert_eq!(
+            s.printed,
+            vec!["134|try|catch:bad 42", "after", "x", "note"]
+        );
+        assert_eq!(s.reported, vec![8134]);
+        assert!(s.catch.is_none());
+
+        // A batch-ending error (by the session's policy) stops the batch; THROW outside TRY always does.
+        let mut s = S::default();
+        let stmts = parse_batch("DECLARE @i INT\nSET @i = 'x'\nPRINT 'no'").unwrap();
+        assert_eq!(run_statements(&mut s, &stmts), Flow::Aborted);
+        assert_eq!(s.reported, vec![245]);
+        assert!(s.printed.is_empty());
+        let mut s = S::default();
+        let stmts = parse_batch("PRINT 'a';\nTHROW 50000, 'stop', 1;\nPRINT 'b'").unwrap();
+        assert_eq!(run_statements(&mut s, &stmts), Flow::Aborted);
+        assert_eq!(s.printed, vec!["a"]);
+        assert_eq!(s.reported, vec![50000]);
+        // An endless loop ends when the session reports cancellation (ATTENTION).
+        let mut s = S {
+            cancel_after: Some(3),
+            ..S::default()
+        };
+        let stmts = parse_batch(
+            "WHILE 1 = 1 BEGIN TRY PRINT 'tick' END TRY BEGIN CATCH END CATCH PRINT 'no'",
+        )
+        .unwrap();
+        assert_eq!(run_statements(&mut s, &stmts), Flow::Aborted);
+        assert_eq!(s.printed.len(), 3);
+        let mut s = S::default();
+        let stmts = parse_batch("THROW").unwrap();
+        run_statements(&mut s, &stmts);
+        assert_eq!(s.reported, vec![10704]);
+    }
+}

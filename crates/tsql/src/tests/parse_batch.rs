@@ -422,3 +422,75 @@ SELECT CASE WHEN x IS NULL THEN 'n' ELSE CAST(x AS VARCHAR(10)) END, CONVERT(VAR
         other => panic!("{:?}", other),
     }
 }
+
+#[test]
+fn more_admin_statements() {
+    let k = kinds(
+        "EXEC sp_configure 'show advanced options', 1; RECONFIGURE WITH OVERRIDE
+CREATE USER app FOR LOGIN app
+CREATE USER nologin WITHOUT LOGIN
+DROP USER IF EXISTS app
+ALTER SERVER ROLE sysadmin ADD MEMBER [app]
+ALTER ROLE db_owner DROP MEMBER app
+BACKUP MASTER KEY TO FILE = '/tmp/mk' ENCRYPTION BY PASSWORD = 'p'
+GRANT CONNECT ON ENDPOINT::[Hadr_endpoint] TO [app]
+SHUTDOWN WITH NOWAIT",
+    );
+    assert_eq!(k.len(), 10);
+    assert!(
+        matches!(&k[1], StatementKind::Admin(a) if matches!(**a, Admin::Reconfigure { with_override: true }))
+    );
+    assert!(
+        matches!(&k[2], StatementKind::Admin(a) if matches!(&**a, Admin::CreateUser { login: Some(l), .. } if l.value == "app"))
+    );
+    assert!(
+        matches!(&k[5], StatementKind::Admin(a) if matches!(&**a, Admin::AlterRoleMember { server: true, add: true, .. }))
+    );
+    assert!(
+        matches!(&k[8], StatementKind::Grant { text } if text == "GRANT CONNECT ON ENDPOINT::[Hadr_endpoint] TO [app]")
+    );
+    assert!(
+        matches!(&k[9], StatementKind::Admin(a) if matches!(**a, Admin::Shutdown { nowait: true }))
+    );
+}
+
+#[test]
+fn create_procedure_takes_the_rest_of_the_batch() {
+    let src = "CREATE PROCEDURE dbo.p @a INT = 5, @b NVARCHAR(10) OUTPUT AS\nBEGIN\n  SET @b = CAST(@a AS NVARCHAR(10))\nEND\nSELECT 1";
+    let k = kinds(src);
+    assert_eq!(k.len(), 1);
+    match &k[0] {
+        StatementKind::CreateProcedure {
+            name,
+            params,
+            body,
+            text,
+            or_alter,
+        } => {
+            assert_eq!(name.dotted(), "dbo.p");
+            assert_eq!(params.len(), 2);
+            assert!(params[1].output && params[0].default.is_some());
+            assert_eq!(body.len(), 2);
+            assert!(text.starts_with("BEGIN") && text.ends_with("SELECT 1"));
+            assert!(!or_alter);
+        }
+        other => panic!("{:?}", other),
+    }
+    // Statement spans slice the source.
+    let stmts = parse_batch("PRINT 'a'\nSELECT 1 + 2 AS x;").unwrap();
+    assert_eq!(
+        &"PRINT 'a'\nSELECT 1 + 2 AS x;"[stmts[1].span.0..stmts[1].span.1],
+        "SELECT 1 + 2 AS x"
+    );
+    assert_eq!(stmts[1].line, 2);
+}
+
+#[test]
+fn grant_ends_after_its_principals() {
+    let k = kinds("GRANT SELECT, INSERT ON dbo.t TO app, [other] WITH GRANT OPTION\nSELECT 1\nREVOKE EXECUTE ON SCHEMA::dbo FROM app CASCADE SELECT 2\nDENY CONNECT SQL TO [x]");
+    assert_eq!(k.len(), 5);
+    assert!(
+        matches!(&k[0], StatementKind::Grant { text } if text == "GRANT SELECT, INSERT ON dbo.t TO app, [other] WITH GRANT OPTION")
+    );
+    assert!(matches!(&k[2], StatementKind::Grant { text } if text.ends_with("CASCADE")));
+}

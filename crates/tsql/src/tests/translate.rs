@@ -104,7 +104,7 @@ fn select_translation() {
     let t = tr("SELECT TOP 5 [name], amount + 1 AS a2, N'x' + name AS s FROM dbo.t WHERE name = N'abc' ORDER BY id DESC");
     assert_eq!(
         t.sql,
-        "SELECT \"name\" AS \"name\", tsql_add(\"amount\", 1, 'decimal(10,2)', 'int') AS \"a2\", ('x' || \"name\") AS \"s\" FROM \"t\" AS \"t\" WHERE (\"name\" = 'abc') ORDER BY \"id\" DESC LIMIT 5"
+        "SELECT \"name\" AS \"name\", tsql_add(\"amount\", 1, 'decimal(10,2)', 'int') AS \"a2\", ('x' || \"name\") AS \"s\" FROM \"t\" AS \"t\" WHERE (\"name\" = 'abc' COLLATE TSQL_CI_AS) ORDER BY \"id\" DESC LIMIT 5"
     );
     assert_eq!(t.columns[0].ty, Some(DataType::NVarChar(Len::N(50))));
     assert_eq!(
@@ -174,7 +174,7 @@ fn select_assign_and_into() {
     let t = tr("SELECT @a = id, @b += amount FROM t WHERE name = @n");
     assert_eq!(t.kind, TranslationKind::SelectAssign);
     assert_eq!(t.assign_to, vec!["@a", "@b"]);
-    assert_eq!(t.sql, "SELECT \"id\", tsql_add(?1, \"amount\", NULL, 'decimal(10,2)') FROM \"t\" WHERE (\"name\" = ?2)");
+    assert_eq!(t.sql, "SELECT \"id\", tsql_add(?1, \"amount\", NULL, 'decimal(10,2)') FROM \"t\" WHERE (\"name\" = ?2 COLLATE TSQL_CI_AS)");
     assert_eq!(tr_err("SELECT @a = id, name FROM t").number, 141);
     let t = tr("SELECT id, name INTO #copy FROM t");
     assert_eq!(t.kind, TranslationKind::SelectInto);
@@ -243,7 +243,7 @@ fn insert_update_delete() {
     let t = tr("DELETE t FROM t JOIN u ON u.id = t.id WHERE u.code = 'x'");
     assert_eq!(
         t.sql,
-        "DELETE FROM \"t\" WHERE rowid IN (SELECT \"t\".rowid FROM \"t\" JOIN \"u\" ON (\"u\".\"id\" = \"t\".\"id\") WHERE (\"u\".\"code\" = 'x'))"
+        "DELETE FROM \"t\" WHERE rowid IN (SELECT \"t\".rowid FROM \"t\" JOIN \"u\" ON (\"u\".\"id\" = \"t\".\"id\") WHERE (\"u\".\"code\" = 'x' COLLATE TSQL_CI_AS))"
     );
     let t = tr("DELETE TOP (1) FROM t");
     assert_eq!(
@@ -291,4 +291,89 @@ fn other_ddl() {
         .message
         .contains("APPLY"));
     assert_eq!(tr_err("PRINT 1").number, 40000);
+}
+
+#[test]
+fn table_variables() {
+    let stmts = parse_batch(
+        "DECLARE @t TABLE (id INT PRIMARY KEY, v NVARCHAR(10))
+INSERT INTO @t (id, v) VALUES (1, N'a')
+SELECT v FROM @t WHERE id = 1
+UPDATE @t SET v = N'b'
+DELETE FROM @t WHERE id = 1",
+    )
+    .unwrap();
+    match &stmts[0].kind {
+        crate::ast::StatementKind::Declare(d) => match &d[0] {
+            crate::ast::Declaration::Table {
+                name,
+                columns,
+                constraints,
+            } => {
+                let t = translate_table_variable(name, columns, constraints, &Cat).unwrap();
+                assert_eq!(t.sql, "CREATE TABLE temp.\"@t\" (\"id\" INTEGER PRIMARY KEY, \"v\" TEXT COLLATE TSQL_CI_AS)");
+                assert_eq!(t.table.unwrap().name, "@t");
+            }
+            other => panic!("{:?}", other),
+        },
+        other => panic!("{:?}", other),
+    }
+    assert!(translate(&stmts[1], &Cat)
+        .unwrap()
+        .sql
+        .starts_with("INSERT INTO temp.\"@t\" (\"id\", \"v\") VALUES"));
+    assert_eq!(
+        translate(&stmts[2], &Cat).unwrap().sql,
+        "SELECT \"v\" AS \"v\" FROM temp.\"@t\" AS \"@t\" WHERE (\"id\" = 1)"
+    );
+    assert_eq!(
+        translate(&stmts[3], &Cat).unwrap().sql,
+        "UPDATE temp.\"@t\" SET \"v\" = 'b'"
+    );
+    assert_eq!(
+        translate(&stmts[4], &Cat).unwrap().sql,
+        "DELETE FROM temp.\"@t\" WHERE (\"id\" = 1)"
+    );
+}
+
+struct DateCat;
+impl Catalog for DateCat {
+    fn column_types(&self, table: &str) -> Option<Vec<(String, DataType)>> {
+        (table == "ev").then(|| {
+            vec![
+                ("at".into(), DataType::DateTime2(3)),
+                ("d".into(), DataType::Date),
+            ]
+        })
+    }
+}
+
+#[test]
+fn temporal_comparisons_use_the_stored_form() {
+    let tr = |src: &str| {
+        let st = parse_batch(src).unwrap();
+        translate(&st[0], &DateCat).unwrap().sql
+    };
+    assert_eq!(
+        tr("SELECT at FROM ev WHERE at >= '2026-01-01' AND '2026-12-31' > at AND d = @x"),
+        "SELECT \"at\" AS \"at\" FROM \"ev\" WHERE (((\"at\" >= '2026-01-01 00:00:00.0000000' COLLATE TSQL_CI_AS) AND ('2026-12-31 00:00:00.0000000' > \"at\" COLLATE TSQL_CI_AS)) AND (\"d\" = tsql_convert(?1, 'date', NULL, NULL)))"
+    );
+    assert_eq!(
+        tr("SELECT 1 FROM ev WHERE d BETWEEN '20260101' AND '2026-02-01' OR d IN ('2026-03-01')"),
+        "SELECT 1 FROM \"ev\" WHERE ((\"d\" BETWEEN '2026-01-01' AND '2026-02-01') OR (\"d\" IN ('2026-03-01')))"
+    );
+    let st = parse_batch("SELECT 1 FROM ev WHERE d = 'not a date'").unwrap();
+    assert_eq!(translate(&st[0], &DateCat).unwrap_err().number, 241);
+}
+
+#[test]
+fn alter_table_add_unique() {
+    let t = tr("ALTER TABLE t ADD CONSTRAINT uq_name UNIQUE (name)");
+    assert_eq!(t.sql, "CREATE UNIQUE INDEX \"uq_name\" ON \"t\" (\"name\")");
+    assert_eq!(t.table.unwrap().constraints[0].kind, "UNIQUE");
+    assert!(
+        tr_err("ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES u (id)")
+            .message
+            .contains("ADD CONSTRAINT")
+    );
 }

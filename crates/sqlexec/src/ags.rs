@@ -1,0 +1,811 @@
+//! Availability groups and distributed availability groups: the statements, their catalog in master, and the
+//! HADR views (sys.availability_groups, sys.availability_replicas, sys.dm_hadr_availability_replica_states,
+//! sys.dm_hadr_database_replica_states). The replication itself is `hadr::link`; this module records who
+//! replicates what and shows the live link state next to it.
+
+use crate::exec::{display, engine_err_sql, Conn, Out, Server};
+use hadr::link::{LinkStats, Stats};
+use rusqlite::{params, OptionalExtension};
+use std::sync::Arc;
+use tsql::admin::{Admin, AgAction, AvailabilityMode, FailoverMode, ReplicaSpec, SeedingMode};
+use tsql::{SqlError, Value};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hadr_groups(
+    group_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, is_distributed INTEGER NOT NULL,
+    cluster_type TEXT NOT NULL, database_name TEXT, sequence_number INTEGER NOT NULL, create_date TEXT NOT NULL,
+    grant_create_any_database INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS hadr_replicas(
+    replica_id TEXT PRIMARY KEY, group_id TEXT NOT NULL, ordinal INTEGER NOT NULL, replica_server_name TEXT NOT NULL,
+    endpoint_url TEXT, availability_mode TEXT NOT NULL, failover_mode TEXT NOT NULL, seeding_mode TEXT NOT NULL,
+    session_timeout INTEGER NOT NULL, is_local INTEGER NOT NULL, create_date TEXT NOT NULL);
+";
+
+fn db(e: rusqlite::Error) -> SqlError {
+    SqlError::new(50000, 16, format!("master catalog: {e}"))
+}
+
+fn guid_text() -> String {
+    let g = engine::database::new_guid();
+    let h: String = g.iter().map(|b| format!("{b:02X}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn mode(m: Option<AvailabilityMode>) -> &'static str {
+    match m {
+        Some(AvailabilityMode::SynchronousCommit) => "SYNCHRONOUS_COMMIT",
+        Some(AvailabilityMode::ConfigurationOnly) => "CONFIGURATION_ONLY",
+        _ => "ASYNCHRONOUS_COMMIT",
+    }
+}
+
+fn failover(m: Option<FailoverMode>) -> &'static str {
+    match m {
+        Some(FailoverMode::Automatic) => "AUTOMATIC",
+        Some(FailoverMode::External) => "EXTERNAL",
+        _ => "MANUAL",
+    }
+}
+
+fn seeding(m: Option<SeedingMode>) -> &'static str {
+    match m {
+        Some(SeedingMode::Manual) => "MANUAL",
+        _ => "AUTOMATIC",
+    }
+}
+
+/// Runs an availability-group statement; false if `a` is not one.
+pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlError> {
+    let server = conn.server.clone();
+    let inst = server.inst.clone();
+    match a {
+        Admin::CreateAvailabilityGroup(c) => {
+            let m = inst.master();
+            m.execute_batch(SCHEMA).map_err(db)?;
+            let exists: Option<String> = m
+                .query_row(
+                    "SELECT name FROM hadr_groups WHERE name = ?1",
+                    [&c.name.value],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            if exists.is_some() {
+                return Err(SqlError::new(
+                    35200,
+                    16,
+                    format!("An availability group named '{}' already exists on this instance. Choose another name.", c.name.value),
+                ));
+            }
+            drop(m);
+            let group_id = guid_text();
+            let now = chrono::Local::now()
+                .naive_local()
+                .format("%Y-%m-%d %H:%M:%S%.3f")
+                .to_string();
+            let mut database = None;
+            if c.distributed {
+                if c.replicas.len() != 2 {
+                    return Err(SqlError::new(
+                        19502,
+                        16,
+                        "A distributed availability group joins exactly two availability groups (AVAILABILITY GROUP ON N'ag1' WITH (...), N'ag2' WITH (...)).",
+                    ));
+                }
+                for r in &c.replicas {
+                    if r.listener_url.is_none() {
+                        return Err(SqlError::new(19503, 16, format!("LISTENER_URL is required for availability group '{}' in a distributed availability group.", r.name)));
+                    }
+                }
+                // The distributed group replicates the database of its local member group.
+                let m = inst.master();
+                database = m
+                    .query_row("SELECT database_name FROM hadr_groups WHERE name = ?1 AND is_distributed = 0", [&c.replicas[0].name], |r| r.get::<_, Option<String>>(0))
+                    .optional()
+                    .map_err(db)?
+                    .flatten();
+            } else {
+                let ct = c.cluster_type().unwrap_or_else(|| "WSFC".into());
+                if ct != "NONE" {
+                    return Err(SqlError::new(
+                        41199,
+                        16,
+                        format!("CLUSTER_TYPE = {ct} needs a Windows Server Failover Cluster, which does not exist here. Use WITH (CLUSTER_TYPE = NONE) as the seed does."),
+                    ));
+                }
+                if c.databases.len() > 1 {
+                    return Err(SqlError::new(
+                        41190,
+                        16,
+                        "The Managed Instance link replicates one database per availability group: create one availability group per database.",
+                    ));
+                }
+                if let Some(d) = c.databases.first() {
+                    let dbh = inst.database(&d.value).map_err(engine_err_sql)?;
+                    let ctl = dbh.control();
+                    if ctl.recovery_model != engine::RecoveryModel::Full {
+                        return Err(SqlError::new(
+                            1465,
+                            16,
+                            format!("Database \"{}\" is not in FULL recovery mode. Use ALTER DATABASE [{}] SET RECOVERY FULL, take a full backup, and try again.", dbh.name, dbh.name),
+                        ));
+                    }
+                    if !ctl.backup_chain {
+                        return Err(SqlError::new(
+                            1475,
+                            16,
+                            format!("Database \"{}\" needs a full database backup that starts a backup chain before it can join an availability group. Take a full backup without COPY_ONLY (BACKUP DATABASE [{}] TO DISK = '...').", dbh.name, dbh.name),
+                        ));
+                    }
+                    database = Some(dbh.name.clone());
+                }
+                for r in &c.replicas {
+                    if !r.name.eq_ignore_ascii_case(&server.name) {
+                        return Err(SqlError::new(
+                            35237,
+                            16,
+                            format!("The replica name '{}' is not this server's name ('{}'): in CREATE AVAILABILITY GROUP the local replica must be @@SERVERNAME.", r.name, server.name),
+                        ));
+                    }
+                }
+            }
+            let m = inst.master();
+            let seq: i64 = m
+                .query_row(
+                    "SELECT coalesce(max(sequence_number), 0) + 1 FROM hadr_groups",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            m.execute(
+                "INSERT INTO hadr_groups(group_id, name, is_distributed, cluster_type, database_name, sequence_number, create_date) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![group_id, c.name.value, c.distributed as i64, c.cluster_type().unwrap_or_else(|| "NONE".into()), database, seq, now],
+            )
+            .map_err(db)?;
+            for (i, r) in c.replicas.iter().enumerate() {
+                let is_local = if c.distributed {
+                    m.query_row(
+                        "SELECT count(*) FROM hadr_groups WHERE name = ?1 AND is_distributed = 0",
+                        [&r.name],
+                        |x| x.get::<_, i64>(0),
+                    )
+                    .map_err(db)?
+                        > 0
+                } else {
+                    true
+                };
+                insert_replica(&m, &group_id, i, r, is_local, &now)?;
+            }
+        }
+        Admin::AlterAvailabilityGroup { name, action } => {
+            let m = inst.master();
+            m.execute_batch(SCHEMA).map_err(db)?;
+            let gid: Option<String> = m
+                .query_row(
+                    "SELECT group_id FROM hadr_groups WHERE name = ?1",
+                    [&name.value],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some(gid) = gid else {
+                return Err(SqlError::new(
+                    15151,
+                    16,
+                    format!("Cannot find the availability group '{}', because it does not exist or you do not have permission.", name.value),
+                ));
+            };
+            match action.as_ref() {
+                AgAction::GrantCreateAnyDatabase => {
+                    m.execute(
+                        "UPDATE hadr_groups SET grant_create_any_database = 1 WHERE group_id = ?1",
+                        [&gid],
+                    )
+                    .map_err(db)?;
+                }
+                AgAction::DenyCreateAnyDatabase => {
+                    m.execute(
+                        "UPDATE hadr_groups SET grant_create_any_database = 0 WHERE group_id = ?1",
+                        [&gid],
+                    )
+                    .map_err(db)?;
+                }
+                AgAction::ModifyAvailabilityGroup(specs) | AgAction::AddReplica(specs)
+                    if !specs.is_empty() =>
+                {
+                    for r in specs {
+                        let n = m
+                            .execute(
+                                "UPDATE hadr_replicas SET availability_mode = coalesce(?3, availability_mode), failover_mode = coalesce(?4, failover_mode), \
+                                 seeding_mode = coalesce(?5, seeding_mode), endpoint_url = coalesce(?6, endpoint_url) \
+                                 WHERE group_id = ?1 AND replica_server_name = ?2 COLLATE NOCASE",
+                                params![
+                                    gid,
+                                    r.name,
+                                    r.availability_mode.map(|x| mode(Some(x))),
+                                    r.failover_mode.map(|x| failover(Some(x))),
+                                    r.seeding_mode.map(|x| seeding(Some(x))),
+                                    r.listener_url.clone().or(r.endpoint_url.clone())
+                                ],
+                            )
+                            .map_err(db)?;
+                        if n == 0 {
+                            return Err(SqlError::new(
+                                19405,
+                                16,
+                                format!(
+                                    "Availability group '{}' has no member or replica named '{}'.",
+                                    name.value, r.name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                AgAction::ModifyReplica(r) => {
+                    m.execute(
+                        "UPDATE hadr_replicas SET availability_mode = coalesce(?3, availability_mode), failover_mode = coalesce(?4, failover_mode), seeding_mode = coalesce(?5, seeding_mode) WHERE group_id = ?1 AND replica_server_name = ?2 COLLATE NOCASE",
+                        params![gid, r.name, r.availability_mode.map(|x| mode(Some(x))), r.failover_mode.map(|x| failover(Some(x))), r.seeding_mode.map(|x| seeding(Some(x)))],
+                    )
+                    .map_err(db)?;
+                }
+                AgAction::Failover | AgAction::ForceFailoverAllowDataLoss | AgAction::Set(_) => {
+                    return Err(SqlError::new(40000, 16, "Failover and role changes are not available in this milink build yet (issue: failover and migration)."));
+                }
+                _ => return Err(SqlError::new(
+                    40000,
+                    16,
+                    "This ALTER AVAILABILITY GROUP form is not available in this milink build yet.",
+                )),
+            }
+        }
+        Admin::DropAvailabilityGroup { name } => {
+            let m = inst.master();
+            m.execute_batch(SCHEMA).map_err(db)?;
+            let gid: Option<String> = m
+                .query_row(
+                    "SELECT group_id FROM hadr_groups WHERE name = ?1",
+                    [&name.value],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some(gid) = gid else {
+                return Err(SqlError::new(
+                    15151,
+                    16,
+                    format!("Cannot drop the availability group '{}', because it does not exist or you do not have permission.", name.value),
+                ));
+            };
+            let database: Option<String> = m
+                .query_row(
+                    "SELECT database_name FROM hadr_groups WHERE group_id = ?1",
+                    [&gid],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?
+                .flatten();
+            m.execute("DELETE FROM hadr_replicas WHERE group_id = ?1", [&gid])
+                .map_err(db)?;
+            m.execute("DELETE FROM hadr_groups WHERE group_id = ?1", [&gid])
+                .map_err(db)?;
+            drop(m);
+            // Removing the link stops its session and leaves the local copy online; a secondary copy becomes
+            // an ordinary, writable database (its next commit starts a new epoch).
+            if let Some(task) = server.joins.lock().remove(&name.value.to_lowercase()) {
+                task.abort();
+            }
+            if let Some(d) = database.and_then(|d| inst.database(&d).ok()) {
+                if d.role() == engine::database::Role::Secondary {
+                    d.set_role(engine::database::Role::Primary)
+                        .map_err(engine_err_sql)?;
+                }
+            }
+        }
+        _ => return Ok(false),
+    }
+    let _ = out;
+    Ok(true)
+}
+
+fn insert_replica(
+    m: &rusqlite::Connection,
+    gid: &str,
+    ordinal: usize,
+    r: &ReplicaSpec,
+    is_local: bool,
+    now: &str,
+) -> Result<(), SqlError> {
+    m.execute(
+        "INSERT INTO hadr_replicas(replica_id, group_id, ordinal, replica_server_name, endpoint_url, availability_mode, failover_mode, seeding_mode, session_timeout, is_local, create_date) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            guid_text(),
+            gid,
+            ordinal as i64,
+            r.name,
+            r.endpoint_url.clone().or(r.listener_url.clone()),
+            mode(r.availability_mode),
+            failover(r.failover_mode),
+            seeding(r.seeding_mode),
+            r.session_timeout.unwrap_or(10),
+            is_local as i64,
+            now
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The live link of a database (the remote member of its distributed group), registered by the endpoint
+/// when the managed instance connects.
+pub fn link_stats(server: &Server, database: &str) -> Stats {
+    server
+        .links
+        .lock()
+        .entry(database.to_lowercase())
+        .or_insert_with(|| Arc::new(std::sync::Mutex::new(LinkStats::default())))
+        .clone()
+}
+
+/// The endpoint hands every authenticated inbound connection here: a secondary joining a database.
+pub async fn serve_link(server: Arc<Server>, conn: hadr::transport::MirrorConnection) {
+    let peer = conn.peer_name.clone();
+    let s2 = server.clone();
+    let r = hadr::link::serve_primary(server.inst.clone(), conn, move |database| {
+        link_stats(&s2, database)
+    })
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(peer = %peer, error = %e, "link session ended");
+    }
+}
+
+/// Rows of the HADR views.
+pub fn rows(server: &Server, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
+    let m = server.inst.master();
+    m.execute_batch(SCHEMA).map_err(db)?;
+    let text = |s: &str| Value::NVarChar(s.to_string());
+    let guid = |s: &str| {
+        tsql::value::convert(
+            &Value::VarChar(s.to_string()),
+            &tsql::DataType::UniqueIdentifier,
+            None,
+        )
+        .unwrap_or(Value::Null)
+    };
+    let dt = |s: &str| {
+        tsql::value::convert(
+            &Value::VarChar(s.to_string()),
+            &tsql::DataType::DateTime,
+            None,
+        )
+        .unwrap_or(Value::Null)
+    };
+    let mut out = Vec::new();
+    match key {
+        "sys.availability_groups" => {
+            let mut st = m.prepare("SELECT group_id, name, is_distributed, cluster_type, sequence_number FROM hadr_groups ORDER BY sequence_number").map_err(db)?;
+            let it = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(db)?;
+            for x in it {
+                let (gid, name, dist, ct, seq) = x.map_err(db)?;
+                let ct_code = match ct.as_str() {
+                    "WSFC" => 0,
+                    "EXTERNAL" => 1,
+                    _ => 2,
+                };
+                out.push(vec![
+                    guid(&gid),
+                    text(&name),
+                    Value::Int(3),
+                    Value::Int(30000),
+                    Value::TinyInt(1),
+                    text("SECONDARY"),
+                    Value::Int(1),
+                    Value::Bit(false),
+                    Value::Bit(false),
+                    Value::Bit(dist != 0),
+                    Value::TinyInt(ct_code),
+                    text(&ct),
+                    Value::Int(0),
+                    Value::BigInt(seq),
+                    Value::Bit(false),
+                ]);
+            }
+        }
+        "sys.availability_replicas" | "sys.dm_hadr_availability_replica_states" => {
+            let mut st = m
+                .prepare(
+                    "SELECT r.replica_id, r.group_id, r.replica_server_name, r.endpoint_url, r.availability_mode, r.failover_mode, r.seeding_mode, \
+                     r.session_timeout, r.is_local, r.create_date, g.is_distributed, g.database_name, r.ordinal \
+                     FROM hadr_replicas r JOIN hadr_groups g ON g.group_id = r.group_id ORDER BY g.sequence_number, r.ordinal",
+                )
+                .map_err(db)?;
+            type Row = (
+                String,
+                String,
+                String,
+                Option<String>,
+                String,
+                String,
+                String,
+                i64,
+                i64,
+                String,
+                i64,
+                Option<String>,
+                i64,
+            );
+            let all: Vec<Row> = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                        r.get(11)?,
+                        r.get(12)?,
+                    ))
+                })
+                .map_err(db)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db)?;
+            drop(st);
+            drop(m);
+            for (
+                rid,
+                gid,
+                name,
+                url,
+                am,
+                fm,
+                sm,
+                timeout,
+                local,
+                created,
+                dist,
+                database,
+                ordinal,
+            ) in all
+            {
+                if key == "sys.availability_replicas" {
+                    out.push(vec![
+                        guid(&rid),
+                        guid(&gid),
+                        Value::Int(ordinal as i32 + 1),
+                        text(&name),
+                        url.as_deref().map(text).unwrap_or(Value::Null),
+                        Value::TinyInt(if am == "SYNCHRONOUS_COMMIT" {
+                            1
+                        } else if am == "CONFIGURATION_ONLY" {
+                            4
+                        } else {
+                            0
+                        }),
+                        text(&am),
+                        Value::TinyInt(if fm == "AUTOMATIC" {
+                            0
+                        } else if fm == "EXTERNAL" {
+                            2
+                        } else {
+                            1
+                        }),
+                        text(&fm),
+                        Value::Int(timeout as i32),
+                        Value::TinyInt(3),
+                        text("ALL"),
+                        Value::TinyInt(0),
+                        text("NO"),
+                        dt(&created),
+                        dt(&created),
+                        Value::Int(50),
+                        Value::TinyInt(if sm == "MANUAL" { 1 } else { 0 }),
+                        text(&sm),
+                    ]);
+                    continue;
+                }
+                // Live state: the local replica is the primary; a remote member shows its link.
+                let (role, connected, err) = if local != 0 {
+                    ("PRIMARY", true, None)
+                } else {
+                    let live = database
+                        .as_deref()
+                        .and_then(|d| server.links.lock().get(&d.to_lowercase()).cloned());
+                    match live.and_then(|s| s.lock().ok().map(|s| s.clone())) {
+                        Some(s) => ("SECONDARY", s.connected, s.last_error),
+                        None => ("SECONDARY", false, None),
+                    }
+                };
+                let _ = dist;
+                out.push(vec![
+                    guid(&rid),
+                    guid(&gid),
+                    Value::Bit(local != 0),
+                    Value::TinyInt(if role == "PRIMARY" { 1 } else { 2 }),
+                    text(role),
+                    Value::TinyInt(if local != 0 { 2 } else { 0 }),
+                    if local != 0 {
+                        text("ONLINE")
+                    } else {
+                        Value::Null
+                    },
+                    Value::TinyInt(connected as u8),
+                    text(if connected {
+                        "CONNECTED"
+                    } else {
+                        "DISCONNECTED"
+                    }),
+                    if local != 0 {
+                        text("ONLINE")
+                    } else {
+                        Value::Null
+                    },
+                    Value::TinyInt(if connected { 2 } else { 0 }),
+                    text(if connected { "HEALTHY" } else { "NOT_HEALTHY" }),
+                    err.as_ref().map(|e| Value::Int(e.0)).unwrap_or(Value::Null),
+                    err.as_ref().map(|e| text(&e.1)).unwrap_or(Value::Null),
+                    if err.is_some() {
+                        Value::DateTime(chrono::Local::now().naive_local())
+                    } else {
+                        Value::Null
+                    },
+                ]);
+            }
+        }
+        "sys.dm_hadr_database_replica_states" => {
+            let mut st = m
+                .prepare(
+                    "SELECT g.group_id, r.replica_id, r.is_local, g.database_name FROM hadr_groups g JOIN hadr_replicas r ON r.group_id = g.group_id \
+                     WHERE g.is_distributed = 1 AND g.database_name IS NOT NULL ORDER BY g.sequence_number, r.ordinal",
+                )
+                .map_err(db)?;
+            let all: Vec<(String, String, i64, String)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(db)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db)?;
+            drop(st);
+            drop(m);
+            for (gid, rid, local, database) in all {
+                let Ok(d) = server.inst.database_any_state(&database) else {
+                    continue;
+                };
+                let end = d.log().durable_lsn();
+                let primary_here = d.role() == engine::database::Role::Primary;
+                let live = server.links.lock().get(&database.to_lowercase()).cloned();
+                let s = live
+                    .and_then(|s| s.lock().ok().map(|s| s.clone()))
+                    .unwrap_or_default();
+                // The local row describes this copy; the remote row, what the link knows of the other one.
+                let (hardened, redone, sent) = if local != 0 {
+                    (end, end, end)
+                } else {
+                    (s.last_hardened_lsn, s.last_redone_lsn, s.last_sent_lsn)
+                };
+                let queue_kb = if local == 0 && primary_here {
+                    d.log().bytes_from(hardened + 1) / 1024
+                } else {
+                    0
+                };
+                let state = if local != 0 {
+                    if d.control().consistent_at.is_some() {
+                        "INITIALIZING"
+                    } else {
+                        "SYNCHRONIZED"
+                    }
+                } else if !s.connected {
+                    "NOT SYNCHRONIZING"
+                } else if hardened >= end {
+                    "SYNCHRONIZED"
+                } else {
+                    "SYNCHRONIZING"
+                };
+                out.push(vec![
+                    Value::Int(d.id),
+                    guid(&gid),
+                    guid(&rid),
+                    Value::Bit(local != 0),
+                    Value::Bit(local != 0 && primary_here),
+                    text(state),
+                    text(if state == "NOT SYNCHRONIZING" {
+                        "NOT_HEALTHY"
+                    } else {
+                        "HEALTHY"
+                    }),
+                    text(d.control().state.desc()),
+                    Value::Bit(false),
+                    crate::sysviews::lsn(sent),
+                    crate::sysviews::lsn(hardened),
+                    crate::sysviews::lsn(redone),
+                    crate::sysviews::lsn(end),
+                    crate::sysviews::lsn(end),
+                    Value::BigInt(queue_kb as i64),
+                    Value::BigInt(0),
+                    Value::BigInt(if hardened >= end || local != 0 {
+                        0
+                    } else {
+                        ((chrono::Utc::now().timestamp_micros() - d.log().last_commit_time_us())
+                            .max(0)
+                            / 1_000_000) as i64
+                    }),
+                ]);
+            }
+        }
+        "sys.dm_hadr_physical_seeding_stats" => {
+            drop(m);
+            let links: Vec<(String, hadr::link::Stats)> = server
+                .links
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (database, stats) in links {
+                let Some(sd) = stats.lock().ok().and_then(|s| s.seeding.clone()) else {
+                    continue;
+                };
+                let secs = sd.started.elapsed().as_secs_f64().max(0.001);
+                let rate = sd.transferred_bytes as f64 / secs;
+                let remaining =
+                    sd.database_bytes.saturating_sub(sd.transferred_bytes) as f64 / rate.max(1.0);
+                let now = chrono::Utc::now().naive_utc();
+                out.push(vec![
+                    text(&database),
+                    text("Source"),
+                    text(if sd.done {
+                        "Success"
+                    } else {
+                        "ReadingAndSendingData"
+                    }),
+                    Value::BigInt(rate as i64),
+                    Value::BigInt(sd.transferred_bytes as i64),
+                    Value::BigInt(sd.database_bytes as i64),
+                    Value::DateTime(now - chrono::Duration::milliseconds((secs * 1000.0) as i64)),
+                    Value::DateTime(
+                        now + chrono::Duration::milliseconds((remaining * 1000.0) as i64),
+                    ),
+                    Value::Bit(true),
+                ]);
+            }
+        }
+        _ => {}
+    }
+    let _ = display;
+    Ok(out)
+}
+
+/// The managed instance joins a distributed availability group whose primary is `source_endpoint`
+/// (`TCP://host:port`): it records the group and keeps a link session to the primary running (reconnecting
+/// after failures) until the group is dropped. This is what the management API's PUT of a distributed
+/// availability group does.
+#[allow(clippy::too_many_arguments)]
+pub fn join_distributed_group(
+    server: &Arc<Server>,
+    runtime: &tokio::runtime::Handle,
+    settings: hadr::transport::EndpointSettings,
+    dag: &str,
+    primary_ag: &str,
+    local_ag: &str,
+    database: &str,
+    source_endpoint: &str,
+) -> Result<(), SqlError> {
+    let (host, port) = parse_endpoint_url(source_endpoint)?;
+    let m = server.inst.master();
+    m.execute_batch(SCHEMA).map_err(db)?;
+    let exists: Option<String> = m
+        .query_row(
+            "SELECT group_id FROM hadr_groups WHERE name = ?1",
+            [dag],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    if exists.is_none() {
+        let gid = guid_text();
+        let now = chrono::Local::now()
+            .naive_local()
+            .format("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string();
+        let seq: i64 = m
+            .query_row(
+                "SELECT coalesce(max(sequence_number), 0) + 1 FROM hadr_groups",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        m.execute(
+            "INSERT INTO hadr_groups(group_id, name, is_distributed, cluster_type, database_name, sequence_number, create_date) VALUES (?1, ?2, 1, 'NONE', ?3, ?4, ?5)",
+            params![gid, dag, database, seq, now],
+        )
+        .map_err(db)?;
+        let spec = |name: &str, url: Option<String>| ReplicaSpec {
+            name: name.to_string(),
+            endpoint_url: None,
+            listener_url: url,
+            availability_mode: Some(AvailabilityMode::AsynchronousCommit),
+            failover_mode: Some(FailoverMode::Manual),
+            seeding_mode: Some(SeedingMode::Automatic),
+            session_timeout: Some(20),
+            options: vec![],
+        };
+        insert_replica(
+            &m,
+            &gid,
+            0,
+            &spec(primary_ag, Some(source_endpoint.to_string())),
+            false,
+            &now,
+        )?;
+        insert_replica(&m, &gid, 1, &spec(local_ag, None), true, &now)?;
+    }
+    drop(m);
+    let stats = link_stats(server, database);
+    let (inst, db_name, dag_name) = (server.inst.clone(), database.to_string(), dag.to_string());
+    let task = runtime.spawn(async move {
+        let errors = hadr::transport::ConnectErrorLog::default();
+        loop {
+            let addr = match tokio::net::lookup_host((host.as_str(), port)).await.ok().and_then(|mut a| a.next()) {
+                Some(a) => a,
+                None => {
+                    if let Ok(mut s) = stats.lock() {
+                        s.last_error = Some((1418, format!("The server network address \"TCP://{host}:{port}\" can not be reached or does not exist.")));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            let r = hadr::link::run_secondary(inst.clone(), &settings, &errors, &host, addr, &db_name, stats.clone()).await;
+            if let Err(e) = r {
+                tracing::warn!(dag = %dag_name, error = %e, "link to the primary ended; reconnecting");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    if let Some(old) = server.joins.lock().insert(dag.to_lowercase(), task) {
+        old.abort();
+    }
+    Ok(())
+}
+
+/// `TCP://host:port` (any case; a `;Server=[…]` suffix is ignored).
+pub fn parse_endpoint_url(url: &str) -> Result<(String, u16), SqlError> {
+    let u = url.split(';').next().unwrap_or("").trim();
+    let rest = u
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("tcp://"))
+        .map(|_| &u[6..]);
+    let bad = || {
+        SqlError::new(
+            35201,
+            16,
+            format!("The endpoint URL '{url}' is not valid: expected TCP://<host>:<port>."),
+        )
+    };
+    let rest = rest.ok_or_else(bad)?;
+    let (h, p) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let port = p.trim_end_matches('/').parse().map_err(|_| bad())?;
+    Ok((h.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+}
