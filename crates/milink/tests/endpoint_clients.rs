@@ -556,6 +556,28 @@ async fn tiberius_client() {
         .await,
     );
     assert_eq!(e.code(), 2628);
+    batch(
+        &mut c,
+        "CREATE TABLE child (id INT PRIMARY KEY, tid INT REFERENCES t(id), qty INT CHECK (qty > 0))",
+    )
+    .await
+    .unwrap();
+    let e = server_error(batch(&mut c, "INSERT INTO child VALUES (1, 999, 1)").await);
+    assert_eq!(e.code(), 547);
+    assert!(
+        e.message().starts_with(
+            "The INSERT statement conflicted with the FOREIGN KEY constraint \"FK_child_t\"."
+        ),
+        "{e:?}"
+    );
+    let e = server_error(batch(&mut c, "INSERT INTO child VALUES (1, 1, 0)").await);
+    assert_eq!(e.code(), 547);
+    assert!(
+        e.message()
+            .starts_with("The INSERT statement conflicted with the CHECK constraint"),
+        "{e:?}"
+    );
+    batch(&mut c, "DROP TABLE child").await.unwrap();
     let e = server_error(batch(&mut c, "SELECT name FROM t WHERE").await);
     assert_eq!(e.code(), 102);
     let e = server_error(batch(&mut c, "SELEC 1").await);

@@ -513,12 +513,82 @@ impl Conn {
                     if update && e.number == 515 {
                         let m = e.message.replace("INSERT fails.", "UPDATE fails.");
                         SqlError { message: m, ..e }
+                    } else if e.number == 547 {
+                        self.conflict_error(e, &st.kind)
                     } else {
                         e
                     }
                 })
             }
         }
+    }
+
+    /// 547 in SQL Server's words: which statement, constraint, database, table and column.
+    fn conflict_error(&mut self, e: SqlError, kind: &StatementKind) -> SqlError {
+        let table_of = |tf: &tsql::ast::TableFactor| match tf {
+            tsql::ast::TableFactor::Table { name, .. } => Some(name.name().to_string()),
+            _ => None,
+        };
+        let (verb, table) = match kind {
+            StatementKind::Insert(i) => ("INSERT", Some(i.table.name().to_string())),
+            StatementKind::Update(u) => ("UPDATE", table_of(&u.table)),
+            StatementKind::Delete(d) => ("DELETE", table_of(&d.table)),
+            _ => return e,
+        };
+        let Some(table) = table else { return e };
+        let db = self.database();
+        let text = |v: &Sqlite| match v {
+            Sqlite::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        let message = if e.message.contains("FOREIGN KEY") {
+            if verb == "DELETE" {
+                format!("The DELETE statement conflicted with the REFERENCE constraint. The conflict occurred in database \"{db}\", table \"dbo.{table}\".")
+            } else {
+                let fks = self
+                    .session
+                    .query(
+                        "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
+                        &[Sqlite::Text(table.clone())],
+                    )
+                    .map(|r| r.rows)
+                    .unwrap_or_default();
+                let ids: std::collections::BTreeSet<String> =
+                    fks.iter().map(|r| format!("{:?}", r[0])).collect();
+                match fks.first() {
+                    Some(fk) if ids.len() == 1 => {
+                        let parent = text(&fk[1]);
+                        let to = match &fk[3] {
+                            Sqlite::Null => "id".to_string(),
+                            v => text(v),
+                        };
+                        format!(
+                            "The {verb} statement conflicted with the FOREIGN KEY constraint \"FK_{table}_{parent}\". The conflict occurred in database \"{db}\", table \"dbo.{parent}\", column '{to}'."
+                        )
+                    }
+                    _ => format!("The {verb} statement conflicted with a FOREIGN KEY constraint of table \"dbo.{table}\". The conflict occurred in database \"{db}\"."),
+                }
+            }
+        } else if let Some(i) = e.message.find("CHECK constraint failed: ") {
+            let expr = &e.message[i + "CHECK constraint failed: ".len()..];
+            let column = expr
+                .split('"')
+                .nth(1)
+                .map(|c| format!(", column '{c}'"))
+                .unwrap_or_default();
+            let name =
+                if expr.trim_start().starts_with('(') || column.is_empty() && expr.contains(' ') {
+                    format!("CK_{table}")
+                } else {
+                    expr.trim().to_string()
+                };
+            format!(
+                "The {verb} statement conflicted with the CHECK constraint \"{name}\". The conflict occurred in database \"{db}\", table \"dbo.{table}\"{column}."
+            )
+        } else {
+            return e;
+        };
+        SqlError { message, ..e }
     }
 
     /// SQLite's constraint messages ("UNIQUE constraint failed: t.k") in SQL Server's words.
