@@ -776,6 +776,43 @@ async fn seed_tsql_through_tiberius() {
     let rows = batch(&mut c, "SELECT @@SERVERNAME").await.unwrap();
     assert_eq!(rows[0][0].get::<&str, _>(0), Some(SERVER_NAME));
 
+    // the seed's certificate steps (its placeholder password replaced by a complex one): master key, then CREATE CERTIFICATE built in a variable
+    batch(
+        &mut c,
+        "USE MASTER\nCREATE MASTER KEY ENCRYPTION BY PASSWORD = 'Str0ng!Master#Key'",
+    )
+    .await
+    .unwrap();
+    batch(
+        &mut c,
+        "DECLARE @sqlserver_certificate_name NVARCHAR(MAX) = N'Cert_' + @@servername  + N'_endpoint'\n\
+         DECLARE @sqlserver_certificate_subject NVARCHAR(MAX) = N'Certificate for ' + @sqlserver_certificate_name\n\
+         DECLARE @create_sqlserver_certificate_command NVARCHAR(MAX) = N'CREATE CERTIFICATE [' + @sqlserver_certificate_name + '] WITH SUBJECT = ''' + @sqlserver_certificate_subject + ''', EXPIRY_DATE = ''03/30/2025'''\n\
+         EXEC sp_executesql @stmt = @create_sqlserver_certificate_command",
+    )
+    .await
+    .unwrap();
+    let rows = batch(&mut c, "USE MASTER\nSELECT * FROM sys.certificates")
+        .await
+        .unwrap()
+        .remove(0);
+    let cert = format!("Cert_{SERVER_NAME}_endpoint");
+    assert!(
+        rows.iter()
+            .any(|r| r.get::<&str, _>("name") == Some(cert.as_str())),
+        "certificate missing"
+    );
+    let rows = batch(
+        &mut c,
+        "DECLARE @sqlserver_certificate_name NVARCHAR(MAX) = N'Cert_' + @@servername  + N'_endpoint'\n\
+         DECLARE @PUBLICKEYENC VARBINARY(MAX) = CERTENCODED(CERT_ID(@sqlserver_certificate_name));\n\
+         SELECT @PUBLICKEYENC AS PublicKeyEncoded;",
+    )
+    .await
+    .unwrap();
+    let der = rows[0][0].get::<&[u8], _>("PublicKeyEncoded").unwrap();
+    assert_eq!(der[0], 0x30, "a DER certificate");
+
     // idempotent scripts: IF NOT EXISTS over a system view (run twice)
     for _ in 0..2 {
         batch(
