@@ -299,11 +299,20 @@ fn freetds_tsql() {
 type Tib = Client<Compat<tokio::net::TcpStream>>;
 
 async fn tib(srv: &Milink, password: &str, db: Option<&str>) -> tiberius::Result<Tib> {
+    tib_with(srv, password, db, EncryptionLevel::Required).await
+}
+
+async fn tib_with(
+    srv: &Milink,
+    password: &str,
+    db: Option<&str>,
+    enc: EncryptionLevel,
+) -> tiberius::Result<Tib> {
     let mut cfg = Config::new();
     cfg.host("127.0.0.1");
     cfg.port(srv.addr.port());
     cfg.authentication(AuthMethod::sql_server("sa", password));
-    cfg.encryption(EncryptionLevel::Required);
+    cfg.encryption(enc);
     cfg.trust_cert();
     if let Some(db) = db {
         cfg.database(db);
@@ -702,6 +711,31 @@ async fn tiberius_client() {
     .await
     .unwrap();
     assert_eq!(rows[0][0].get::<i32, _>("n"), Some(0));
+}
+
+/// Plaintext (ENCRYPT_NOT_SUP) and login-only TLS (ENCRYPT_OFF) sessions work as well as full TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiberius_plaintext_and_login_only_tls() {
+    let srv = Milink::start();
+    for enc in [EncryptionLevel::NotSupported, EncryptionLevel::Off] {
+        let e = server_error(tib_with(&srv, "nope", None, enc).await);
+        assert_eq!(e.code(), 18456);
+        let mut c = tib_with(&srv, PASSWORD, None, enc).await.unwrap();
+        let r = c
+            .query(
+                "SELECT @P1 + 1 AS n, @@SERVERNAME AS s, @P2 AS t",
+                &[&41i32, &TEXT],
+            )
+            .await
+            .unwrap()
+            .into_row()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.get::<i32, _>("n"), Some(42));
+        assert_eq!(r.get::<&str, _>("s"), Some(SERVER_NAME));
+        assert_eq!(r.get::<&str, _>("t"), Some(TEXT));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
