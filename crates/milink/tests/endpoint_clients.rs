@@ -622,6 +622,18 @@ async fn tiberius_client() {
     assert_eq!(rows[1][0].get::<i32, _>("missing"), Some(0));
     assert_eq!(rows[2][0].get::<i32, _>("object_id"), Some(id));
 
+    // SET ROWCOUNT limits a query; with DML it is refused rather than ignored
+    let rows = batch(
+        &mut c,
+        "SET ROWCOUNT 2\nSELECT id FROM t ORDER BY id\nSET ROWCOUNT 0",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows[0].len(), 2);
+    let e = server_error(batch(&mut c, "SET ROWCOUNT 1\nDELETE FROM u").await);
+    assert_eq!(e.code(), 40000);
+    batch(&mut c, "SET ROWCOUNT 0").await.unwrap();
+
     // catalog views join each other with SQL Server's column names
     let rows = batch(
         &mut c,

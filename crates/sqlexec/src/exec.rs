@@ -136,6 +136,8 @@ pub struct Conn {
     depth: usize,
     /// The error aborting the batch was already sent: outer blocks only unwind.
     reported: bool,
+    /// SET ROWCOUNT n (0: no limit).
+    row_limit: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -190,6 +192,7 @@ impl Conn {
             catalog: None,
             depth: 0,
             reported: false,
+            row_limit: 0,
         })
     }
 
@@ -211,6 +214,7 @@ impl Conn {
             let _ = self.session.rollback_tran();
         }
         self.scopes = vec![HashMap::new()];
+        self.row_limit = 0;
         // sp_reset_connection also clears @@ROWCOUNT, @@ERROR, @@IDENTITY and prepared handles.
         self.rowcount = 0;
         self.error = 0;
@@ -935,6 +939,12 @@ impl Conn {
         let on = matches!(o.value, OptionValue::On);
         match name {
             "NOCOUNT" => self.nocount = on,
+            "ROWCOUNT" => {
+                self.row_limit = match &o.value {
+                    OptionValue::Expr(e) => self.eval(e)?.as_i64().unwrap_or(0).max(0) as u64,
+                    _ => 0,
+                };
+            }
             "XACT_ABORT" => self.xact_abort = on,
             "IMPLICIT_TRANSACTIONS" => self.implicit_transactions = on,
             "LOCK_TIMEOUT" => {
@@ -1134,6 +1144,17 @@ impl Conn {
                 "User tables cannot be created or changed in master on this server: master holds only instance-level objects. Create a database and USE it.",
             ));
         }
+        if self.row_limit > 0
+            && matches!(
+                t.kind,
+                TranslationKind::Insert | TranslationKind::Update | TranslationKind::Delete
+            )
+        {
+            return Err(SqlError::unsupported(
+                "SET ROWCOUNT with INSERT, UPDATE or DELETE (use TOP)",
+                st.line,
+            ));
+        }
         let mut params = Vec::with_capacity(t.params.len());
         for p in &t.params {
             let v = if p.starts_with("@@") {
@@ -1197,6 +1218,18 @@ impl Conn {
         };
         if ddl {
             self.catalog = None;
+        }
+        let mut outcome = outcome;
+        if self.row_limit > 0
+            && matches!(
+                t.kind,
+                TranslationKind::Query | TranslationKind::SelectAssign
+            )
+            && sink.rows.len() as u64 > self.row_limit
+        {
+            // SET ROWCOUNT n: the query stops after n rows.
+            sink.rows.truncate(self.row_limit as usize);
+            outcome.rows = self.row_limit as _;
         }
         match t.kind {
             TranslationKind::SelectAssign => {
