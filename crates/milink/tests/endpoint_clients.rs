@@ -5,7 +5,7 @@
 //! Clients come from scripts/test.sh (`MILINK_TEST_CLIENTS`, default `<workspace>/.test-clients`); a missing
 //! client fails under CI=true and is skipped with a message otherwise.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,40 +24,62 @@ struct Milink {
 }
 
 impl Milink {
+    /// Starts `milink serve --listen 127.0.0.1:0` and reads the bound address from its start-up log line, so
+    /// parallel tests never race for a port.
     fn start() -> Milink {
+        use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
-        for _attempt in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_milink"))
-                .args(["serve", "--name", SERVER_NAME, "--data-dir"])
-                .arg(dir.path().join("data"))
-                .args(["--listen", &addr.to_string()])
-                .env("MSSQL_SA_PASSWORD", PASSWORD)
-                .env("RUST_LOG", "error")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("spawn milink");
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(30) {
-                if child.try_wait().unwrap().is_some() {
-                    break; // port taken between probe and bind: try another
+        let mut child = Command::new(env!("CARGO_BIN_EXE_milink"))
+            .args(["serve", "--name", SERVER_NAME, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("MSSQL_SA_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "error,milink=info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn milink");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let plain = strip_ansi(&line);
+                if let Some(i) = plain.find("listen=") {
+                    let addr = plain[i + "listen=".len()..]
+                        .split_whitespace()
+                        .next()
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                    if let (Some(a), Some(tx)) = (addr, tx.take()) {
+                        let _ = tx.send(a);
+                        continue;
+                    }
                 }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Milink { child, addr, dir };
+                if !plain.contains(" INFO ") {
+                    eprintln!("milink: {plain}");
                 }
-                std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("milink serve did not report its listening address");
+            }
+        };
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "milink serve is not accepting connections on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("milink serve did not start listening");
+        Milink { child, addr, dir }
     }
 
     fn port(&self) -> String {
@@ -70,6 +92,24 @@ impl Drop for Milink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ … final byte in @..~
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) && d != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn clients_dir() -> PathBuf {
