@@ -342,6 +342,7 @@ impl Handler for Endpoint {
 
     async fn rpc(&self, s: &mut Session, rpc: RpcRequest, out: &mut ResponseWriter<'_>) {
         let id = rpc.proc_id();
+        tracing::debug!(target = ?rpc.target, params = rpc.params.len(), "rpc");
         match id {
             Some(ProcId::ExecuteSql) => {
                 let sql = text_param(&rpc, 0);

@@ -169,14 +169,16 @@ def check_params(cur):
                 ("p ✓", decimal.Decimal("1.25"), True, datetime.datetime(2020, 1, 2, 3, 4, 5), GUID, binval))
     assert cur.rowcount == 1, cur.rowcount
     # a NULL parameter (mssql-python asks sp_describe_undeclared_parameters for its type)
-    cur.execute(f"INSERT INTO t (name, amount, txt) VALUES ({ph}, {ph}, {ph})", ("p null", None, None))
+    cur.execute(f"INSERT INTO t (name, amount, txt, b, at) VALUES ({ph}, {ph}, {ph}, {ph}, {ph})",
+                ("p null", None, None, None, None))
+    assert cur.rowcount == 1, cur.rowcount
     r = one(cur, f"SELECT amount, flag, at, g, b FROM t WHERE name = {ph}", ("p ✓",))
     assert r[0] == decimal.Decimal("1.25") and r[1] in (True, 1), r
     assert r[2] == datetime.datetime(2020, 1, 2, 3, 4, 5), r[2]
     g = r[3] if isinstance(r[3], uuid.UUID) else uuid.UUID(str(r[3]))
     assert g == GUID and bytes(r[4]) == b"\x00\xff", r
-    r = one(cur, f"SELECT amount, txt FROM t WHERE name = {ph}", ("p null",))
-    assert r[0] is None and r[1] is None, r
+    r = one(cur, f"SELECT amount, txt, b, at FROM t WHERE name = {ph}", ("p null",))
+    assert all(v is None for v in r), r
     ok("params")
 
 
