@@ -793,9 +793,19 @@ impl Database {
             let conn = slot.as_ref().expect("applier");
             apply::apply_blocks(conn, blocks.iter())?;
             // The applier's frames are not user commits: never capture them as new blocks.
-            let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+            let (busy, frames, done): (i64, i64, i64) =
+                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
             self.capture.lock().skip_to(frames.max(0) as u32)?;
-            self.republish(conn)
+            self.republish(conn)?;
+            // When the WAL is fully in the file, the secondary's own log before `last` is no longer needed for
+            // its recovery; record that now and then (each record costs an fsync) and let the log truncate.
+            if busy == 0 && frames == done && last >= self.control.lock().checkpoint_lsn + 1024 {
+                self.update_control(|c| c.checkpoint_lsn = last)?;
+                self.truncate_log()?;
+            }
+            Ok(())
         })();
         self.writer.release(ENGINE_WRITER);
         res

@@ -7,7 +7,7 @@
 pub mod json;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -744,4 +744,33 @@ impl Handler {
         let _ = &op.dag;
         ok(v)
     }
+}
+
+/// The managed instance's identity on the mirroring transport: its CA and a current endpoint certificate for
+/// its FQDN (issued, or renewed before expiry), presented by every link it joins.
+pub fn managed_settings(
+    server: &Arc<sqlexec::Server>,
+) -> Result<hadr::transport::EndpointSettings, String> {
+    let store = trust::TrustStore::open(&server.inst.master(), server.inst.data_dir())
+        .map_err(|e| e.message)?;
+    store
+        .ensure_managed_identity(
+            &server.inst.master(),
+            &server.host,
+            trust::now_utc(),
+            chrono::Duration::days(365),
+            chrono::Duration::days(30),
+        )
+        .map_err(|e| e.message)?;
+    Ok(hadr::transport::EndpointSettings::new(
+        server.host.clone(),
+        hadr::transport::Role::ManagedInstance,
+        Arc::new(hadr::transport::StoreTrust {
+            db_path: server.inst.data_dir().join("master.db"),
+            store: Arc::new(store),
+            identity: hadr::transport::IdentitySource::InstanceEndpoint {
+                fqdn: server.host.clone(),
+            },
+        }),
+    ))
 }

@@ -219,9 +219,10 @@ pub fn main(a: SqlArgs) -> Result<()> {
             (None, Some(f)) => std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read {}", f.display()))?,
             (None, None) => {
-                let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-                s
+                if let Some(q) = &a.interactive_query {
+                    run_batch(&mut client, q).await?;
+                }
+                return interactive(&mut client).await;
             }
         };
         let mut failed = false;

@@ -809,3 +809,55 @@ pub fn parse_endpoint_url(url: &str) -> Result<(String, u16), SqlError> {
     let port = p.trim_end_matches('/').parse().map_err(|_| bad())?;
     Ok((h.trim_matches(|c| c == '[' || c == ']').to_string(), port))
 }
+
+/// After a restart, a managed instance resumes every distributed group it had joined.
+pub fn resume_joins(
+    server: &Arc<Server>,
+    runtime: &tokio::runtime::Handle,
+    settings: &hadr::transport::EndpointSettings,
+) -> Result<usize, SqlError> {
+    let joins: Vec<(String, String, String, String, String)> = {
+        let m = server.inst.master();
+        m.execute_batch(SCHEMA).map_err(db)?;
+        let mut st = m
+            .prepare(
+                "SELECT g.name, g.database_name, p.replica_server_name, l.replica_server_name, p.endpoint_url \
+                 FROM hadr_groups g JOIN hadr_replicas p ON p.group_id = g.group_id AND p.is_local = 0 \
+                 JOIN hadr_replicas l ON l.group_id = g.group_id AND l.is_local = 1 \
+                 WHERE g.is_distributed = 1 AND g.database_name IS NOT NULL AND p.endpoint_url IS NOT NULL",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(db)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db)?;
+        rows
+    };
+    let mut n = 0;
+    for (dag, database, primary_ag, local_ag, endpoint) in joins {
+        // Only groups whose database is (or is becoming) a secondary here: on SQL Server's side the local
+        // member is the primary and the managed instance connects to us instead.
+        let secondary = server
+            .inst
+            .database_any_state(&database)
+            .map(|d| d.role() == engine::database::Role::Secondary)
+            .unwrap_or(true);
+        if secondary {
+            join_distributed_group(
+                server,
+                runtime,
+                settings.clone(),
+                &dag,
+                &primary_ag,
+                &local_ag,
+                &database,
+                &endpoint,
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
