@@ -559,6 +559,7 @@ pub fn system_procedure(
         return r;
     }
     match bare {
+        "sp_describe_undeclared_parameters" => crate::describe::run(conn, _args, out),
         "sp_who" | "sp_who2" => {
             out.push(Out::Columns(vec![
                 ("spid".into(), DataType::SmallInt),

@@ -23,7 +23,11 @@ pub enum Out {
     Row(Vec<Value>),
     /// End of one statement; Some(n) = rows affected/returned.
     Done(Option<u64>),
+    /// End of an INSERT/UPDATE/DELETE: rows affected and the TDS CurCmd (ODBC reports the count only for DML).
+    DoneDml(u64, u16),
     Info(i32, String),
+    /// PRINT and RAISERROR with severity <= 10: number, severity, state and line of an informational message.
+    Message(SqlError),
     Error(SqlError),
     Database(String),
     TranBegin,
@@ -130,6 +134,10 @@ pub struct Conn {
     /// Declared T-SQL types of the current database's tables, loaded per batch.
     catalog: Option<HashMap<String, TableInfo>>,
     depth: usize,
+    /// The error aborting the batch was already sent: outer blocks only unwind.
+    reported: bool,
+    /// SET ROWCOUNT n (0: no limit).
+    row_limit: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -183,6 +191,8 @@ impl Conn {
             mem,
             catalog: None,
             depth: 0,
+            reported: false,
+            row_limit: 0,
         })
     }
 
@@ -204,6 +214,12 @@ impl Conn {
             let _ = self.session.rollback_tran();
         }
         self.scopes = vec![HashMap::new()];
+        self.row_limit = 0;
+        // sp_reset_connection also clears @@ROWCOUNT, @@ERROR, @@IDENTITY and prepared handles.
+        self.rowcount = 0;
+        self.error = 0;
+        self.shared.lock().identity = None;
+        self.prepared.clear();
         self.nocount = false;
         self.xact_abort = false;
         self.implicit_transactions = false;
@@ -224,6 +240,7 @@ impl Conn {
     pub fn execute_batch(&mut self, sql: &str, out: &mut Vec<Out>) {
         self.session.reset_cancel();
         self.catalog = None;
+        self.reported = false;
         let stmts = match tsql::parse_batch(sql) {
             Ok(s) => s,
             Err(e) => {
@@ -254,6 +271,10 @@ impl Conn {
                     if e.number == 3617 {
                         return Err(e);
                     }
+                    if self.reported {
+                        // An inner block (IF, WHILE, BEGIN…END, EXEC) reported it and is aborting the batch.
+                        return Err(e);
+                    }
                     if in_try {
                         return Err(e);
                     }
@@ -261,9 +282,11 @@ impl Conn {
                     if self.xact_abort && self.session.trancount() > 0 {
                         let _ = self.session.rollback_tran();
                         out.push(Out::TranRollback);
+                        self.reported = true;
                         return Err(e);
                     }
                     if batch_aborting(&e) {
+                        self.reported = true;
                         return Err(e);
                     }
                 }
@@ -279,6 +302,17 @@ impl Conn {
         in_try: bool,
     ) -> Result<Flow, SqlError> {
         self.error = 0;
+        if matches!(
+            st.kind,
+            StatementKind::If { .. }
+                | StatementKind::While { .. }
+                | StatementKind::SetVariable { .. }
+                | StatementKind::Declare(_)
+                | StatementKind::Query(_)
+        ) {
+            // OBJECT_ID() and friends read the catalog (loaded once per batch).
+            self.load_catalog()?;
+        }
         match &st.kind {
             StatementKind::Declare(decls) => {
                 for d in decls {
@@ -288,13 +322,10 @@ impl Conn {
                                 Some(e) => tsql::value::assign(&self.eval(e)?, ty)?,
                                 None => Value::Null,
                             };
-                            self.scopes.last_mut().expect("scope").insert(
-                                name.to_lowercase(),
-                                Var {
-                                    ty: ty.clone(),
-                                    value,
-                                },
-                            );
+                            self.scopes
+                                .last_mut()
+                                .expect("scope")
+                                .insert(name.to_lowercase(), Var { ty: *ty, value });
                         }
                         Declaration::Table { .. } => {
                             return Err(SqlError::unsupported("table variables", st.line))
@@ -346,6 +377,7 @@ impl Conn {
                 Ok(f) => Ok(f),
                 Err(e) if e.number == 3617 => Err(e),
                 Err(e) => {
+                    self.reported = false;
                     self.shared.lock().error = Some(e);
                     let r = self.run_block(catch_block, out, in_try);
                     self.shared.lock().error = None;
@@ -363,7 +395,9 @@ impl Conn {
             }
             StatementKind::Print(e) => {
                 let v = self.eval(e)?;
-                out.push(Out::Info(0, display(&v)));
+                let mut m = SqlError::new(0, 0, display(&v));
+                m.line = st.line;
+                out.push(Out::Message(m));
                 Ok(Flow::Normal)
             }
             StatementKind::Raiserror(r) => {
@@ -379,7 +413,10 @@ impl Conn {
                     v => (50000, format_message(&display(v), &args)),
                 };
                 if sev <= 10 {
-                    out.push(Out::Info(number, text));
+                    let mut m = SqlError::new(number, sev, text);
+                    m.state = state;
+                    m.line = st.line;
+                    out.push(Out::Message(m));
                     return Ok(Flow::Normal);
                 }
                 let mut e = SqlError::new(number, sev, text);
@@ -468,11 +505,207 @@ impl Conn {
                     return Ok(Flow::Normal);
                 }
                 self.run_translated(st, out)
+                    .map_err(|e| self.constraint_error(e))
             }
             StatementKind::CreateProcedure { .. } | StatementKind::DropProcedure { .. } => {
                 Err(SqlError::unsupported("stored procedures", st.line))
             }
-            _ => self.run_translated(st, out),
+            _ => {
+                let update = matches!(st.kind, StatementKind::Update(_));
+                self.run_translated(st, out).map_err(|e| {
+                    let e = self.constraint_error(e);
+                    if update && e.number == 515 {
+                        let m = e.message.replace("INSERT fails.", "UPDATE fails.");
+                        SqlError { message: m, ..e }
+                    } else if e.number == 547 {
+                        self.conflict_error(e, &st.kind)
+                    } else {
+                        e
+                    }
+                })
+            }
+        }
+    }
+
+    /// 547 in SQL Server's words: which statement, constraint, database, table and column.
+    fn conflict_error(&mut self, e: SqlError, kind: &StatementKind) -> SqlError {
+        let table_of = |tf: &tsql::ast::TableFactor| match tf {
+            tsql::ast::TableFactor::Table { name, .. } => Some(name.name().to_string()),
+            _ => None,
+        };
+        let (verb, table) = match kind {
+            StatementKind::Insert(i) => ("INSERT", Some(i.table.name().to_string())),
+            StatementKind::Update(u) => ("UPDATE", table_of(&u.table)),
+            StatementKind::Delete(d) => ("DELETE", table_of(&d.table)),
+            _ => return e,
+        };
+        let Some(table) = table else { return e };
+        let db = self.database();
+        let text = |v: &Sqlite| match v {
+            Sqlite::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        let message = if e.message.contains("FOREIGN KEY") {
+            if verb == "DELETE" {
+                format!("The DELETE statement conflicted with the REFERENCE constraint. The conflict occurred in database \"{db}\", table \"dbo.{table}\".")
+            } else {
+                let fks = self
+                    .session
+                    .query(
+                        "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
+                        &[Sqlite::Text(table.clone())],
+                    )
+                    .map(|r| r.rows)
+                    .unwrap_or_default();
+                let ids: std::collections::BTreeSet<String> =
+                    fks.iter().map(|r| format!("{:?}", r[0])).collect();
+                match fks.first() {
+                    Some(fk) if ids.len() == 1 => {
+                        let parent = text(&fk[1]);
+                        let to = match &fk[3] {
+                            Sqlite::Null => "id".to_string(),
+                            v => text(v),
+                        };
+                        format!(
+                            "The {verb} statement conflicted with the FOREIGN KEY constraint \"FK_{table}_{parent}\". The conflict occurred in database \"{db}\", table \"dbo.{parent}\", column '{to}'."
+                        )
+                    }
+                    _ => format!("The {verb} statement conflicted with a FOREIGN KEY constraint of table \"dbo.{table}\". The conflict occurred in database \"{db}\"."),
+                }
+            }
+        } else if let Some(i) = e.message.find("CHECK constraint failed: ") {
+            let expr = &e.message[i + "CHECK constraint failed: ".len()..];
+            let column = expr
+                .split('"')
+                .nth(1)
+                .map(|c| format!(", column '{c}'"))
+                .unwrap_or_default();
+            let name =
+                if expr.trim_start().starts_with('(') || column.is_empty() && expr.contains(' ') {
+                    format!("CK_{table}")
+                } else {
+                    expr.trim().to_string()
+                };
+            format!(
+                "The {verb} statement conflicted with the CHECK constraint \"{name}\". The conflict occurred in database \"{db}\", table \"dbo.{table}\"{column}."
+            )
+        } else {
+            return e;
+        };
+        SqlError { message, ..e }
+    }
+
+    /// SQLite's constraint messages ("UNIQUE constraint failed: t.k") in SQL Server's words.
+    fn constraint_error(&mut self, e: SqlError) -> SqlError {
+        let detail = |m: &str, what: &str| -> Option<(String, Vec<String>)> {
+            let rest = &m[m.find(what)? + what.len()..];
+            let mut table = String::new();
+            let mut cols = Vec::new();
+            for part in rest.split(',') {
+                let (t, c) = part.trim().split_once('.')?;
+                table = t.to_string();
+                cols.push(c.trim().to_string());
+            }
+            Some((table, cols))
+        };
+        let pick = |q: &Result<engine::Collect, engine::SqlError>| -> Vec<Vec<String>> {
+            q.as_ref()
+                .map(|r| {
+                    r.rows
+                        .iter()
+                        .map(|row| {
+                            row.iter()
+                                .map(|v| match v {
+                                    Sqlite::Text(s) => s.clone(),
+                                    Sqlite::Integer(i) => i.to_string(),
+                                    _ => String::new(),
+                                })
+                                .collect()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match e.number {
+            2627 => {
+                let Some((table, cols)) = detail(&e.message, "UNIQUE constraint failed: ") else {
+                    return e;
+                };
+                let pk: Vec<String> = pick(&self.session.query(
+                    "SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk",
+                    &[Sqlite::Text(table.clone())],
+                ))
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+                let same = |a: &[String]| {
+                    a.len() == cols.len()
+                        && a.iter().zip(&cols).all(|(x, y)| x.eq_ignore_ascii_case(y))
+                };
+                let message = if same(&pk) {
+                    format!("Violation of PRIMARY KEY constraint 'PK_{table}'. Cannot insert duplicate key in object 'dbo.{table}'.")
+                } else {
+                    // A unique index made by CREATE UNIQUE INDEX (origin 'c') is error 2601.
+                    let indexes = pick(&self.session.query(
+                        "SELECT l.name, l.origin, group_concat(i.name, ',') FROM pragma_index_list(?1) l,                          pragma_index_info(l.name) i WHERE l.\"unique\" = 1 GROUP BY l.name",
+                        &[Sqlite::Text(table.clone())],
+                    ));
+                    let named = indexes.iter().find(|r| {
+                        r.len() == 3
+                            && r[1] == "c"
+                            && same(&r[2].split(',').map(str::to_string).collect::<Vec<_>>())
+                    });
+                    if let Some(ix) = named {
+                        let mut x = SqlError::new(2601, 14, format!("Cannot insert duplicate key row in object 'dbo.{table}' with unique index '{}'.", ix[0]));
+                        x.state = 1;
+                        x.line = e.line;
+                        return x;
+                    }
+                    format!(
+                        "Violation of UNIQUE KEY constraint 'UQ_{table}_{}'. Cannot insert duplicate key in object 'dbo.{table}'.",
+                        cols.join("_")
+                    )
+                };
+                SqlError { message, ..e }
+            }
+            515 => {
+                let Some((table, cols)) = detail(&e.message, "NOT NULL constraint failed: ") else {
+                    return e;
+                };
+                let message = format!(
+                    "Cannot insert the value NULL into column '{}', table '{}.dbo.{table}'; column does not allow nulls. INSERT fails.",
+                    cols.join(", "),
+                    self.database()
+                );
+                SqlError {
+                    message,
+                    state: 2,
+                    ..e
+                }
+            }
+            208 => {
+                // "db.t": a table in another user database (no cross-database queries yet).
+                let name = e
+                    .message
+                    .trim_start_matches("Invalid object name '")
+                    .trim_end_matches("'.");
+                match name.split_once('.') {
+                    Some((db, table))
+                        if !db.eq_ignore_ascii_case(&self.database())
+                            && self.server.inst.database(db).is_ok() =>
+                    {
+                        SqlError {
+                            number: 40000,
+                            message: format!(
+                                "Cross-database reference '{db}.dbo.{table}' is not supported by this server; USE {db} first."
+                            ),
+                            ..e
+                        }
+                    }
+                    _ => e,
+                }
+            }
+            _ => e,
         }
     }
 
@@ -528,7 +761,8 @@ impl Conn {
                     row.push(v);
                 }
                 SelectItem::Assign { var, op, expr } => {
-                    assigns.push((var.clone(), *op, self.eval(expr)?))
+                    let v = self.eval(expr)?;
+                    assigns.push((var.clone(), *op, v))
                 }
             }
         }
@@ -552,12 +786,28 @@ impl Conn {
         if self.depth > 32 {
             return Err(SqlError::new(217, 16, "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32)."));
         }
+        self.nested_batch_with(sql, vars, out, |_| {})
+    }
+
+    /// A nested batch in its own variable scope; `finish` sees the scope's final variables.
+    fn nested_batch_with(
+        &mut self,
+        sql: &str,
+        vars: HashMap<String, Var>,
+        out: &mut Vec<Out>,
+        finish: impl FnOnce(&HashMap<String, Var>),
+    ) -> Result<(), SqlError> {
+        if self.depth > 32 {
+            return Err(SqlError::new(217, 16, "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32)."));
+        }
         let stmts = tsql::parse_batch(sql)?;
         self.scopes.push(vars);
         self.depth += 1;
         let r = self.run_block(&stmts, out, false);
         self.depth -= 1;
-        self.scopes.pop();
+        if let Some(scope) = self.scopes.pop() {
+            finish(&scope);
+        }
         r.map(|_| ())
     }
 
@@ -595,7 +845,7 @@ impl Conn {
                         vars.insert(
                             p.name.to_lowercase(),
                             Var {
-                                ty: p.ty.clone(),
+                                ty: p.ty,
                                 value: tsql::value::assign(&v, &p.ty)?,
                             },
                         );
@@ -620,8 +870,21 @@ impl Conn {
         params: Vec<(String, DataType, Value)>,
         out: &mut Vec<Out>,
     ) {
+        self.execute_sql_with_outputs(sql, params, &[], out);
+    }
+
+    /// As [`Conn::execute_sql_with_params`]; returns the final values of the `outputs` variables (the RPC's
+    /// OUTPUT parameters), in order.
+    pub fn execute_sql_with_outputs(
+        &mut self,
+        sql: &str,
+        params: Vec<(String, DataType, Value)>,
+        outputs: &[String],
+        out: &mut Vec<Out>,
+    ) -> Vec<Value> {
         self.session.reset_cancel();
         self.catalog = None;
+        self.reported = false;
         let mut vars = HashMap::new();
         for (n, ty, v) in params {
             let n = if n.starts_with('@') {
@@ -631,11 +894,29 @@ impl Conn {
             };
             vars.insert(n.to_lowercase(), Var { ty, value: v });
         }
-        if let Err(e) = self.nested_batch(sql, vars, out) {
+        let mut finals = Vec::new();
+        let r = self.nested_batch_with(sql, vars, out, |scope| {
+            finals = outputs
+                .iter()
+                .map(|n| {
+                    let n = if n.starts_with('@') {
+                        n.to_lowercase()
+                    } else {
+                        format!("@{}", n.to_lowercase())
+                    };
+                    scope
+                        .get(&n)
+                        .map(|v| v.value.clone())
+                        .unwrap_or(Value::Null)
+                })
+                .collect();
+        });
+        if let Err(e) = r {
             if !out.iter().any(|o| matches!(o, Out::Error(x) if x == &e)) {
                 out.push(Out::Error(e));
             }
         }
+        finals
     }
 
     pub fn prepare(&mut self, defs: &str, sql: &str) -> i32 {
@@ -658,6 +939,12 @@ impl Conn {
         let on = matches!(o.value, OptionValue::On);
         match name {
             "NOCOUNT" => self.nocount = on,
+            "ROWCOUNT" => {
+                self.row_limit = match &o.value {
+                    OptionValue::Expr(e) => self.eval(e)?.as_i64().unwrap_or(0).max(0) as u64,
+                    _ => 0,
+                };
+            }
             "XACT_ABORT" => self.xact_abort = on,
             "IMPLICIT_TRANSACTIONS" => self.implicit_transactions = on,
             "LOCK_TIMEOUT" => {
@@ -693,12 +980,9 @@ impl Conn {
 
     fn var(&self, name: &str) -> Result<Value, SqlError> {
         let k = name.to_lowercase();
-        for s in self.scopes.iter().rev() {
-            if let Some(v) = s.get(&k) {
-                return Ok(v.value.clone());
-            }
-            // Nested batches (sp_executesql, EXEC) do not see the caller's variables.
-            break;
+        // Nested batches (sp_executesql, EXEC) do not see the caller's variables: only the innermost scope.
+        if let Some(v) = self.scopes.last().and_then(|s| s.get(&k)) {
+            return Ok(v.value.clone());
         }
         Err(SqlError::new(
             137,
@@ -711,7 +995,7 @@ impl Conn {
         self.scopes
             .last()
             .and_then(|s| s.get(&name.to_lowercase()))
-            .map(|v| v.ty.clone())
+            .map(|v| v.ty)
     }
 
     fn assign(&mut self, name: &str, op: AssignOp, v: Value) -> Result<(), SqlError> {
@@ -768,12 +1052,7 @@ impl Conn {
             "@@ROWCOUNT" => Value::Int(self.rowcount as i32),
             "@@ERROR" => Value::Int(self.error),
             "@@VERSION" => Value::NVarChar(self.server.version_string()),
-            "@@IDENTITY" => self
-                .shared
-                .lock()
-                .identity
-                .map(|i| dec0(i))
-                .unwrap_or(Value::Null),
+            "@@IDENTITY" => self.shared.lock().identity.map(dec0).unwrap_or(Value::Null),
             "@@LANGUAGE" => Value::NVarChar("us_english".into()),
             "@@MAX_PRECISION" => Value::TinyInt(38),
             "@@TEXTSIZE" => Value::Int(2147483647),
@@ -850,6 +1129,10 @@ impl Conn {
             tsql::translate(st, &cat)?
         };
         let master = self.database() == "master";
+        let mut t = t;
+        if !master {
+            t.sql = same_database_names(&t.sql, &self.database());
+        }
         let writes = !matches!(
             t.kind,
             TranslationKind::Query | TranslationKind::SelectAssign
@@ -859,6 +1142,17 @@ impl Conn {
                 50000,
                 16,
                 "User tables cannot be created or changed in master on this server: master holds only instance-level objects. Create a database and USE it.",
+            ));
+        }
+        if self.row_limit > 0
+            && matches!(
+                t.kind,
+                TranslationKind::Insert | TranslationKind::Update | TranslationKind::Delete
+            )
+        {
+            return Err(SqlError::unsupported(
+                "SET ROWCOUNT with INSERT, UPDATE or DELETE (use TOP)",
+                st.line,
             ));
         }
         let mut params = Vec::with_capacity(t.params.len());
@@ -925,11 +1219,23 @@ impl Conn {
         if ddl {
             self.catalog = None;
         }
+        let mut outcome = outcome;
+        if self.row_limit > 0
+            && matches!(
+                t.kind,
+                TranslationKind::Query | TranslationKind::SelectAssign
+            )
+            && sink.rows.len() as u64 > self.row_limit
+        {
+            // SET ROWCOUNT n: the query stops after n rows.
+            sink.rows.truncate(self.row_limit as usize);
+            outcome.rows = self.row_limit as _;
+        }
         match t.kind {
             TranslationKind::SelectAssign => {
                 if let Some(last) = sink.rows.last() {
                     for (i, var) in t.assign_to.iter().enumerate() {
-                        let ty = t.columns.get(i).and_then(|c| c.ty.clone());
+                        let ty = t.columns.get(i).and_then(|c| c.ty);
                         let v = from_sqlite(&last[i], ty.as_ref())?;
                         self.assign(var, AssignOp::Assign, v)?;
                     }
@@ -969,7 +1275,16 @@ impl Conn {
                         | TranslationKind::CreateView
                         | TranslationKind::DropView
                 );
-                self.done(out, if report { Some(n) } else { None });
+                let cmd = match t.kind {
+                    TranslationKind::Insert | TranslationKind::SelectInto => Some(0xC3),
+                    TranslationKind::Update => Some(0xC5),
+                    TranslationKind::Delete | TranslationKind::Truncate => Some(0xC4),
+                    _ => None,
+                };
+                match cmd {
+                    Some(c) if !self.nocount => out.push(Out::DoneDml(n, c)),
+                    _ => self.done(out, if report { Some(n) } else { None }),
+                }
             }
         }
         Ok(Flow::Normal)
@@ -983,7 +1298,7 @@ impl Conn {
     ) -> Result<(), SqlError> {
         let n = sink.columns.len().max(t.columns.len());
         let mut types: Vec<Option<DataType>> = (0..n)
-            .map(|i| t.columns.get(i).and_then(|c| c.ty.clone()))
+            .map(|i| t.columns.get(i).and_then(|c| c.ty))
             .collect();
         let mut rows = Vec::with_capacity(sink.rows.len());
         for r in &sink.rows {
@@ -995,11 +1310,19 @@ impl Conn {
         }
         for (i, ty) in types.iter_mut().enumerate() {
             if ty.is_none() {
+                // No declared type: one that every value of the column converts to (NULL-only: INT, as SQL Server).
                 *ty = Some(
                     rows.iter()
                         .map(|r: &Vec<Value>| &r[i])
-                        .find(|v| !v.is_null())
+                        .filter(|v| !v.is_null())
                         .map(natural_type)
+                        .reduce(|a, b| {
+                            if a == b {
+                                a
+                            } else {
+                                tsql::types::union_result(&a, &b)
+                            }
+                        })
                         .unwrap_or(DataType::Int),
                 );
             }
@@ -1068,7 +1391,7 @@ impl Conn {
                 0
             };
             for (i, c) in meta.columns.iter().enumerate() {
-                let ty = c.ty.clone().unwrap_or(DataType::NVarChar(Len::Max));
+                let ty = c.ty.unwrap_or(DataType::NVarChar(Len::Max));
                 self.session
                     .execute(
                         &format!(
@@ -1090,6 +1413,77 @@ impl Conn {
         Ok(())
     }
 
+    /// OBJECT_ID('[db.][schema.]name' [, 'U']): user tables of the current database, with sys.tables' ids;
+    /// system views get negative ids. NULL for anything else.
+    pub fn object_id(&self, args: &[Value]) -> Value {
+        let Some(name) = args.first().filter(|v| !v.is_null()).map(display) else {
+            return Value::Null;
+        };
+        let kind = args
+            .get(1)
+            .map(display)
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_uppercase();
+        let parts: Vec<String> = name
+            .split('.')
+            .map(|p| p.trim().trim_matches(['[', ']', '"']).to_string())
+            .collect();
+        let (db, schema, obj) = match parts.as_slice() {
+            [o] => (None, None, o.clone()),
+            [s, o] => (None, Some(s.clone()), o.clone()),
+            [d, s, o] => (Some(d.clone()), Some(s.clone()), o.clone()),
+            _ => return Value::Null,
+        };
+        if db
+            .as_deref()
+            .is_some_and(|d| !d.is_empty() && !d.eq_ignore_ascii_case(&self.database()))
+        {
+            return Value::Null;
+        }
+        let key = match schema.as_deref() {
+            Some(s) if !s.is_empty() && !s.eq_ignore_ascii_case("dbo") => {
+                format!("{s}.{obj}").to_lowercase()
+            }
+            _ => obj.to_lowercase(),
+        };
+        let Some(cat) = self.catalog.as_ref() else {
+            return Value::Null;
+        };
+        if !cat.contains_key(&key) {
+            return Value::Null;
+        }
+        let system: Vec<&str> = sysviews::catalog().iter().map(|(k, _)| *k).collect();
+        if let Some(i) = system.iter().position(|k| *k == key) {
+            return if kind.is_empty() || kind == "V" {
+                Value::Int(-100 - i as i32)
+            } else {
+                Value::Null
+            };
+        }
+        if !(kind.is_empty() || kind == "U") {
+            return Value::Null;
+        }
+        Value::Int(sysviews::object_id(&key))
+    }
+
+    /// Declared columns of a table of the current database (or a system view).
+    pub fn table_columns(&mut self, name: &str) -> Option<Vec<(String, DataType)>> {
+        self.load_catalog().ok()?;
+        self.catalog
+            .as_ref()?
+            .get(&name.to_lowercase())
+            .map(|t| t.columns.clone())
+    }
+
+    pub fn table_identity(&mut self, name: &str) -> Option<String> {
+        self.load_catalog().ok()?;
+        self.catalog
+            .as_ref()?
+            .get(&name.to_lowercase())
+            .and_then(|t| t.identity.clone())
+    }
+
     pub fn mem(&self) -> &rusqlite::Connection {
         &self.mem
     }
@@ -1097,6 +1491,24 @@ impl Conn {
     pub fn out_done(&mut self, out: &mut Vec<Out>, rows: Option<u64>) {
         self.done(out, rows)
     }
+}
+
+/// `db.dbo.t` naming the current database: the translator emits `"db"."t"`; SQLite knows it as `main`.
+fn same_database_names(sql: &str, db: &str) -> String {
+    let pat = format!("\"{}\".", db.replace('"', "\"\"")).to_lowercase();
+    let lower = sql.to_lowercase();
+    if !lower.contains(&pat) || lower.len() != sql.len() {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    while let Some(p) = lower[i..].find(&pat) {
+        out.push_str(&sql[i..i + p]);
+        out.push_str("main.");
+        i += p + pat.len();
+    }
+    out.push_str(&sql[i..]);
+    out
 }
 
 impl Drop for Conn {
@@ -1171,7 +1583,7 @@ impl tsql::Catalog for CatalogView<'_> {
             .scopes
             .last()
             .and_then(|s| s.get(&k))
-            .map(|v| v.ty.clone())
+            .map(|v| v.ty)
     }
 }
 
@@ -1188,6 +1600,9 @@ impl tsql::Context for Ctx<'_> {
     }
     fn function(&self, name: &str, args: &[Value]) -> Option<Result<Value, SqlError>> {
         let c = self.0.borrow();
+        if name == "OBJECT_ID" {
+            return Some(Ok(c.object_id(args)));
+        }
         instance_function(&c.shared, &c.server, name, args)
     }
     fn subquery(&self, q: &Query) -> Result<Value, SqlError> {
@@ -1384,6 +1799,10 @@ fn register_functions(
     server: Arc<Server>,
 ) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
+    // "name" is always an identifier in T-SQL (QUOTED_IDENTIFIER ON): never let SQLite read an unknown
+    // double-quoted column as a string literal (that would hide error 207 behind a silently wrong result).
+    c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
     for name in INSTANCE_FUNCTIONS {
         let sh = shared.clone();
         let srv = server.clone();
@@ -1469,6 +1888,20 @@ fn batch_aborting(e: &SqlError) -> bool {
 
 /// An engine error as a tsql error (same numbers).
 pub fn engine_err_sql(e: engine::SqlError) -> SqlError {
+    // A tsql error raised inside SQLite (e.g. 2628 from column enforcement) that reached us as plain text.
+    if let Some((n, sev, st, m)) = engine::collation::parse_error(&e.message) {
+        let mut x = SqlError::new(n, sev, m);
+        x.state = st;
+        return x;
+    }
+    // SQLite's "no such column: "x" - should this be a string literal…" (DQS off) is SQL Server's 207.
+    if let Some(i) = e.message.find("no such column: ") {
+        let rest = &e.message[i + "no such column: ".len()..];
+        let name = rest.split(" - ").next().unwrap_or(rest);
+        let name = name.split(" in ").next().unwrap_or(name).trim();
+        let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+        return SqlError::new(207, 16, format!("Invalid column name '{name}'."));
+    }
     let mut x = SqlError::new(e.number, e.severity, e.message);
     x.state = e.state;
     x

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod ags;
+pub mod describe;
 pub mod endpoint;
 pub mod exec;
 pub mod logins;

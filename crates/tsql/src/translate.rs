@@ -217,6 +217,15 @@ fn table_sql(name: &ObjectName) -> String {
     }
 }
 
+/// CASE/IIF/COALESCE/UNION: the type both sides convert to; an untyped side (NULL) takes the other's.
+fn either_type(a: Option<DataType>, b: Option<DataType>) -> Option<DataType> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(crate::types::union_result(&x, &y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 fn unsupported(what: &str) -> SqlError {
     SqlError::unsupported(what, 0)
 }
@@ -705,12 +714,12 @@ impl<'c> Tx<'c> {
                 for (w, t) in whens {
                     let (ws, _) = self.expr(w)?;
                     let (ts, tt) = self.expr(t)?;
-                    ty = ty.or(tt);
+                    ty = either_type(ty, tt);
                     s.push_str(&format!(" WHEN {} THEN {}", ws, ts));
                 }
                 if let Some(e) = else_ {
                     let (es, et) = self.expr(e)?;
-                    ty = ty.or(et);
+                    ty = either_type(ty, et);
                     s.push_str(&format!(" ELSE {}", es));
                 }
                 s.push_str(" END");
@@ -1034,7 +1043,18 @@ impl<'c> Tx<'c> {
                         other => other,
                     }),
                 )),
-                "AVG" if is_exact(t0) => Some((call("tsql_avg", &args), t0)),
+                "AVG" if is_exact(t0) => Some((
+                    call("tsql_avg", &args),
+                    // AVG(decimal(p, s)) is decimal(38, max(s, 6)).
+                    t0.map(|t| match t {
+                        DataType::Decimal { scale, .. } => DataType::Decimal {
+                            precision: 38,
+                            scale: scale.max(6),
+                            numeric: false,
+                        },
+                        other => other,
+                    }),
+                )),
                 "SUM" => Some((
                     call("sum", &args),
                     t0.map(|t| {
@@ -1070,7 +1090,7 @@ impl<'c> Tx<'c> {
                 )),
                 "COALESCE" => Some((
                     call("coalesce", &args),
-                    types.iter().flatten().next().copied(),
+                    types.iter().fold(None, |a, b| either_type(a, *b)),
                 )),
                 "NULLIF" => Some((call("nullif", &args), t0)),
                 "IIF" if args.len() == 3 => Some((
@@ -1078,7 +1098,7 @@ impl<'c> Tx<'c> {
                         "(CASE WHEN {} THEN {} ELSE {} END)",
                         args[0], args[1], args[2]
                     ),
-                    types[1].or(types[2]),
+                    either_type(types[1], types[2]),
                 )),
                 "LEN" if args.len() == 1 => {
                     Some((format!("length(rtrim({}))", args[0]), Some(DataType::Int)))
@@ -1378,8 +1398,11 @@ impl<'c> Tx<'c> {
                 Ok((format!("SELECT * FROM ({})", sql), cols))
             }
             SetExpr::SetOp { op, left, right } => {
-                let (l, lc) = self.set_expr(left)?;
-                let (r, _) = self.set_expr(right)?;
+                let (l, mut lc) = self.set_expr(left)?;
+                let (r, rc) = self.set_expr(right)?;
+                for (a, b) in lc.iter_mut().zip(rc) {
+                    a.ty = either_type(a.ty, b.ty);
+                }
                 let o = match op {
                     SetOp::Union => "UNION",
                     SetOp::UnionAll => "UNION ALL",
@@ -1400,6 +1423,8 @@ impl<'c> Tx<'c> {
                                 name: String::new(),
                                 ty: t,
                             });
+                        } else if let Some(c) = cols.get_mut(items.len()) {
+                            c.ty = either_type(c.ty, t);
                         }
                         items.push(s);
                     }

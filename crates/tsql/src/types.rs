@@ -313,6 +313,58 @@ pub fn decimal_result(p1: u8, s1: u8, p2: u8, s2: u8, op: char) -> DataType {
     }
 }
 
+/// The type of a value that may come from either `a` or `b` (CASE/IIF/COALESCE branches, UNION columns,
+/// VALUES rows): the higher-precedence type, widened so both fit (decimal digits, string lengths).
+pub fn union_result(a: &DataType, b: &DataType) -> DataType {
+    use DataType::*;
+    if a.is_string() && b.is_string() {
+        let unicode = a.is_unicode() || b.is_unicode();
+        let len = match (a.max_len(), b.max_len()) {
+            (Some(x), Some(y)) => Len::N(x.max(y)),
+            _ => Len::Max,
+        };
+        return if unicode { NVarChar(len) } else { VarChar(len) };
+    }
+    if a.is_binary() && b.is_binary() {
+        return match (a.max_len(), b.max_len()) {
+            (Some(x), Some(y)) => VarBinary(Len::N(x.max(y))),
+            _ => VarBinary(Len::Max),
+        };
+    }
+    let hi = if a.precedence() >= b.precedence() {
+        *a
+    } else {
+        *b
+    };
+    match hi {
+        Decimal { numeric, .. } if a.is_numeric() && b.is_numeric() => {
+            let (p1, s1) = a.numeric_ps();
+            let (p2, s2) = b.numeric_ps();
+            let s = s1.max(s2) as u32;
+            let p = (s + ((p1 - s1).max(p2 - s2)) as u32).min(38);
+            Decimal {
+                precision: p.max(1) as u8,
+                scale: s.min(p) as u8,
+                numeric,
+            }
+        }
+        DateTime2(_) | Time(_) | DateTimeOffset(_) => {
+            let f = |t: &DataType| match t {
+                DateTime2(n) | Time(n) | DateTimeOffset(n) => *n,
+                DateTime => 3,
+                _ => 0,
+            };
+            let n = f(a).max(f(b));
+            match hi {
+                DateTime2(_) => DateTime2(n),
+                Time(_) => Time(n),
+                _ => DateTimeOffset(n),
+            }
+        }
+        other => other,
+    }
+}
+
 /// String + string: unicode if either is; lengths add up to 8000 bytes (4000 chars unicode), else MAX.
 pub fn concat_result(a: &DataType, b: &DataType) -> DataType {
     let unicode = a.is_unicode() || b.is_unicode();
@@ -426,6 +478,33 @@ mod tests {
             Some(DataType::DateTime2(7))
         );
         assert_eq!(DataType::from_name("nope", &[]), None);
+    }
+
+    #[test]
+    fn either_branch_types() {
+        let dec = |p, s| DataType::Decimal {
+            precision: p,
+            scale: s,
+            numeric: false,
+        };
+        // CASE WHEN … THEN 1 ELSE 2.5 END is numeric(11,1): the int's 10 digits and the decimal's scale.
+        assert_eq!(union_result(&DataType::Int, &dec(2, 1)), dec(11, 1));
+        assert_eq!(
+            union_result(&DataType::VarChar(Len::N(3)), &DataType::VarChar(Len::N(5))),
+            DataType::VarChar(Len::N(5))
+        );
+        assert_eq!(
+            union_result(&DataType::VarChar(Len::N(3)), &DataType::NVarChar(Len::Max)),
+            DataType::NVarChar(Len::Max)
+        );
+        assert_eq!(
+            union_result(&DataType::Int, &DataType::Float),
+            DataType::Float
+        );
+        assert_eq!(
+            union_result(&DataType::DateTime, &DataType::DateTime2(7)),
+            DataType::DateTime2(7)
+        );
     }
 
     #[test]
