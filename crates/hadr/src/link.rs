@@ -35,7 +35,9 @@ pub struct SeedingStats {
 
 pub type Stats = Arc<Mutex<LinkStats>>;
 
-const PAGES_PER_MESSAGE: u32 = 64;
+const PAGES_PER_MESSAGE: u32 = 256;
+/// The resume point is made durable (an fsync of the copy and of its control file) every this many messages.
+const SEED_CHECKPOINT_EVERY: u32 = 16;
 
 fn e<E: std::fmt::Display>(x: E) -> String {
     x.to_string()
@@ -321,6 +323,7 @@ pub async fn run_secondary(
     .await?;
     stats.lock().map_err(e)?.connected = true;
     let mut target = existing;
+    let mut chunks = 0u32;
     loop {
         let m = match recv(&mut rd).await {
             Ok(m) => m,
@@ -356,9 +359,14 @@ pub async fn run_secondary(
             Message::Pages { pages } => {
                 let t = target.clone().ok_or("pages before SeedBegin")?;
                 let next = pages.last().map(|p| p.0 + 1).unwrap_or(0);
+                chunks += 1;
+                let durable_now = chunks % SEED_CHECKPOINT_EVERY == 0;
                 blocking(move || {
                     t.seed_write_pages(&pages)?;
-                    t.seed_checkpoint(next)
+                    if durable_now {
+                        t.seed_checkpoint(next)?;
+                    }
+                    Ok(())
                 })
                 .await?;
                 send(
