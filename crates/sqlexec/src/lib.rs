@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod ags;
 pub mod endpoint;
+pub mod endpoints;
 pub mod exec;
 pub mod logins;
 pub mod sysviews;
