@@ -287,10 +287,17 @@ pub fn configured(server: &Server) -> Result<Vec<EndpointConfig>, SqlError> {
 
 // ------------------------------------------------------------------------------------ running state
 
+enum Cmd {
+    Reconfigure(EndpointSettings),
+    Stop(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A started endpoint: its accept loop owns the [`Endpoint`] and takes commands.
 struct Running {
     name: String,
-    endpoint: Endpoint,
+    addr: SocketAddr,
     settings: EndpointSettings,
+    cmd: tokio::sync::mpsc::UnboundedSender<Cmd>,
 }
 
 /// The HADR side of one [`Server`]: its runtime, its running endpoint and its connection errors.
@@ -305,9 +312,8 @@ pub struct Hadr {
 
 impl Drop for Hadr {
     fn drop(&mut self) {
-        if let Some(r) = self.running.get_mut().take() {
-            drop(r.endpoint);
-        }
+        // Dropping the command sender ends the accept loop.
+        drop(self.running.get_mut().take());
         if let Some(h) = self.managed_renewal.get_mut().take() {
             h.abort();
         }
@@ -348,7 +354,7 @@ impl Hadr {
         rx.recv().expect("the HADR runtime is running")
     }
 
-    /// The runtime the endpoint lives on (spawn connection work here).
+    /// The runtime the endpoint lives on (spawn link work here).
     pub fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
     }
@@ -360,13 +366,11 @@ impl Hadr {
 
     /// The address the running endpoint listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.running
-            .lock()
-            .as_ref()
-            .map(|r| r.endpoint.local_addr())
+        self.running.lock().as_ref().map(|r| r.addr)
     }
 
-    /// The running endpoint's settings (what outbound connections of the link use).
+    /// The running endpoint's settings: how this instance authenticates on outbound connections of
+    /// the link (for a managed instance, what the management API's joins present).
     pub fn settings(&self) -> Option<EndpointSettings> {
         self.running.lock().as_ref().map(|r| r.settings.clone())
     }
@@ -374,22 +378,6 @@ impl Hadr {
     /// Name of the running endpoint.
     pub fn running_name(&self) -> Option<String> {
         self.running.lock().as_ref().map(|r| r.name.clone())
-    }
-
-    /// The next authenticated inbound connection, waiting at most `timeout`.
-    pub fn accept(&self, timeout: Duration) -> Option<MirrorConnection> {
-        let mut ep = self.running.lock().take()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.handle.spawn(async move {
-            let c = tokio::time::timeout(timeout, ep.endpoint.accept())
-                .await
-                .ok()
-                .flatten();
-            let _ = tx.send((ep, c));
-        });
-        let (ep, c) = rx.recv().ok()?;
-        *self.running.lock() = Some(ep);
-        c
     }
 
     /// Opens an outbound mirroring connection from this instance's endpoint to `peer_name` at `addr`.
@@ -409,33 +397,82 @@ impl Hadr {
         self.run(async move { transport::connect(&s, &errors, &peer, addr).await })
     }
 
-    fn stop(&self) {
-        let r = self.running.lock().take();
-        if let Some(r) = r {
-            self.run(async move { r.endpoint.stop().await });
+    fn reconfigure(&self, s: EndpointSettings) {
+        if let Some(r) = self.running.lock().as_mut() {
+            let _ = r.cmd.send(Cmd::Reconfigure(s.clone()));
+            r.settings = s;
         }
     }
 
-    fn start(&self, name: &str, addr: SocketAddr, s: EndpointSettings) -> Result<(), SqlError> {
+    fn stop(&self) {
+        let r = self.running.lock().take();
+        if let Some(r) = r {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if r.cmd.send(Cmd::Stop(tx)).is_ok() {
+                self.run(async move {
+                    let _ = rx.await;
+                });
+            }
+        }
+    }
+
+    /// Binds and starts the accept loop: every authenticated inbound connection goes to the link
+    /// ([`crate::ags::serve_link`]).
+    fn start(
+        &self,
+        server: &Arc<Server>,
+        name: &str,
+        addr: SocketAddr,
+        s: EndpointSettings,
+    ) -> Result<(), SqlError> {
         self.stop();
-        let (errors, s2) = (self.errors.clone(), s.clone());
-        let ep = self
-            .run(async move { Endpoint::start(addr, s2, errors).await })
-            .map_err(|e| {
-                SqlError::new(
-                    7890,
-                    16,
-                    format!(
-                        "An error occurred while attempting to register the endpoint '{name}'. {}",
-                        e.message
-                    ),
-                )
-            })?;
-        tracing::info!(endpoint = %name, listen = %ep.local_addr(), "database mirroring endpoint started");
+        let (errors, s2, weak) = (self.errors.clone(), s.clone(), Arc::downgrade(server));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Cmd>();
+        let bound = self.run(async move {
+            let mut ep = Endpoint::start(addr, s2, errors).await?;
+            let local = ep.local_addr();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        c = ep.accept() => match (c, weak.upgrade()) {
+                            (Some(conn), Some(server)) => {
+                                tokio::spawn(crate::ags::serve_link(server, conn));
+                            }
+                            _ => return,
+                        },
+                        cmd = rx.recv() => match cmd {
+                            Some(Cmd::Reconfigure(s)) => ep.reconfigure(s),
+                            Some(Cmd::Stop(ack)) => {
+                                ep.stop().await;
+                                let _ = ack.send(());
+                                return;
+                            }
+                            None => {
+                                ep.stop().await;
+                                return;
+                            }
+                        },
+                    }
+                }
+            });
+            Ok::<_, ConnectError>(local)
+        });
+        let local = bound.map_err(|e| {
+            SqlError::new(
+                7890,
+                16,
+                format!(
+                    "An error occurred while attempting to register the endpoint '{name}'. {}",
+                    e.message
+                ),
+            )
+        })?;
+        tracing::info!(endpoint = %name, listen = %local, "database mirroring endpoint started");
         *self.running.lock() = Some(Running {
             name: name.to_string(),
-            endpoint: ep,
+            addr: local,
             settings: s,
+            cmd: tx,
         });
         Ok(())
     }
@@ -631,13 +668,10 @@ fn converge(
     let same_socket = old.is_some_and(|o| o.state == 0 && o.port == e.port && o.ip == e.ip);
     let running_same = h.running_name().is_some_and(|n| n == e.name);
     if same_socket && running_same {
-        if let Some(r) = h.running.lock().as_mut() {
-            r.endpoint.reconfigure(s.clone());
-            r.settings = s;
-        }
+        h.reconfigure(s);
         return Ok(());
     }
-    h.start(&e.name, e.listen_addr()?, s)
+    h.start(server, &e.name, e.listen_addr()?, s)
 }
 
 fn windows_info(e: &EndpointConfig, out: &mut Vec<Out>) {
@@ -808,7 +842,7 @@ pub fn start_managed(server: &Arc<Server>, listen: SocketAddr) -> Result<SocketA
         },
     });
     let s = EndpointSettings::new(server.host.clone(), Role::ManagedInstance, trust);
-    h.start(MANAGED_ENDPOINT_NAME, listen, s)?;
+    h.start(server, MANAGED_ENDPOINT_NAME, listen, s)?;
     h.local_addr()
         .ok_or_else(|| SqlError::new(7890, 16, "the managed instance endpoint did not start"))
 }
@@ -1000,12 +1034,6 @@ pub fn rows_for(conn: &mut Conn, key: &str) -> Option<Result<Vec<Vec<Value>>, Sq
 /// The endpoint of `server` (for tests and the link): its state, created on demand.
 pub fn state(server: &Arc<Server>) -> Result<Arc<Hadr>, SqlError> {
     hadr(server)
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn s<T: Send + Sync>() {}
-    s::<Hadr>();
 }
 
 #[cfg(test)]
