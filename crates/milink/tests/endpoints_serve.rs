@@ -81,6 +81,7 @@ fn serve(data: &Path, name: &str, host: &str, mirror: Option<SocketAddr>) -> Ser
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
+        let _ = child.wait();
     }
     panic!("milink serve did not start");
 }

@@ -828,9 +828,11 @@ pub fn start_managed(server: &Arc<Server>, listen: SocketAddr) -> Result<SocketA
         .map_err(crate::trustsql::err)?;
     let db_path = server.inst.data_dir().join("master.db");
     let (s2, fqdn, db2) = (st.clone(), server.host.clone(), db_path.clone());
-    let task = h.run(async move {
+    let task = {
+        // Spawning needs the runtime's context, not a wait on it.
+        let _in = h.handle().enter();
         transport::spawn_certificate_renewal(db2, s2, fqdn, MANAGED_RENEW_CHECK, validity, renew)
-    });
+    };
     if let Some(old) = h.managed_renewal.lock().replace(task) {
         old.abort();
     }
