@@ -524,6 +524,22 @@ fn trust_exchange_then_endpoints_connect() {
     sql.ok("DROP CERTIFICATE old_cert");
     sql_h.connect(MI_HOST, mi_addr).unwrap();
 
+    // ENCRYPTION = DISABLED against the managed instance's REQUIRED: refused, naming both settings.
+    sql.ok(
+        "ALTER ENDPOINT database_mirroring_endpoint FOR DATABASE_MIRRORING (ENCRYPTION = DISABLED)",
+    );
+    assert_eq!(
+        sql.col(VIEW_ENDPOINTS, "encryption_algorithm_desc"),
+        vec!["NONE"]
+    );
+    let e = mi_h.connect(SQL_HOST, sql_addr).unwrap_err();
+    assert!(
+        e.message.contains("DISABLED") && e.message.contains("REQUIRED"),
+        "{e}"
+    );
+    sql.ok("ALTER ENDPOINT database_mirroring_endpoint FOR DATABASE_MIRRORING (ENCRYPTION = REQUIRED ALGORITHM AES)");
+    mi_h.connect(SQL_HOST, sql_addr).unwrap();
+
     // Windows only: the endpoint refuses, saying why.
     sql.ok("ALTER ENDPOINT database_mirroring_endpoint FOR DATABASE_MIRRORING (AUTHENTICATION = WINDOWS NEGOTIATE)");
     let e = mi_h.connect(SQL_HOST, sql_addr).unwrap_err();
@@ -533,4 +549,88 @@ fn trust_exchange_then_endpoints_connect() {
     sql.ok("ALTER ENDPOINT database_mirroring_endpoint STATE = STOPPED");
     let e = mi_h.connect(SQL_HOST, sql_addr).unwrap_err();
     assert_eq!(e.number, 1418, "{e}");
+}
+
+/// The link runs over the endpoint CREATE ENDPOINT started: the managed instance (its endpoint started by
+/// `start_managed`, as `milink serve --managed` does) joins the seed's distributed group and receives the rows.
+#[test]
+fn link_runs_over_the_tsql_endpoint() {
+    // The SQL Server-role instance's name as the managed instance reaches it (the ENDPOINT_URL host).
+    let mut sql = setup("sqlserver1", "127.0.0.1", false);
+    let mut mi = setup("managedinstance1", MI_HOST, true);
+    endpoints::start_managed(&mi.server, "127.0.0.1:0".parse().unwrap()).unwrap();
+    sql.ok(MASTER_KEY);
+    sql.ok(&seed_certificate("03/30/2035"));
+    let port = free_port();
+    sql.ok(&seed_create_endpoint(port, "Cert_sqlserver1_endpoint"));
+    let mi_der = mi.binary("EXEC sp_get_endpoint_certificate @endpoint_type = 4");
+    sql.ok(&format!(
+        "USE MASTER\nCREATE CERTIFICATE [{MI_HOST}]\nFROM BINARY = 0x{}",
+        hex(&mi_der)
+    ));
+    let sql_der = sql.binary(PUBLIC_KEY);
+    mi.server
+        .trust()
+        .unwrap()
+        .import_public(&mi.inst.master(), "127.0.0.1", &sql_der)
+        .unwrap();
+
+    sql.ok("CREATE DATABASE SalesDb");
+    sql.ok("USE SalesDb; CREATE TABLE orders(id INT IDENTITY(1,1) PRIMARY KEY, amount DECIMAL(10,2) NOT NULL)");
+    for i in 0..20 {
+        sql.ok(&format!(
+            "USE SalesDb; INSERT INTO orders(amount) VALUES ({i}.25)"
+        ));
+    }
+    let d = sql.dir.path().display().to_string();
+    sql.ok(&format!(
+        "BACKUP DATABASE SalesDb TO DISK = '{d}/full.bak' WITH INIT"
+    ));
+    sql.ok(&format!(
+        "USE MASTER
+        CREATE AVAILABILITY GROUP [AG_SalesDb]
+        WITH (CLUSTER_TYPE = NONE)
+            FOR database [SalesDb]
+            REPLICA ON
+                'sqlserver1' WITH
+                (ENDPOINT_URL = 'TCP://127.0.0.1:{port}', AVAILABILITY_MODE = SYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC);"
+    ));
+    sql.ok(&format!(
+        "CREATE AVAILABILITY GROUP [DAG_SalesDb] WITH (DISTRIBUTED) AVAILABILITY GROUP ON
+        N'AG_SalesDb' WITH (LISTENER_URL = 'TCP://127.0.0.1:{port}', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC, SESSION_TIMEOUT = 20),
+        N'managedinstance1' WITH (LISTENER_URL = 'tcp://{MI_HOST}:5022;Server=[managedinstance1]', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC);"
+    ));
+
+    // What the management API's PUT distributedAvailabilityGroups does, with the endpoint's runtime and identity.
+    let mi_h = endpoints::state(&mi.server).unwrap();
+    sqlexec::ags::join_distributed_group(
+        &mi.server,
+        mi_h.handle(),
+        mi_h.settings().expect("the managed endpoint runs"),
+        "DAG_SalesDb",
+        "AG_SalesDb",
+        "managedinstance1",
+        "SalesDb",
+        &format!("TCP://127.0.0.1:{port}"),
+    )
+    .unwrap();
+    sql.ok("USE SalesDb; INSERT INTO orders(amount) VALUES (999.99)");
+    let q = "USE SalesDb; SELECT count(*) AS n, sum(amount) AS total FROM orders";
+    let want = sql.rows(q).1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = mi.run(q);
+        let got: Vec<Vec<Value>> = out
+            .into_iter()
+            .filter_map(|o| if let Out::Row(r) = o { Some(r) } else { None })
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "MI has {got:?}, primary {want:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
