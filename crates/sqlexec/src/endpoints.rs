@@ -317,9 +317,13 @@ impl Drop for Hadr {
         if let Some(h) = self.managed_renewal.get_mut().take() {
             h.abort();
         }
-        // Never blocks, so dropping is safe from inside another runtime too.
+        // Outside any runtime, wait (briefly) for the listener to close; inside one, never block.
         if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
+            if tokio::runtime::Handle::try_current().is_err() {
+                rt.shutdown_timeout(Duration::from_secs(2));
+            } else {
+                rt.shutdown_background();
+            }
         }
     }
 }

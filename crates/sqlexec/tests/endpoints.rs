@@ -403,6 +403,10 @@ fn started_endpoint_survives_restart() {
     // The registry lets go of a dropped server's endpoint at its next use.
     let (_, other) = open(tempfile::tempdir().unwrap().path(), "x", "x", false);
     endpoints::state(&other).unwrap();
+    let t0 = std::time::Instant::now();
+    while listening(port) && t0.elapsed() < std::time::Duration::from_secs(3) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         !listening(port),
         "the endpoint of a dropped server is closed"
