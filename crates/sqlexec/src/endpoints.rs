@@ -254,8 +254,17 @@ fn load(c: &rusqlite::Connection) -> Result<Vec<EndpointConfig>, SqlError> {
     Ok(rows)
 }
 
-fn save(c: &rusqlite::Connection, e: &EndpointConfig) -> Result<(), SqlError> {
+/// `create`: a new row (a concurrent CREATE of the one mirroring endpoint fails with 7862); else an update.
+fn save(c: &rusqlite::Connection, e: &EndpointConfig, create: bool) -> Result<(), SqlError> {
     c.execute_batch(SCHEMA).map_err(db_err)?;
+    if create {
+        let exists: i64 = c
+            .query_row("SELECT count(*) FROM milink_endpoints", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if exists > 0 {
+            return Err(one_mirroring_endpoint());
+        }
+    }
     c.execute(
         "INSERT INTO milink_endpoints(endpoint_id, name, state, port, ip, role, windows, certificate, certificate_first, encryption, algorithms, create_date)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, datetime('now'))
@@ -576,6 +585,14 @@ fn settings_for(
 
 // ------------------------------------------------------------------------------------ statements
 
+fn one_mirroring_endpoint() -> SqlError {
+    SqlError::new(
+        7862,
+        16,
+        "An endpoint of the requested type already exists. Only one endpoint of this type is supported. Use ALTER ENDPOINT or DROP the existing endpoint and execute the CREATE ENDPOINT statement.",
+    )
+}
+
 fn not_found(verb: &str, name: &str) -> SqlError {
     SqlError::new(
         15151,
@@ -691,11 +708,7 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
         Admin::CreateEndpoint(def) => {
             let existing = configured(&server)?;
             if server.managed || !existing.is_empty() {
-                return Err(SqlError::new(
-                    7862,
-                    16,
-                    "An endpoint of the requested type already exists. Only one endpoint of this type is supported. Use ALTER ENDPOINT or DROP the existing endpoint and execute the CREATE ENDPOINT statement.",
-                ));
+                return Err(one_mirroring_endpoint());
             }
             let mut e = EndpointConfig {
                 endpoint_id: FIRST_ENDPOINT_ID,
@@ -719,8 +732,18 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
                 ));
             }
             apply(conn, def, &mut e)?;
-            bind_certificate(&server, &e)?;
-            save(&server.inst.master(), &e)?;
+            {
+                // The check and the insert under one lock of master.
+                let m = server.inst.master();
+                save(&m, &e, true)?;
+            }
+            if let Err(x) = bind_certificate(&server, &e) {
+                let _ = server.inst.master().execute(
+                    "DELETE FROM milink_endpoints WHERE endpoint_id = ?1",
+                    [e.endpoint_id],
+                );
+                return Err(x);
+            }
             if let Err(x) = converge(&server, &e, None) {
                 let _ = server.inst.master().execute(
                     "DELETE FROM milink_endpoints WHERE endpoint_id = ?1",
@@ -756,7 +779,7 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
                 let _ = bind_certificate(&server, &old);
                 return Err(x);
             }
-            save(&server.inst.master(), &e)?;
+            save(&server.inst.master(), &e, false)?;
             windows_info(&e, out);
         }
         Admin::DropEndpoint { name } => {
