@@ -66,6 +66,12 @@ struct ServeArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Run as a managed instance: own CA and endpoint certificate, mirroring endpoint started without T-SQL.
+    #[arg(long)]
+    managed: bool,
+    /// Database mirroring endpoint of a managed instance.
+    #[arg(long, default_value = "0.0.0.0:5022")]
+    mirror_listen: String,
 }
 
 fn main() -> Result<()> {
@@ -131,7 +137,12 @@ fn serve(a: ServeArgs) -> Result<()> {
         )?,
     };
     let config = Arc::new(tds::ServerConfig::new(a.name.clone()).with_tls(&tls)?);
-    let server = sqlexec::Server::new(inst.clone(), &a.name, &host, false);
+    let server = sqlexec::Server::new(inst.clone(), &a.name, &host, a.managed);
+    let mirror = sqlexec::endpoints::start_at_boot(&server, a.managed.then_some(&*a.mirror_listen))
+        .map_err(|e| anyhow::anyhow!("Msg {}: {}", e.number, e.message))?;
+    if let Some(m) = mirror {
+        tracing::info!(mirror_listen = %m, "database mirroring endpoint listening");
+    }
     let handler = Arc::new(sqlexec::endpoint::Endpoint { server });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

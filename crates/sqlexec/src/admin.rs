@@ -70,7 +70,10 @@ fn device(conn: &mut Conn, devices: &[tsql::admin::Device]) -> Result<PathBuf, S
 }
 
 pub fn run(conn: &mut Conn, a: &Admin, line: u32, out: &mut Vec<Out>) -> Result<(), SqlError> {
-    if crate::trustsql::run(conn, a, out)? || crate::ags::run(conn, a, out)? {
+    if crate::trustsql::run(conn, a, out)?
+        || crate::ags::run(conn, a, out)?
+        || crate::endpoints::run(conn, a, out)?
+    {
         return Ok(());
     }
     let inst = conn.server.inst.clone();

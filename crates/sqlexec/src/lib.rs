@@ -6,6 +6,7 @@ pub mod admin;
 pub mod ags;
 pub mod describe;
 pub mod endpoint;
+pub mod endpoints;
 pub mod exec;
 pub mod logins;
 pub mod sysviews;

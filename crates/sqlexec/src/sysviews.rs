@@ -382,9 +382,24 @@ fn views() -> Vec<View> {
     ]
 }
 
+/// Every system view: the list above plus the endpoint views (crate::endpoints).
+fn all_views() -> Vec<View> {
+    let mut v = views();
+    v.extend(
+        crate::endpoints::views()
+            .into_iter()
+            .map(|(key, cols)| View {
+                key,
+                schema: "temp",
+                cols,
+            }),
+    );
+    v
+}
+
 /// Declared column types of every system view, for the translator.
 pub fn catalog() -> Vec<(&'static str, Vec<(String, DataType)>)> {
-    views()
+    all_views()
         .into_iter()
         .map(|v| {
             (
@@ -956,7 +971,7 @@ fn lsn_plain(n: u64) -> Value {
 pub fn materialise(conn: &mut Conn, sql: &str) -> Result<(), SqlError> {
     // Names are case-insensitive: sys.Databases and INFORMATION_SCHEMA.tables are the same views.
     let sql = sql.to_lowercase();
-    for v in views() {
+    for v in all_views() {
         let quoted = format!("\"{}\"", v.key.to_lowercase());
         let hit = if v.schema == "msdb" {
             sql.contains("\"msdb\".") && sql.contains(&quoted)
@@ -966,7 +981,10 @@ pub fn materialise(conn: &mut Conn, sql: &str) -> Result<(), SqlError> {
         if !hit {
             continue;
         }
-        let rows = rows_for(conn, v.key)?;
+        let rows = match crate::endpoints::rows_for(conn, v.key) {
+            Some(r) => r?,
+            None => rows_for(conn, v.key)?,
+        };
         let db = conn.database();
         let c: &rusqlite::Connection = if db == "master" {
             conn.mem()
