@@ -7,7 +7,9 @@
 use anyhow::{Context, Result};
 use engine::{Instance, InstanceConfig, Session};
 use hadr::link::{self, LinkStats, Stats};
-use hadr::transport::{ConnectErrorLog, Endpoint, EndpointSettings, IdentitySource, Role, StoreTrust};
+use hadr::transport::{
+    ConnectErrorLog, Endpoint, EndpointSettings, IdentitySource, Role, StoreTrust,
+};
 use rusqlite::types::Value;
 use serde_json::json;
 use std::io::{Read, Write};
@@ -24,8 +26,15 @@ struct Side {
 }
 
 fn side(dir: &std::path::Path, name: &str) -> Result<Side> {
-    let inst = Instance::open(InstanceConfig { name: name.into(), data_dir: dir.to_path_buf(), db_options: Default::default() })?;
-    let store = Arc::new(trust::TrustStore::open(&inst.master(), inst.data_dir()).map_err(|e| anyhow::anyhow!("{}", e.message))?);
+    let inst = Instance::open(InstanceConfig {
+        name: name.into(),
+        data_dir: dir.to_path_buf(),
+        db_options: Default::default(),
+    })?;
+    let store = Arc::new(
+        trust::TrustStore::open(&inst.master(), inst.data_dir())
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?,
+    );
     Ok(Side { inst, store })
 }
 
@@ -37,14 +46,39 @@ fn trusted(dir: &std::path::Path) -> Result<(Side, Side)> {
     let sql = side(&dir.join("sql"), "sqlserver1")?;
     let mi = side(&dir.join("mi"), "mi1")?;
     let c = sql.inst.master();
-    sql.store.create_master_key(&c, "Bench!Passw0rd#1").map_err(e)?;
-    sql.store.create_self_signed(&c, "Cert_bench", "bench", None, Some(trust::now_utc() + chrono::Duration::days(30))).map_err(e)?;
-    let id = sql.store.cert_id(&c, "Cert_bench").map_err(e)?.context("cert")?;
+    sql.store
+        .create_master_key(&c, "Bench!Passw0rd#1")
+        .map_err(e)?;
+    sql.store
+        .create_self_signed(
+            &c,
+            "Cert_bench",
+            "bench",
+            None,
+            Some(trust::now_utc() + chrono::Duration::days(30)),
+        )
+        .map_err(e)?;
+    let id = sql
+        .store
+        .cert_id(&c, "Cert_bench")
+        .map_err(e)?
+        .context("cert")?;
     let der = sql.store.cert_encoded(&c, id).map_err(e)?.context("der")?;
     let m = mi.inst.master();
-    mi.store.ensure_managed_identity(&m, MI, trust::now_utc(), chrono::Duration::days(30), chrono::Duration::days(7)).map_err(e)?;
+    mi.store
+        .ensure_managed_identity(
+            &m,
+            MI,
+            trust::now_utc(),
+            chrono::Duration::days(30),
+            chrono::Duration::days(7),
+        )
+        .map_err(e)?;
     mi.store.import_public(&m, SQL, &der).map_err(e)?;
-    let mider = mi.store.endpoint_certificate_public_key(&m, MI).map_err(e)?;
+    let mider = mi
+        .store
+        .endpoint_certificate_public_key(&m, MI)
+        .map_err(e)?;
     sql.store.import_public(&c, MI, &mider).map_err(e)?;
     drop(c);
     drop(m);
@@ -52,16 +86,31 @@ fn trusted(dir: &std::path::Path) -> Result<(Side, Side)> {
 }
 
 fn settings(s: &Side, me: &str, role: Role, id: IdentitySource) -> EndpointSettings {
-    EndpointSettings::new(me, role, Arc::new(StoreTrust { db_path: s.inst.data_dir().join("master.db"), store: s.store.clone(), identity: id }))
+    EndpointSettings::new(
+        me,
+        role,
+        Arc::new(StoreTrust {
+            db_path: s.inst.data_dir().join("master.db"),
+            store: s.store.clone(),
+            identity: id,
+        }),
+    )
 }
 
 fn load(inst: &Arc<Instance>, rows: usize, incompressible: bool) -> Result<()> {
     let mut s = Session::new(inst.clone());
     s.use_database(Some("Sales"))?;
     s.begin_tran();
-    let v = if incompressible { "randomblob(2000)" } else { "zeroblob(2000)" };
+    let v = if incompressible {
+        "randomblob(2000)"
+    } else {
+        "zeroblob(2000)"
+    };
     for i in 0..rows {
-        s.query(&format!("INSERT INTO t(k, v) VALUES (?1, {v})"), &[Value::Integer(i as i64)])?;
+        s.query(
+            &format!("INSERT INTO t(k, v) VALUES (?1, {v})"),
+            &[Value::Integer(i as i64)],
+        )?;
     }
     s.commit_tran()?;
     Ok(())
@@ -85,7 +134,10 @@ fn tps(inst: &Arc<Instance>, sessions: usize, dur: Duration) -> Result<f64> {
                 let mut s = Session::new(inst);
                 s.use_database(Some("Sales"))?;
                 while !stop.load(Ordering::Relaxed) {
-                    s.query("INSERT INTO t(k, v) VALUES (?1, randomblob(100))", &[Value::Integer(w as i64)])?;
+                    s.query(
+                        "INSERT INTO t(k, v) VALUES (?1, randomblob(100))",
+                        &[Value::Integer(w as i64)],
+                    )?;
                     n.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
@@ -136,11 +188,25 @@ struct Running {
 }
 
 fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let ps = settings(sql, SQL, Role::SqlServer, IdentitySource::Certificate("Cert_bench".into()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let ps = settings(
+        sql,
+        SQL,
+        Role::SqlServer,
+        IdentitySource::Certificate("Cert_bench".into()),
+    );
     let inst = sql.inst.clone();
     let addr = rt.block_on(async move {
-        let mut ep = Endpoint::start("127.0.0.1:0".parse().expect("addr"), ps, ConnectErrorLog::default()).await.map_err(|x| anyhow::anyhow!("{x}"))?;
+        let mut ep = Endpoint::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            ps,
+            ConnectErrorLog::default(),
+        )
+        .await
+        .map_err(|x| anyhow::anyhow!("{x}"))?;
         let addr = ep.local_addr();
         let stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
         tokio::spawn(async move {
@@ -154,10 +220,29 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
         anyhow::Ok(addr)
     })?;
     let secondary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
-    let ms = settings(mi, MI, Role::ManagedInstance, IdentitySource::InstanceEndpoint { fqdn: MI.into() });
+    let ms = settings(
+        mi,
+        MI,
+        Role::ManagedInstance,
+        IdentitySource::InstanceEndpoint { fqdn: MI.into() },
+    );
     let (inst, st) = (mi.inst.clone(), secondary_stats.clone());
-    rt.spawn(async move { link::run_secondary(inst, &ms, &ConnectErrorLog::default(), SQL, addr, "Sales", st).await });
-    Ok(Running { rt, secondary_stats })
+    rt.spawn(async move {
+        link::run_secondary(
+            inst,
+            &ms,
+            &ConnectErrorLog::default(),
+            SQL,
+            addr,
+            "Sales",
+            st,
+        )
+        .await
+    });
+    Ok(Running {
+        rt,
+        secondary_stats,
+    })
 }
 
 fn wait_caught_up(sql: &Side, mi: &Side, deadline: Duration) -> Result<()> {
@@ -174,7 +259,11 @@ fn wait_caught_up(sql: &Side, mi: &Side, deadline: Duration) -> Result<()> {
     }
 }
 
-fn seeding_rate(dir: &std::path::Path, rows: usize, incompressible: bool) -> Result<(f64, f64, u64)> {
+fn seeding_rate(
+    dir: &std::path::Path,
+    rows: usize,
+    incompressible: bool,
+) -> Result<(f64, f64, u64)> {
     let (sql, mi) = trusted(dir)?;
     create(&sql.inst)?;
     load(&sql.inst, rows, incompressible)?;
@@ -197,7 +286,11 @@ pub fn run(quick: bool) -> Result<()> {
 
     // Throughput: 16 sessions, no link vs asynchronous link (same data directory kind, same workload).
     let base_dir = tmp.path().join("nolink");
-    let plain = Instance::open(InstanceConfig { name: "p".into(), data_dir: base_dir, db_options: Default::default() })?;
+    let plain = Instance::open(InstanceConfig {
+        name: "p".into(),
+        data_dir: base_dir,
+        db_options: Default::default(),
+    })?;
     create(&plain)?;
     let no_link = tps(&plain, 16, dur)?;
     plain.shutdown()?;
@@ -214,7 +307,8 @@ pub fn run(quick: bool) -> Result<()> {
     // at a steady rate of ~1,000 commits/s.
     let target_rate = 1000.0;
     let commits = if quick { 500 } else { 3000 };
-    let seen: Arc<Mutex<std::collections::HashMap<i64, Instant>>> = Arc::new(Mutex::new(Default::default()));
+    let seen: Arc<Mutex<std::collections::HashMap<i64, Instant>>> =
+        Arc::new(Mutex::new(Default::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
         let (inst, seen, stop) = (mi.inst.clone(), seen.clone(), stop.clone());
@@ -223,7 +317,10 @@ pub fn run(quick: bool) -> Result<()> {
             s.use_database(Some("Sales"))?;
             let mut last = -1i64;
             while !stop.load(Ordering::Relaxed) {
-                let r = s.query("SELECT k FROM t WHERE k >= 1000000 AND k > ?1 ORDER BY k", &[Value::Integer(last)])?;
+                let r = s.query(
+                    "SELECT k FROM t WHERE k >= 1000000 AND k > ?1 ORDER BY k",
+                    &[Value::Integer(last)],
+                )?;
                 let now = Instant::now();
                 let mut g = seen.lock().expect("seen");
                 for row in r.rows {
@@ -246,7 +343,10 @@ pub fn run(quick: bool) -> Result<()> {
             if let Some(d) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
             }
-            s.query("INSERT INTO t(k, v) VALUES (?1, randomblob(100))", &[Value::Integer(1_000_000 + i as i64)])?;
+            s.query(
+                "INSERT INTO t(k, v) VALUES (?1, randomblob(100))",
+                &[Value::Integer(1_000_000 + i as i64)],
+            )?;
             acked.push(Instant::now());
         }
     }
@@ -258,10 +358,17 @@ pub fn run(quick: bool) -> Result<()> {
     let mut lags: Vec<f64> = acked
         .iter()
         .enumerate()
-        .filter_map(|(i, t)| seen.get(&(1_000_000 + i as i64)).map(|s| s.saturating_duration_since(*t).as_secs_f64() * 1000.0))
+        .filter_map(|(i, t)| {
+            seen.get(&(1_000_000 + i as i64))
+                .map(|s| s.saturating_duration_since(*t).as_secs_f64() * 1000.0)
+        })
         .collect();
     lags.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let pct = |p: f64| lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1))).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     let (p50, p99) = (pct(0.50), pct(0.99));
     running.rt.shutdown_timeout(Duration::from_secs(1));
 
@@ -273,17 +380,57 @@ pub fn run(quick: bool) -> Result<()> {
     let mb = |x: f64| x / 1048576.0;
     println!("milink bench link (loopback, mutual TLS 1.3 AES-GCM; both instances in one process on {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     println!("{:<60} {:>12}", "figure", "value");
-    println!("{:<60} {:>12.0}", "commits/s, 16 sessions, no link (baseline)", no_link);
-    println!("{:<60} {:>12.0}", "commits/s, 16 sessions, asynchronous link", with_link);
-    println!("{:<60} {:>12.2}", "ratio async link vs no link (target >= 0.9)", with_link / no_link);
-    println!("{:<60} {:>12.2}", "commit -> visible on the secondary, p50 ms (~1,000 tx/s)", p50);
-    println!("{:<60} {:>12.2}", "commit -> visible on the secondary, p99 ms (target <= 10)", p99);
-    println!("{:<60} {:>12.1}", "seeding MB/s, compressible data", mb(seed_c));
-    println!("{:<60} {:>12.1}", "raw copy MB/s (receiver fsyncs), compressible data", mb(raw_c));
-    println!("{:<60} {:>12.2}", "ratio seeding vs raw copy, compressible (target >= 0.7)", seed_c / raw_c);
-    println!("{:<60} {:>12.1}", "seeding MB/s, incompressible data", mb(seed_i));
-    println!("{:<60} {:>12.1}", "raw copy MB/s (receiver fsyncs), incompressible data", mb(raw_i));
-    println!("{:<60} {:>12.2}", "ratio seeding vs raw copy, incompressible (target >= 0.7)", seed_i / raw_i);
+    println!(
+        "{:<60} {:>12.0}",
+        "commits/s, 16 sessions, no link (baseline)", no_link
+    );
+    println!(
+        "{:<60} {:>12.0}",
+        "commits/s, 16 sessions, asynchronous link", with_link
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "ratio async link vs no link (target >= 0.9)",
+        with_link / no_link
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "commit -> visible on the secondary, p50 ms (~1,000 tx/s)", p50
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "commit -> visible on the secondary, p99 ms (target <= 10)", p99
+    );
+    println!(
+        "{:<60} {:>12.1}",
+        "seeding MB/s, compressible data",
+        mb(seed_c)
+    );
+    println!(
+        "{:<60} {:>12.1}",
+        "raw copy MB/s (receiver fsyncs), compressible data",
+        mb(raw_c)
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "ratio seeding vs raw copy, compressible (target >= 0.7)",
+        seed_c / raw_c
+    );
+    println!(
+        "{:<60} {:>12.1}",
+        "seeding MB/s, incompressible data",
+        mb(seed_i)
+    );
+    println!(
+        "{:<60} {:>12.1}",
+        "raw copy MB/s (receiver fsyncs), incompressible data",
+        mb(raw_i)
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "ratio seeding vs raw copy, incompressible (target >= 0.7)",
+        seed_i / raw_i
+    );
     println!(
         "{}",
         json!({

@@ -72,6 +72,13 @@ struct ServeArgs {
     /// Database mirroring endpoint of a managed instance.
     #[arg(long, default_value = "0.0.0.0:5022")]
     mirror_listen: String,
+    /// Management REST API of a managed instance (plain HTTP: bind it to loopback).
+    #[arg(long)]
+    mgmt_listen: Option<String>,
+    #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
+    subscription: String,
+    #[arg(long, default_value = "default")]
+    resource_group: String,
 }
 
 fn main() -> Result<()> {
@@ -113,6 +120,48 @@ fn main() -> Result<()> {
     }
 }
 
+/// A managed instance's management API, and the links it had joined before a restart.
+fn start_management(
+    rt: &tokio::runtime::Runtime,
+    server: &Arc<sqlexec::Server>,
+    a: &ServeArgs,
+) -> Result<()> {
+    let hadr = sqlexec::endpoints::state(server).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let settings = hadr
+        .settings()
+        .context("the managed instance's mirroring endpoint is not running")?;
+    let resumed = sqlexec::ags::resume_joins(server, hadr.handle(), &settings)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    if resumed > 0 {
+        tracing::info!(links = resumed, "resumed links to SQL Server");
+    }
+    let Some(listen) = &a.mgmt_listen else {
+        return Ok(());
+    };
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--mgmt-listen {listen}"))?;
+    if !addr.ip().is_loopback() {
+        anyhow::bail!("--mgmt-listen {listen}: the management API speaks plain HTTP, so it only listens on loopback");
+    }
+    let token = std::env::var("MILINK_API_TOKEN")
+        .context("MILINK_API_TOKEN must be set: the management API requires a Bearer token")?;
+    let api = mgmt::Api::new(
+        server.clone(),
+        &a.subscription,
+        &a.resource_group,
+        &token,
+        settings,
+        hadr.handle().clone(),
+    );
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(mgmt_listen = %l.local_addr()?, "management API listening");
+    rt.spawn(mgmt::serve(l, api, std::future::pending()));
+    Ok(())
+}
+
 fn open_instance(name: &str, dir: PathBuf) -> Result<std::sync::Arc<Instance>> {
     Instance::open(InstanceConfig {
         name: name.to_string(),
@@ -143,10 +192,15 @@ fn serve(a: ServeArgs) -> Result<()> {
     if let Some(m) = mirror {
         tracing::info!(mirror_listen = %m, "database mirroring endpoint listening");
     }
-    let handler = Arc::new(sqlexec::endpoint::Endpoint { server });
+    let handler = Arc::new(sqlexec::endpoint::Endpoint {
+        server: server.clone(),
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if a.managed {
+        start_management(&rt, &server, &a)?;
+    }
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
         tracing::info!(name = %a.name, host = %host, listen = %listener.local_addr()?, data_dir = %a.data_dir.display(), databases = inst.databases().len(), "instance started");

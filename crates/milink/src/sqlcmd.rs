@@ -20,10 +20,10 @@ pub struct SqlArgs {
     #[arg(short = 'd')]
     pub database: Option<String>,
     /// Run this batch and exit.
-    #[arg(short = 'Q')]
+    #[arg(short = 'Q', allow_hyphen_values = true)]
     pub query: Option<String>,
     /// Run this batch, then stay interactive.
-    #[arg(short = 'q')]
+    #[arg(short = 'q', allow_hyphen_values = true)]
     pub interactive_query: Option<String>,
     /// Run this script file (batches separated by GO) and exit.
     #[arg(short = 'i')]

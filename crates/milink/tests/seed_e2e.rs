@@ -1,0 +1,340 @@
+//! The seed document, end to end: its T-SQL batches (through `milink sql`, a real SQL Server client) and its
+//! REST requests (plain HTTP, as Invoke-WebRequest sends them) in the seed's order, against two fresh `milink
+//! serve` processes: a SQL Server-role instance and a managed instance. Unchanged except for what is really a
+//! placeholder: the `<...>` values, the certificate's EXPIRY_DATE, ports (both share one host) and host names.
+//! The DAG statement the seed never shows on SQL Server's side is the documented one.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SA: &str = "Seed!Passw0rd";
+const TOKEN: &str = "seed-e2e-token";
+const SUB: &str = "00000000-0000-0000-0000-000000000000";
+const MI: &str = "managedinstance1";
+const MI_FQDN: &str = "managedinstance1.milink.local";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_listening(p: &mut Proc, port: u16) {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        assert!(
+            p.0.try_wait().unwrap().is_none(),
+            "milink serve exited early"
+        );
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn serve(dir: &std::path::Path, args: &[&str]) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_milink"))
+            .arg("serve")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir)
+            .env("MSSQL_SA_PASSWORD", SA)
+            .env("MILINK_API_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `milink sql -S 127.0.0.1,port -Q batch -b`: stdout, or panic with the server's error.
+fn sql(port: u16, batch: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_milink"))
+        .args([
+            "sql",
+            "-S",
+            &format!("127.0.0.1,{port}"),
+            "-U",
+            "sa",
+            "-P",
+            SA,
+            "-b",
+            "-Q",
+            batch,
+        ])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{batch}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Rows of the first result set (after the header and dashes), tab-separated.
+fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: management.azure.com\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (
+        head.split_whitespace()
+            .nth(1)
+            .unwrap_or("0")
+            .parse()
+            .unwrap(),
+        head.to_string(),
+        body.to_string(),
+    )
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    })
+}
+
+struct Pair {
+    _sd: tempfile::TempDir,
+    _md: tempfile::TempDir,
+    _sql: Proc,
+    _mi: Proc,
+    sql_port: u16,
+    mi_port: u16,
+    mgmt_port: u16,
+    sql_ep_port: u16,
+}
+
+fn start_pair() -> Pair {
+    let sd = tempfile::tempdir().unwrap();
+    let md = tempfile::tempdir().unwrap();
+    let (sql_port, mi_port, mgmt_port, mi_mirror, sql_ep_port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let mut sqlp = serve(
+        sd.path(),
+        &[
+            "--name",
+            "sqlserver1",
+            "--listen",
+            &format!("127.0.0.1:{sql_port}"),
+        ],
+    );
+    let mut mip = serve(
+        md.path(),
+        &[
+            "--managed",
+            "--name",
+            MI,
+            "--host",
+            MI_FQDN,
+            "--listen",
+            &format!("127.0.0.1:{mi_port}"),
+            "--mirror-listen",
+            &format!("127.0.0.1:{mi_mirror}"),
+            "--mgmt-listen",
+            &format!("127.0.0.1:{mgmt_port}"),
+            "--subscription",
+            SUB,
+            "--resource-group",
+            "rg-seed",
+        ],
+    );
+    wait_listening(&mut sqlp, sql_port);
+    wait_listening(&mut mip, mi_port);
+    wait_listening(&mut mip, mgmt_port);
+    Pair {
+        _sd: sd,
+        _md: md,
+        _sql: sqlp,
+        _mi: mip,
+        sql_port,
+        mi_port,
+        mgmt_port,
+        sql_ep_port,
+    }
+}
+
+#[test]
+fn the_seed_document_end_to_end() {
+    let p = start_pair();
+    let s = p.sql_port;
+    let ep = p.sql_ep_port;
+
+    // ## Create certificate on SQL Server and import its public key to Managed Instance
+    sql(s, "-- Create MASTER KEY encryption password\n-- Keep the password confidential and in a secure place.\nUSE MASTER\nCREATE MASTER KEY ENCRYPTION BY PASSWORD = 'Str0ng!MasterKey#2026'\nGO\n\n-- Create the SQL Server certificate for SQL Managed Instance link\nUSE MASTER\nGO\n\nDECLARE @sqlserver_certificate_name NVARCHAR(MAX) = N'Cert_' + @@servername  + N'_endpoint'\nDECLARE @sqlserver_certificate_subject NVARCHAR(MAX) = N'Certificate for ' + @sqlserver_certificate_name\nDECLARE @create_sqlserver_certificate_command NVARCHAR(MAX) = N'CREATE CERTIFICATE [' + @sqlserver_certificate_name + '] WITH SUBJECT = ''' + @sqlserver_certificate_subject + ''', EXPIRY_DATE = ''03/30/2035'''\nEXEC sp_executesql @stmt = @create_sqlserver_certificate_command\nGO\n");
+    let certs = sql(s, "USE MASTER\nGO\nSELECT * FROM sys.certificates");
+    assert!(
+        certs.contains("Cert_sqlserver1_endpoint") && certs.contains("ENCRYPTED_BY_MASTER_KEY"),
+        "{certs}"
+    );
+    let out = sql(s, "-- Show the public key of the generated SQL Server certificate\nUSE MASTER\nGO\nDECLARE @sqlserver_certificate_name NVARCHAR(MAX) = N'Cert_' + @@servername  + N'_endpoint'\nDECLARE @PUBLICKEYENC VARBINARY(MAX) = CERTENCODED(CERT_ID(@sqlserver_certificate_name));\nSELECT @PUBLICKEYENC AS PublicKeyEncoded;\n");
+    let public_key_encoded = rows(&out)[0][0].clone();
+    assert!(public_key_encoded.starts_with("0x"), "{out}");
+
+    // PowerShell: Get-AzSqlInstance, then the hybridCertificate POST.
+    let (st, _, body) = http(p.mgmt_port, "GET", &format!("/subscriptions/{SUB}/providers/Microsoft.Sql/managedInstances?api-version=2021-05-01-preview"), "");
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mi_rg = v["value"][0]["properties"]["resourceGroupName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = format!(
+        "/subscriptions/{SUB}/resourceGroups/{mi_rg}/providers/Microsoft.Sql/managedInstances/{MI}"
+    );
+    let body_full =
+        format!("{{\n    \"properties\":{{ \"PublicBlob\":\"{public_key_encoded}\" }}\n}}");
+    let (st, _, body) = http(
+        p.mgmt_port,
+        "POST",
+        &format!("{base}/hybridCertificate?api-version=2020-11-01-preview"),
+        &body_full,
+    );
+    assert_eq!(st, 200, "{body}");
+
+    // ## Get the Managed Instance public certificate public key and import it to SQL Server
+    let out = sql(p.mi_port, "-- Execute stored procedure on SQL Managed Instance to get public key of the instance certificate.\nEXEC sp_get_endpoint_certificate @endpoint_type = 4");
+    let instance_certificate = rows(&out)[0][0].clone();
+    sql(
+        s,
+        &format!(
+            "USE MASTER\nCREATE CERTIFICATE [{MI_FQDN}]\nFROM BINARY = {instance_certificate}"
+        ),
+    );
+    let certs = sql(s, "SELECT * FROM sys.certificates");
+    assert!(
+        certs.contains(MI_FQDN) && certs.contains("NO_PRIVATE_KEY"),
+        "{certs}"
+    );
+
+    // ## Mirroring endpoint on SQL Server
+    let out = sql(s, "-- View database mirroring endpoints on SQL Server\nSELECT * FROM sys.database_mirroring_endpoints WHERE type_desc = 'DATABASE_MIRRORING'");
+    assert!(rows(&out).is_empty(), "{out}");
+    sql(s, &format!("-- Create connection endpoint listener on SQL Server\nUSE MASTER\nCREATE ENDPOINT database_mirroring_endpoint\n    STATE=STARTED   \n    AS TCP (LISTENER_PORT={ep}, LISTENER_IP = ALL)\n    FOR DATABASE_MIRRORING (\n        ROLE=ALL,\n        AUTHENTICATION = CERTIFICATE [Cert_sqlserver1_endpoint],\n        ENCRYPTION = REQUIRED ALGORITHM AES\n    )  \nGO\n"));
+    let out = sql(s, "-- View database mirroring endpoints on SQL Server\nSELECT\n    name, type_desc, state_desc, role_desc,\n    connection_auth_desc, is_encryption_enabled, encryption_algorithm_desc\nFROM \n    sys.database_mirroring_endpoints");
+    assert_eq!(
+        rows(&out),
+        vec![vec![
+            "database_mirroring_endpoint",
+            "DATABASE_MIRRORING",
+            "STARTED",
+            "ALL",
+            "CERTIFICATE",
+            "1",
+            "AES"
+        ]]
+    );
+
+    // The database to replicate (the seed assumes one exists, in FULL recovery with a full backup).
+    sql(s, "CREATE DATABASE SalesDb");
+    sql(s, "USE SalesDb; CREATE TABLE dbo.Orders(id INT IDENTITY(1,1) PRIMARY KEY, customer NVARCHAR(50) NOT NULL, amount DECIMAL(10,2) NOT NULL)");
+    sql(
+        s,
+        "USE SalesDb; INSERT INTO Orders(customer, amount) VALUES (N'Zoë', 12.50), (N'bob', 7.25)",
+    );
+    sql(s, "ALTER DATABASE SalesDb SET RECOVERY FULL");
+    sql(
+        s,
+        &format!(
+            "BACKUP DATABASE SalesDb TO DISK = '{}/SalesDb.bak' WITH INIT",
+            p._sd.path().display()
+        ),
+    );
+
+    // ## Availability Group on SQL Server
+    let out = sql(s, "SELECT @@SERVERNAME AS SQLServerName ");
+    assert_eq!(rows(&out)[0][0], "sqlserver1");
+    sql(s, &format!("-- Create primary AG on SQL Server\nUSE MASTER\nCREATE AVAILABILITY GROUP [AG_SalesDb]\nWITH (CLUSTER_TYPE = NONE)\n    FOR database [SalesDb]  \n    REPLICA ON   \n        'sqlserver1' WITH   \n            (  \n            ENDPOINT_URL = 'TCP://127.0.0.1:{ep}',\n            AVAILABILITY_MODE = SYNCHRONOUS_COMMIT,\n            FAILOVER_MODE = MANUAL,\n            SEEDING_MODE = AUTOMATIC\n            );\nGO\n"));
+    // The documented DAG statement (mi-link-surface §2), which the seed does not show.
+    sql(s, &format!("CREATE AVAILABILITY GROUP [DAG_SalesDb]\nWITH (DISTRIBUTED)\nAVAILABILITY GROUP ON\nN'AG_SalesDb' WITH (LISTENER_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC, SESSION_TIMEOUT = 20),\nN'{MI}' WITH (LISTENER_URL = 'tcp://{MI_FQDN}:5022;Server=[{MI}]', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC);"));
+    let out = sql(s, "-- This will show that Availability Group and Distributed Availability Group have been created on SQL Server.\nSELECT\n    name, is_distributed, cluster_type_desc,\n    sequence_number, is_contained\nFROM\n    sys.availability_groups");
+    assert_eq!(rows(&out).len(), 2, "{out}");
+
+    // ## Creating SQL Managed Instance link: the seed's PUT, body as PowerShell sends it.
+    let body_full = format!("{{\n    \"properties\":{{\n        \"TargetDatabase\":\"SalesDb\",\n        \"SourceEndpoint\":\"TCP://127.0.0.1:{ep}\",\n        \"PrimaryAvailabilityGroupName\":\"AG_SalesDb\",\n        \"SecondaryAvailabilityGroupName\":\"{MI}\",\n    }}\n}}\n");
+    let (st, head, body) = http(
+        p.mgmt_port,
+        "PUT",
+        &format!("{base}/distributedAvailabilityGroups/DAG_SalesDb?api-version=2021-05-01-preview"),
+        &body_full,
+    );
+    assert!(st == 202 || st == 200 || st == 201, "{st} {body}");
+    let _ = header(&head, "azure-asyncoperation");
+
+    // ## Verifying created SQL Managed Instance link
+    let verify = "SELECT\n    r.replica_server_name AS [Replica],\n    r.endpoint_url AS [Endpoint],\n    rs.connected_state_desc AS [Connected state],\n    rs.last_connect_error_description AS [Last connection error],\n    rs.last_connect_error_number AS [Last connection error No],\n    rs.last_connect_error_timestamp AS [Last error timestamp]\nFROM\n    sys.dm_hadr_availability_replica_states rs\n    JOIN sys.availability_replicas r\n    ON rs.replica_id = r.replica_id";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = sql(s, verify);
+        if rows(&out).iter().any(|r| r[0] == MI && r[2] == "CONNECTED") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the managed instance never showed CONNECTED:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Rows written on the primary are read back on the managed instance.
+    sql(
+        s,
+        "USE SalesDb; INSERT INTO Orders(customer, amount) VALUES (N'after the link', 100.00)",
+    );
+    loop {
+        let out = sql(
+            p.mi_port,
+            "USE SalesDb; SELECT count(*) AS n, sum(amount) AS total FROM Orders",
+        );
+        if rows(&out)
+            .first()
+            .is_some_and(|r| r[0] == "3" && r[1] == "119.75")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rows never reached the managed instance:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
