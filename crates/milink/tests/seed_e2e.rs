@@ -338,3 +338,131 @@ fn the_seed_document_end_to_end() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The seed's certificate script with its own date (03/30/2025, now past): FreeTDS `tsql` shows the warning at
+/// creation, and when the link tries to use the certificate the managed instance refuses it, naming the
+/// certificate and its expiry, and the management API reports that as the link's most recent error.
+#[test]
+fn the_seeds_expired_certificate_is_refused_precisely() {
+    if Command::new("tsql").arg("-C").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "FreeTDS tsql is required under CI (scripts/test.sh installs freetds-bin)"
+        );
+        eprintln!("skipping: FreeTDS tsql is not installed");
+        return;
+    }
+    let p = start_pair();
+    let s = p.sql_port;
+    let ep = p.sql_ep_port;
+    let script = "USE MASTER\nCREATE MASTER KEY ENCRYPTION BY PASSWORD = 'Str0ng!MasterKey#2026'\nGO\nUSE MASTER\nGO\nDECLARE @sqlserver_certificate_name NVARCHAR(MAX) = N'Cert_' + @@servername  + N'_endpoint'\nDECLARE @sqlserver_certificate_subject NVARCHAR(MAX) = N'Certificate for ' + @sqlserver_certificate_name\nDECLARE @create_sqlserver_certificate_command NVARCHAR(MAX) = N'CREATE CERTIFICATE [' + @sqlserver_certificate_name + '] WITH SUBJECT = ''' + @sqlserver_certificate_subject + ''', EXPIRY_DATE = ''03/30/2025'''\nEXEC sp_executesql @stmt = @create_sqlserver_certificate_command\nGO\nquit\n";
+    let mut child = Command::new("tsql")
+        .args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &s.to_string(),
+            "-U",
+            "sa",
+            "-P",
+            SA,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Cert_sqlserver1_endpoint") && text.to_lowercase().contains("expired"),
+        "no expiry warning at creation:\n{text}"
+    );
+
+    // The rest of the seed as in the first test, with this certificate.
+    let out = sql(s, "USE MASTER\nDECLARE @PUBLICKEYENC VARBINARY(MAX) = CERTENCODED(CERT_ID(N'Cert_sqlserver1_endpoint'));\nSELECT @PUBLICKEYENC AS PublicKeyEncoded;");
+    let public_key_encoded = rows(&out)[0][0].clone();
+    let base = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-seed/providers/Microsoft.Sql/managedInstances/{MI}"
+    );
+    let (st, _, body) = http(
+        p.mgmt_port,
+        "POST",
+        &format!("{base}/hybridCertificate?api-version=2020-11-01-preview"),
+        &format!("{{\"properties\":{{ \"PublicBlob\":\"{public_key_encoded}\" }}}}"),
+    );
+    assert_eq!(st, 200, "{body}");
+    let out = sql(
+        p.mi_port,
+        "EXEC sp_get_endpoint_certificate @endpoint_type = 4",
+    );
+    sql(
+        s,
+        &format!(
+            "USE MASTER\nCREATE CERTIFICATE [{MI_FQDN}]\nFROM BINARY = {}",
+            rows(&out)[0][0]
+        ),
+    );
+    sql(s, &format!("USE MASTER\nCREATE ENDPOINT database_mirroring_endpoint STATE=STARTED AS TCP (LISTENER_PORT={ep}, LISTENER_IP = ALL) FOR DATABASE_MIRRORING (ROLE=ALL, AUTHENTICATION = CERTIFICATE [Cert_sqlserver1_endpoint], ENCRYPTION = REQUIRED ALGORITHM AES)"));
+    sql(s, "CREATE DATABASE SalesDb");
+    sql(s, "ALTER DATABASE SalesDb SET RECOVERY FULL");
+    sql(
+        s,
+        &format!(
+            "BACKUP DATABASE SalesDb TO DISK = '{}/SalesDb.bak' WITH INIT",
+            p._sd.path().display()
+        ),
+    );
+    sql(s, &format!("CREATE AVAILABILITY GROUP [AG_SalesDb] WITH (CLUSTER_TYPE = NONE) FOR database [SalesDb] REPLICA ON 'sqlserver1' WITH (ENDPOINT_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = SYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC);"));
+    let body_full = format!("{{\n    \"properties\":{{\n        \"TargetDatabase\":\"SalesDb\",\n        \"SourceEndpoint\":\"TCP://127.0.0.1:{ep}\",\n        \"PrimaryAvailabilityGroupName\":\"AG_SalesDb\",\n        \"SecondaryAvailabilityGroupName\":\"{MI}\",\n    }}\n}}\n");
+    let (st, _, body) = http(
+        p.mgmt_port,
+        "PUT",
+        &format!("{base}/distributedAvailabilityGroups/DAG_SalesDb?api-version=2021-05-01-preview"),
+        &body_full,
+    );
+    assert!((200..300).contains(&st), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, _, body) = http(
+            p.mgmt_port,
+            "GET",
+            &format!("{base}/distributedAvailabilityGroups/DAG_SalesDb?api-version=2023-08-01"),
+            "",
+        );
+        assert_eq!(st, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let err = v["properties"]["databases"][0]["mostRecentLinkError"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if !err.is_empty() {
+            assert!(
+                err.contains("Cert_sqlserver1_endpoint")
+                    || err.contains("Certificate for Cert_sqlserver1_endpoint"),
+                "{err}"
+            );
+            assert!(
+                err.contains("2025-03-30") || err.contains("03/30/2025"),
+                "the refusal names the expiry: {err}"
+            );
+            assert_eq!(
+                v["properties"]["databases"][0]["connectedState"],
+                "Disconnected"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no link error reported: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
