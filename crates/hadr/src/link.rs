@@ -262,7 +262,7 @@ async fn seed(
     }
     let start = src.lock().map_err(e)?.start_lsn;
     // The replica's own hold (taken by the shipper) covers start+1 before the seeding's hold goes.
-    let _ = blocking({
+    blocking({
         let (db, peer) = (db.clone(), peer.to_string());
         move || LogShipper::new(&db, &peer, start + 1).map(|_| ())
     })
@@ -360,7 +360,7 @@ pub async fn run_secondary(
                 let t = target.clone().ok_or("pages before SeedBegin")?;
                 let next = pages.last().map(|p| p.0 + 1).unwrap_or(0);
                 chunks += 1;
-                let durable_now = chunks % SEED_CHECKPOINT_EVERY == 0;
+                let durable_now = chunks.is_multiple_of(SEED_CHECKPOINT_EVERY);
                 blocking(move || {
                     t.seed_write_pages(&pages)?;
                     if durable_now {

@@ -8,6 +8,9 @@ use engine::database::DbConn;
 use engine::{Database, Result, SqlError};
 use std::sync::Arc;
 
+/// Page images by page number.
+pub type Pages = Vec<(u32, Vec<u8>)>;
+
 pub struct SeedSource {
     db: Arc<Database>,
     conn: DbConn,
@@ -40,9 +43,9 @@ impl SeedSource {
     }
 
     /// Up to `max` pages from `from` on, read in one short read transaction; also the current page count.
-    pub fn read_chunk(&mut self, from: u32, max: u32) -> Result<(u32, Vec<(u32, Vec<u8>)>)> {
+    pub fn read_chunk(&mut self, from: u32, max: u32) -> Result<(u32, Pages)> {
         self.conn.begin_read()?;
-        let r = (|| -> Result<(u32, Vec<(u32, Vec<u8>)>)> {
+        let r = (|| -> Result<(u32, Pages)> {
             let c = self.conn.sqlite();
             let count: u32 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
             let mut st = c.prepare_cached("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")?;

@@ -56,6 +56,7 @@ fn serve() -> Serve {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
+        let _ = child.wait();
     }
     panic!("milink serve did not start");
 }

@@ -648,9 +648,9 @@ pub fn rows(server: &Server, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                     Value::BigInt(if hardened >= end || local != 0 {
                         0
                     } else {
-                        ((chrono::Utc::now().timestamp_micros() - d.log().last_commit_time_us())
+                        (chrono::Utc::now().timestamp_micros() - d.log().last_commit_time_us())
                             .max(0)
-                            / 1_000_000) as i64
+                            / 1_000_000
                     }),
                 ]);
             }
