@@ -112,6 +112,7 @@ fn main() -> Result<()> {
                     mi: sql + 1,
                     mirror: sql + 2,
                     mgmt: sql + 3,
+                    mi_mirror: sql + 4,
                 },
                 seconds,
             )

@@ -22,6 +22,7 @@ pub struct Ports {
     pub mi: u16,
     pub mirror: u16,
     pub mgmt: u16,
+    pub mi_mirror: u16,
 }
 
 fn step(n: u32, what: &str) {
@@ -124,20 +125,30 @@ pub fn run(dir: PathBuf, ports: Ports, seconds: Option<u64>) -> Result<()> {
     );
     let sql = start_instance(&rt, &dir.join(SQL), SQL, "127.0.0.1", false, ports.sql, &sa)?;
     let mi = start_instance(&rt, &dir.join(MI), MI, MI_FQDN, true, ports.mi, &sa)?;
-    let mi_settings = mgmt::managed_settings(&mi.server).map_err(|e| anyhow::anyhow!(e))?;
+    // The SQL Server side restarts a mirroring endpoint created by an earlier run; the managed instance starts
+    // its own (its certificate comes from its CA) without any T-SQL, as the real service does.
+    sqlexec::endpoints::start_at_boot(&sql.server, None)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    sqlexec::endpoints::start_at_boot(&mi.server, Some(&format!("127.0.0.1:{}", ports.mi_mirror)))
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let hadr =
+        sqlexec::endpoints::state(&mi.server).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let mi_settings = hadr
+        .settings()
+        .context("the managed instance's mirroring endpoint is not running")?;
     let api = mgmt::Api::new(
         mi.server.clone(),
         SUB,
         RG,
         &token,
         mi_settings.clone(),
-        rt.handle().clone(),
+        hadr.handle().clone(),
     );
     let l = rt
         .block_on(tokio::net::TcpListener::bind(("127.0.0.1", ports.mgmt)))
         .context("management API port")?;
     rt.spawn(mgmt::serve(l, api, std::future::pending()));
-    let resumed = sqlexec::ags::resume_joins(&mi.server, rt.handle(), &mi_settings)
+    let resumed = sqlexec::ags::resume_joins(&mi.server, hadr.handle(), &mi_settings)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let mut c = sqlexec::Conn::new(sql.server.clone(), 50, "sa")
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -202,37 +213,29 @@ pub fn run(dir: PathBuf, ports: Ports, seconds: Option<u64>) -> Result<()> {
     let hex: String = mider.iter().map(|b| format!("{b:02X}")).collect();
     tsql(&mut c, &format!("USE MASTER\nIF CERT_ID(N'{MI_FQDN}') IS NULL CREATE CERTIFICATE [{MI_FQDN}] FROM BINARY = 0x{hex}"))?;
 
-    step(5, &format!("SQL Server: the database mirroring endpoint on 127.0.0.1:{} (certificate authentication, AES)", ports.mirror));
-    let store = Arc::new(
-        trust::TrustStore::open(&sql.server.inst.master(), sql.server.inst.data_dir())
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?,
+    step(
+        5,
+        &format!(
+            "SQL Server: CREATE ENDPOINT on 127.0.0.1:{} (certificate authentication, AES)",
+            ports.mirror
+        ),
     );
-    let settings = hadr::transport::EndpointSettings::new(
-        "127.0.0.1",
-        hadr::transport::Role::SqlServer,
-        Arc::new(hadr::transport::StoreTrust {
-            db_path: sql.server.inst.data_dir().join("master.db"),
-            store,
-            identity: hadr::transport::IdentitySource::Certificate(format!("Cert_{SQL}_endpoint")),
-        }),
-    );
-    let srv = sql.server.clone();
     let mirror = ports.mirror;
-    rt.block_on(async move {
-        let mut ep = hadr::transport::Endpoint::start(
-            format!("127.0.0.1:{mirror}").parse().expect("addr"),
-            settings,
-            Default::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        tokio::spawn(async move {
-            while let Some(conn) = ep.accept().await {
-                tokio::spawn(sqlexec::ags::serve_link(srv.clone(), conn));
-            }
-        });
-        anyhow::Ok(())
-    })?;
+    tsql(
+        &mut c,
+        &format!(
+            "USE MASTER
+            IF NOT EXISTS (SELECT 1 FROM sys.database_mirroring_endpoints WHERE type_desc = 'DATABASE_MIRRORING')
+            CREATE ENDPOINT database_mirroring_endpoint
+                STATE=STARTED
+                AS TCP (LISTENER_PORT={mirror}, LISTENER_IP = (127.0.0.1))
+                FOR DATABASE_MIRRORING (
+                    ROLE=ALL,
+                    AUTHENTICATION = CERTIFICATE [Cert_{SQL}_endpoint],
+                    ENCRYPTION = REQUIRED ALGORITHM AES
+                )"
+        ),
+    )?;
 
     step(6, "SQL Server: SampleDB in FULL recovery with a full backup, the availability group and the distributed availability group");
     tsql(
