@@ -224,6 +224,15 @@ fn mssql_python() {
 
 #[test]
 fn tedious() {
+    tedious_with(true)
+}
+
+#[test]
+fn tedious_unencrypted() {
+    tedious_with(false)
+}
+
+fn tedious_with(encrypt: bool) {
     let dir = clients_dir().join("node/node_modules");
     if !require(&dir.join("tedious"), "tedious") {
         return;
@@ -233,6 +242,7 @@ fn tedious() {
     cmd.arg(scripts().join("tedious_endpoint.js"))
         .arg(srv.port())
         .env("NODE_MODULES_DIR", &dir)
+        .env("TEDIOUS_ENCRYPT", if encrypt { "true" } else { "false" })
         .env("NODE_NO_WARNINGS", "1");
     let (ok, out, err) = run(cmd, None, Duration::from_secs(60));
     println!("{out}");

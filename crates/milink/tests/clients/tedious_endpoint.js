@@ -1,4 +1,5 @@
-// Exercises tedious against a real `milink serve` (encrypt true, trustServerCertificate true).
+// Exercises tedious against a real `milink serve`: encrypt true (trustServerCertificate true), or false with
+// TEDIOUS_ENCRYPT=false.
 // usage: node tedious_endpoint.js <port>   (NODE_MODULES_DIR points at the folder holding tedious)
 const path = require('path');
 const { Connection, Request, TYPES } = require(path.join(process.env.NODE_MODULES_DIR, 'tedious'));
@@ -8,13 +9,14 @@ const port = Number(process.argv[2]);
 const DB = 'db_tedious';
 const TEXT = 'héllo wörld ✓ 日本';
 const BIG = 'ünïcode ✓ '.repeat(700);
+const ENCRYPT = process.env.TEDIOUS_ENCRYPT !== 'false';
 
 function connect(password, database = 'master', requestTimeout = 15000) {
   return new Promise((resolve, reject) => {
     const c = new Connection({
       server: '127.0.0.1',
       authentication: { type: 'default', options: { userName: 'sa', password } },
-      options: { port, database, encrypt: true, trustServerCertificate: true, requestTimeout, connectTimeout: 10000 },
+      options: { port, database, encrypt: ENCRYPT, trustServerCertificate: true, requestTimeout, connectTimeout: 10000 },
     });
     c.on('connect', (err) => (err ? reject(err) : resolve(c)));
     c.connect();
