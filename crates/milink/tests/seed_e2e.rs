@@ -465,4 +465,20 @@ fn the_seeds_expired_certificate_is_refused_precisely() {
         assert!(Instant::now() < deadline, "no link error reported: {body}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // SQL Server's side keeps the refused handshake for the seed's verification query.
+    sql(s, &format!("CREATE AVAILABILITY GROUP [DAG_SalesDb] WITH (DISTRIBUTED) AVAILABILITY GROUP ON N'AG_SalesDb' WITH (LISTENER_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC), N'{MI}' WITH (LISTENER_URL = 'tcp://{MI_FQDN}:5022;Server=[{MI}]', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC);"));
+    loop {
+        let out = sql(s, "SELECT r.replica_server_name, rs.connected_state_desc, rs.last_connect_error_number, rs.last_connect_error_description FROM sys.dm_hadr_availability_replica_states rs JOIN sys.availability_replicas r ON rs.replica_id = r.replica_id");
+        if rows(&out)
+            .iter()
+            .any(|r| r[0] == MI && r[1] == "DISCONNECTED" && r[2] != "NULL" && !r[3].is_empty())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connection error on SQL Server's side:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -369,7 +369,7 @@ pub async fn serve_link(server: Arc<Server>, conn: hadr::transport::MirrorConnec
 }
 
 /// Rows of the HADR views.
-pub fn rows(server: &Server, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
+pub fn rows(server: &Arc<Server>, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
     let m = server.inst.master();
     m.execute_batch(SCHEMA).map_err(db)?;
     let text = |s: &str| Value::NVarChar(s.to_string());
@@ -535,10 +535,21 @@ pub fn rows(server: &Server, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                     let live = database
                         .as_deref()
                         .and_then(|d| server.links.lock().get(&d.to_lowercase()).cloned());
-                    match live.and_then(|s| s.lock().ok().map(|s| s.clone())) {
-                        Some(s) => ("SECONDARY", s.connected, s.last_error),
-                        None => ("SECONDARY", false, None),
-                    }
+                    let (connected, err) = match live.and_then(|s| s.lock().ok().map(|s| s.clone()))
+                    {
+                        Some(s) => (s.connected, s.last_error),
+                        None => (false, None),
+                    };
+                    // A refused handshake never reaches the link: the endpoint keeps the last refusal.
+                    let err = err.or_else(|| {
+                        if connected {
+                            return None;
+                        }
+                        let h = crate::endpoints::state(server).ok()?;
+                        let e = h.errors().last()?;
+                        Some((e.number, e.message))
+                    });
+                    ("SECONDARY", connected, err)
                 };
                 let _ = dist;
                 out.push(vec![
