@@ -1,116 +1,52 @@
 //! Point-in-time restore through a real client: `milink sql` (tiberius underneath) against a real `milink serve`
 //! process: full backup, two log backups, RESTORE … WITH NORECOVERY, RESTORE LOG … WITH STOPAT, exact rows.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{free_port, rows, serve, try_sql, wait_listening, Proc};
+use std::time::Duration;
 
 const PASSWORD: &str = "Pitr!Passw0rd";
 
 struct Serve {
-    child: Child,
-    addr: SocketAddr,
+    _p: Proc,
+    port: u16,
     dir: tempfile::TempDir,
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> Serve {
+fn start() -> Serve {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..5 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_milink"))
-            .args([
-                "serve",
+        let port = free_port();
+        let mut p = serve(
+            &dir.path().join("data"),
+            &[
                 "--name",
                 "sqlserver1",
                 "--listen",
-                &addr.to_string(),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("MSSQL_SA_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(30) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Serve { child, addr, dir };
-            }
-            std::thread::sleep(Duration::from_millis(50));
+                &format!("127.0.0.1:{port}"),
+            ],
+            PASSWORD,
+            "unused",
+        );
+        if wait_listening(&mut p, port) {
+            return Serve { _p: p, port, dir };
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
     panic!("milink serve did not start");
 }
 
-/// Run a batch with `milink sql -b`; returns stdout, panics with stderr on failure.
 fn sql(s: &Serve, batch: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_milink"))
-        .args([
-            "sql",
-            "-S",
-            &format!("127.0.0.1,{}", s.addr.port()),
-            "-U",
-            "sa",
-            "-P",
-            PASSWORD,
-            "-b",
-            "-Q",
-            batch,
-        ])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{batch}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::sql(s.port, PASSWORD, batch)
 }
 
 fn sql_err(s: &Serve, batch: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_milink"))
-        .args([
-            "sql",
-            "-S",
-            &format!("127.0.0.1,{}", s.addr.port()),
-            "-U",
-            "sa",
-            "-P",
-            PASSWORD,
-            "-b",
-            "-Q",
-            batch,
-        ])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{batch} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    try_sql(s.port, PASSWORD, batch).expect_err("the batch should fail")
 }
 
 #[test]
 fn point_in_time_restore_through_a_real_client() {
-    let s = serve();
+    let s = start();
     let d = s.dir.path().display().to_string();
     sql(&s, "CREATE DATABASE Shop");
     sql(&s, "USE Shop; CREATE TABLE orders(id INT IDENTITY(1,1) PRIMARY KEY, amount DECIMAL(10,2) NOT NULL, at DATETIME2 NOT NULL DEFAULT SYSDATETIME())");
@@ -128,7 +64,7 @@ fn point_in_time_restore_through_a_real_client() {
         );
         // The server's own clock, in its STOPAT format, right after each commit.
         let now = sql(&s, "SELECT CONVERT(NVARCHAR(30), SYSDATETIME(), 121) AS t");
-        let t = now.lines().nth(2).unwrap().trim().to_string();
+        let t = rows(&now)[0][0].trim().to_string();
         marks.push(t);
         if i == 3 {
             sql(&s, &format!("BACKUP LOG Shop TO DISK = N'{d}/log1.trn' WITH NOFORMAT, NOINIT, NAME = N'log1', SKIP, NOREWIND, NOUNLOAD, COMPRESSION, STATS = 1"));
@@ -160,17 +96,12 @@ fn point_in_time_restore_through_a_real_client() {
         ),
     );
     let out = sql(&s, "USE ShopPit; SELECT amount FROM orders ORDER BY id");
-    let amounts: Vec<&str> = out.lines().skip(2).take_while(|l| !l.is_empty()).collect();
+    let amounts: Vec<String> = rows(&out).into_iter().map(|r| r[0].clone()).collect();
     assert_eq!(amounts, vec!["1.00", "2.00", "3.00", "4.00"], "{out}");
     let hist = sql(
         &s,
         "SELECT type FROM msdb.dbo.backupset WHERE database_name = 'Shop' ORDER BY backup_set_id",
     );
-    assert_eq!(
-        hist.lines()
-            .skip(2)
-            .take_while(|l| !l.is_empty())
-            .collect::<Vec<_>>(),
-        vec!["D", "L", "L"]
-    );
+    let types: Vec<String> = rows(&hist).into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(types, vec!["D", "L", "L"]);
 }

@@ -4,9 +4,12 @@
 //! placeholder: the `<...>` values, the certificate's EXPIRY_DATE, ports (both share one host) and host names.
 //! The DAG statement the seed never shows on SQL Server's side is the documented one.
 
+mod common;
+
+use common::{free_port, rows, wait_listening, Proc};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SA: &str = "Seed!Passw0rd";
@@ -15,88 +18,12 @@ const SUB: &str = "00000000-0000-0000-0000-000000000000";
 const MI: &str = "managedinstance1";
 const MI_FQDN: &str = "managedinstance1.milink.local";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_listening(p: &mut Proc, port: u16) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(60) {
-        assert!(
-            p.0.try_wait().unwrap().is_none(),
-            "milink serve exited early"
-        );
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port}");
-}
-
 fn serve(dir: &std::path::Path, args: &[&str]) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_milink"))
-            .arg("serve")
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir)
-            .env("MSSQL_SA_PASSWORD", SA)
-            .env("MILINK_API_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    common::serve(dir, args, SA, TOKEN)
 }
 
-/// `milink sql -S 127.0.0.1,port -Q batch -b`: stdout, or panic with the server's error.
 fn sql(port: u16, batch: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_milink"))
-        .args([
-            "sql",
-            "-S",
-            &format!("127.0.0.1,{port}"),
-            "-U",
-            "sa",
-            "-P",
-            SA,
-            "-b",
-            "-Q",
-            batch,
-        ])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{batch}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Rows of the first result set (after the header and dashes), tab-separated.
-fn rows(out: &str) -> Vec<Vec<String>> {
-    out.lines()
-        .skip(2)
-        .take_while(|l| !l.is_empty())
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect()
+    common::sql(port, SA, batch)
 }
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
@@ -179,9 +106,18 @@ fn start_pair() -> Pair {
             "rg-seed",
         ],
     );
-    wait_listening(&mut sqlp, sql_port);
-    wait_listening(&mut mip, mi_port);
-    wait_listening(&mut mip, mgmt_port);
+    assert!(
+        wait_listening(&mut sqlp, sql_port),
+        "the SQL Server-role instance did not start"
+    );
+    assert!(
+        wait_listening(&mut mip, mi_port),
+        "the managed instance did not start"
+    );
+    assert!(
+        wait_listening(&mut mip, mgmt_port),
+        "the management API did not start"
+    );
     Pair {
         _sd: sd,
         _md: md,
