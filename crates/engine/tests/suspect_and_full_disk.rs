@@ -28,7 +28,9 @@ fn corrupt_block_in_the_middle_marks_the_database_suspect() {
         .unwrap()
         .path();
     let mut bytes = std::fs::read(&seg).unwrap();
-    let mid = bytes.len() / 2;
+    // The segment is preallocated with zeros: corrupt the middle of what was written.
+    let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+    let mid = end / 2;
     bytes[mid] ^= 0xA5;
     std::fs::write(&seg, &bytes).unwrap();
     let copy = tempfile::tempdir().unwrap();

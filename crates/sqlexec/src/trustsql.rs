@@ -224,9 +224,14 @@ pub fn procedure(
                 if kind != 4 && kind != 3 {
                     return Err(SqlError::new(8114, 16, format!("Invalid @endpoint_type {kind}: 4 = database mirroring, 3 = Service Broker.")));
                 }
-                let der = server.trust()?.endpoint_certificate_public_key(&server.inst.master(), &server.host).map_err(err)?;
-                out.push(Out::Columns(vec![("EndpointCertificatePublicKey".into(), tsql::DataType::VarBinary(tsql::types::Len::Max))]));
-                out.push(Out::Row(vec![Value::Binary(der)]));
+                let t = server.trust()?;
+                let der = t.endpoint_certificate_public_key(&server.inst.master(), &server.host).map_err(err)?;
+                // The issuer of the endpoint certificate, for peers that trust by issuer (sp_certificate_add_issuer)
+                // and so keep working when the endpoint certificate rotates.
+                let ca = t.instance_ca_certificate(&server.inst.master()).map_err(err)?;
+                let vb = || tsql::DataType::VarBinary(tsql::types::Len::Max);
+                out.push(Out::Columns(vec![("EndpointCertificatePublicKey".into(), vb()), ("IssuerCertificatePublicKey".into(), vb())]));
+                out.push(Out::Row(vec![Value::Binary(der), ca.map(Value::Binary).unwrap_or(Value::Null)]));
                 conn.out_done(out, Some(1));
                 Ok(0)
             }

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Log files grow in zero-filled chunks of this size.
+const PREALLOC_CHUNK: u64 = 1 << 20;
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     /// A new segment file starts once the current one passes this size; truncation frees whole segments.
@@ -69,6 +72,8 @@ struct State {
     failed: Option<SqlError>,
     shutdown: bool,
     flusher_running: bool,
+    /// A group-commit leader is writing and fsyncing a batch.
+    flushing: bool,
     /// Bytes written and fsyncs paid, for benchmarks and sys.dm_db_log_stats.
     bytes_written: u64,
     flushes: u64,
@@ -84,6 +89,8 @@ pub struct Log {
     work: Condvar,
     durable: Condvar,
     on_durable: Mutex<Option<DurableHook>>,
+    /// The open segment file, used by whoever is flushing.
+    file: Mutex<Option<(File, u64)>>,
 }
 
 /// What opening a log found on disk.
@@ -210,6 +217,10 @@ impl Log {
                         ));
                     }
                     Err(FormatError::Version(v)) => return Err(version_error(db_name, v)),
+                    Err(_) if bytes[off..].iter().all(|b| *b == 0) => {
+                        // Preallocated, never written: the clean end of this segment.
+                        break;
+                    }
                     Err(e) => {
                         // A bad block is a torn tail only if it is the last thing ever written.
                         if !is_last || valid_block_after(&bytes[off + 1..]) {
@@ -219,8 +230,9 @@ impl Log {
                             ));
                         }
                         report.torn_bytes_discarded = (bytes.len() - off) as u64;
+                        // Zero the torn bytes (keeping the preallocated space) so the tail reads as clean.
                         let f = OpenOptions::new().write(true).open(&path)?;
-                        f.set_len(off as u64)?;
+                        f.write_all_at(&vec![0u8; bytes.len() - off], off as u64)?;
                         f.sync_all()?;
                         tracing::warn!(
                             db = db_name,
@@ -284,12 +296,14 @@ impl Log {
                 failed: None,
                 shutdown: false,
                 flusher_running: true,
+                flushing: false,
                 bytes_written: 0,
                 flushes: 0,
             }),
             work: Condvar::new(),
             durable: Condvar::new(),
             on_durable: Mutex::new(None),
+            file: Mutex::new(None),
         });
         let l2 = log.clone();
         std::thread::Builder::new()
@@ -321,7 +335,6 @@ impl Log {
         st.next_lsn += 1;
         let lsn = block.lsn;
         st.pending.push(block);
-        self.work.notify_one();
         Ok(lsn)
     }
 
@@ -341,11 +354,11 @@ impl Log {
         st.next_lsn += 1;
         let lsn = block.lsn;
         st.pending.push(block);
-        self.work.notify_one();
         Ok(lsn)
     }
 
-    /// Block until `lsn` is durable (or the log failed).
+    /// Block until `lsn` is durable (or the log failed). If nobody is flushing, this thread becomes the
+    /// group-commit leader and flushes everything queued so far, its own block included.
     pub fn wait_durable(&self, lsn: u64) -> Result<()> {
         let mut st = self.state.lock();
         loop {
@@ -354,6 +367,10 @@ impl Log {
             }
             if let Some(e) = &st.failed {
                 return Err(e.clone());
+            }
+            if !st.flushing && !st.pending.is_empty() {
+                st = self.flush_locked(st);
+                continue;
             }
             self.durable.wait(&mut st);
         }
@@ -509,59 +526,79 @@ impl Log {
         }
     }
 
+    /// Background flusher: writes blocks nobody is waiting for (and drains at shutdown). Committers normally
+    /// flush themselves in [`Log::wait_durable`], which saves two thread switches per commit.
     fn flusher(self: Arc<Self>) {
-        let mut file: Option<(File, u64)> = None;
+        let mut st = self.state.lock();
         loop {
-            let (batch, mut crc) = {
-                let mut st = self.state.lock();
-                while st.pending.is_empty() && !st.shutdown {
-                    self.work.wait(&mut st);
+            if !st.pending.is_empty() && !st.flushing {
+                st = self.flush_locked(st);
+                continue;
+            }
+            if st.shutdown && st.pending.is_empty() && !st.flushing {
+                st.flusher_running = false;
+                self.durable.notify_all();
+                return;
+            }
+            self.work.wait_for(&mut st, Duration::from_millis(5));
+        }
+    }
+
+    /// Group commit, leader side: take everything queued, write it, pay ONE fdatasync, publish. Called with the
+    /// state lock held and no flush in progress; returns with the lock held again.
+    fn flush_locked<'a>(
+        &'a self,
+        mut st: parking_lot::MutexGuard<'a, State>,
+    ) -> parking_lot::MutexGuard<'a, State> {
+        st.flushing = true;
+        let batch = std::mem::take(&mut st.pending);
+        let mut crc = st.last_crc;
+        drop(st);
+        let res = {
+            let mut file = self.file.lock();
+            let r = self.write_batch(&batch, &mut crc, &mut file);
+            if r.is_err() {
+                *file = None;
+            }
+            r
+        };
+        let mut st = self.state.lock();
+        match res {
+            Ok((written, new_offsets)) => {
+                let last = batch.last().map(|b| b.lsn).unwrap_or(st.durable_lsn);
+                if let Some(seg) = st.segments.last_mut() {
+                    seg.offsets.extend(new_offsets);
+                    seg.len += written;
                 }
-                if st.pending.is_empty() {
-                    st.flusher_running = false;
-                    self.durable.notify_all();
-                    return;
+                st.last_crc = crc;
+                st.last_commit_time_us = batch.last().map(|b| b.commit_time_us).unwrap_or(0);
+                st.bytes_written += written;
+                st.flushes += 1;
+                drop(st);
+                // Publish the readers' snapshot BEFORE anyone can see the new durable LSN: a committer that
+                // returns from wait_durable must be able to read its own write.
+                if let Some(h) = self.on_durable.lock().as_ref() {
+                    h(last);
                 }
-                (std::mem::take(&mut st.pending), st.last_crc)
-            };
-            let res = self.write_batch(&batch, &mut crc, &mut file);
-            let mut st = self.state.lock();
-            match res {
-                Ok((written, new_offsets)) => {
-                    let last = batch.last().map(|b| b.lsn).unwrap_or(st.durable_lsn);
-                    if let Some(seg) = st.segments.last_mut() {
-                        seg.offsets.extend(new_offsets);
-                        seg.len += written;
-                    }
-                    st.last_crc = crc;
-                    st.last_commit_time_us = batch.last().map(|b| b.commit_time_us).unwrap_or(0);
-                    st.bytes_written += written;
-                    st.flushes += 1;
-                    drop(st);
-                    // Publish the readers' snapshot BEFORE anyone can see the new durable LSN: a committer that
-                    // returns from wait_durable must be able to read its own write.
-                    if let Some(h) = self.on_durable.lock().as_ref() {
-                        h(last);
-                    }
-                    self.state.lock().durable_lsn = last;
-                    self.durable.notify_all();
-                }
-                Err(e) => {
-                    tracing::error!(db = %self.db_name, error = %e, "log write failed; the database stops accepting writes until restart");
-                    st.failed = Some(SqlError::new(
-                        9001,
-                        21,
-                        format!(
-                            "The log for database '{}' is not available: {}",
-                            self.db_name, e.message
-                        ),
-                    ));
-                    self.durable.notify_all();
-                    // Keep draining so waiters are released; nothing more is written.
-                    file = None;
-                }
+                st = self.state.lock();
+                st.durable_lsn = last;
+            }
+            Err(e) => {
+                tracing::error!(db = %self.db_name, error = %e, "log write failed; the database stops accepting writes until restart");
+                st.failed = Some(SqlError::new(
+                    9001,
+                    21,
+                    format!(
+                        "The log for database '{}' is not available: {}",
+                        self.db_name, e.message
+                    ),
+                ));
             }
         }
+        st.flushing = false;
+        self.durable.notify_all();
+        self.work.notify_one();
+        st
     }
 
     /// Write a batch to the current segment (rotating first if it is full), then one fdatasync.
@@ -597,9 +634,10 @@ impl Log {
         };
         if file.is_none() {
             let f = OpenOptions::new().write(true).open(&path)?;
-            *file = Some((f, 0));
+            let allocated = f.metadata()?.len();
+            *file = Some((f, allocated));
         }
-        let (f, _) = file.as_mut().expect("segment open");
+        let (f, allocated) = file.as_mut().expect("segment open");
         let mut buf = Vec::new();
         let mut offsets = Vec::with_capacity(batch.len());
         for b in batch {
@@ -607,6 +645,15 @@ impl Log {
             offsets.push(base + buf.len() as u64);
             buf.extend_from_slice(&bytes);
             *crc = c;
+        }
+        // Writes land in zero-filled, already allocated space, so fdatasync flushes data only, not the inode
+        // (the file size and extents change once per chunk, not once per commit).
+        let end = base + buf.len() as u64;
+        if end > *allocated {
+            let target = end.div_ceil(PREALLOC_CHUNK) * PREALLOC_CHUNK;
+            let zeros = vec![0u8; (target - *allocated) as usize];
+            f.write_all_at(&zeros, *allocated)?;
+            *allocated = target;
         }
         if fault::should_fire("log.mid_write") {
             let half = buf.len() / 2;
@@ -770,11 +817,25 @@ mod tests {
             .unwrap()
             .path();
         let full = fs::read(&seg).unwrap();
-        // Torn tail: chop the last block in half.
-        fs::write(&seg, &full[..full.len() - 20]).unwrap();
+        // The file is preallocated with zeros past the last block: find the logical end.
+        let end = full.iter().rposition(|b| *b != 0).unwrap() + 1;
+        assert!(full.len() > end, "segments are preallocated");
+        // Torn tail: the last block half written, zeros after it (as a crash mid-write leaves it).
+        let mut torn = full.clone();
+        torn[end - 20..].fill(0);
+        fs::write(&seg, &torn).unwrap();
         let (log, rep) = Log::open(dir.path(), "t", 512, [1; 16], cfg.clone()).unwrap();
         assert_eq!(rep.last_lsn, 4);
         assert!(rep.torn_bytes_discarded > 0);
+        // The log continues after the cut, and the reopened file reads back whole.
+        let l = log.append(block(6)).unwrap();
+        log.wait_durable(l).unwrap();
+        assert_eq!(l, 5);
+        log.shutdown();
+        drop(log);
+        let (log, rep) = Log::open(dir.path(), "t", 512, [1; 16], cfg.clone()).unwrap();
+        assert_eq!((rep.last_lsn, rep.torn_bytes_discarded), (5, 0));
+        assert_eq!(log.read_block(5).unwrap().data[0], 6);
         log.shutdown();
         drop(log);
         // Corrupt middle: flip a byte in block 2 of the original file.
