@@ -133,17 +133,26 @@ impl Default for DbOptions {
     }
 }
 
-/// A first-come, first-served queue for the database's one writer.
+/// A first-come, first-served queue for the database's one writer. Each waiter sleeps on its own condition
+/// variable and a release wakes only the next in line: with many sessions, waking them all on every commit
+/// costs more than the commit.
 #[derive(Default)]
 struct WriterLock {
     st: Mutex<WriterState>,
-    cv: Condvar,
 }
 
 #[derive(Default)]
 struct WriterState {
     holder: Option<u64>,
-    queue: VecDeque<u64>,
+    queue: VecDeque<(u64, Arc<Condvar>)>,
+}
+
+impl WriterState {
+    fn wake_front(&self) {
+        if let Some((_, cv)) = self.queue.front() {
+            cv.notify_one();
+        }
+    }
 }
 
 impl WriterLock {
@@ -153,9 +162,14 @@ impl WriterLock {
         if st.holder == Some(who) {
             return Ok(());
         }
-        st.queue.push_back(who);
+        if st.holder.is_none() && st.queue.is_empty() {
+            st.holder = Some(who);
+            return Ok(());
+        }
+        let me = Arc::new(Condvar::new());
+        st.queue.push_back((who, me.clone()));
         loop {
-            if st.holder.is_none() && st.queue.front() == Some(&who) {
+            if st.holder.is_none() && st.queue.front().is_some_and(|(w, _)| *w == who) {
                 st.queue.pop_front();
                 st.holder = Some(who);
                 return Ok(());
@@ -168,15 +182,18 @@ impl WriterLock {
                 None
             };
             if let Some(e) = give_up {
-                st.queue.retain(|w| *w != who);
-                self.cv.notify_all();
+                st.queue.retain(|(w, _)| *w != who);
+                if st.holder.is_none() {
+                    st.wake_front();
+                }
                 return Err(e);
             }
+            // Bounded waits so cancellation and LOCK_TIMEOUT are noticed even without a wake-up.
             let slice = Duration::from_millis(20);
             let wait = deadline
                 .map(|d| d.saturating_duration_since(Instant::now()).min(slice))
                 .unwrap_or(slice);
-            self.cv.wait_for(&mut st, wait);
+            me.wait_for(&mut st, wait);
         }
     }
 
@@ -184,7 +201,7 @@ impl WriterLock {
         let mut st = self.st.lock();
         if st.holder == Some(who) {
             st.holder = None;
-            self.cv.notify_all();
+            st.wake_front();
         }
     }
 }
@@ -980,7 +997,7 @@ impl DbConn {
             let gate = self.db.capture.lock();
             let durable = self.db.log.durable_lsn();
             if durable == self.db.log.last_assigned_lsn() {
-                self.conn.execute_batch("BEGIN")?;
+                crate::snapshot::exec_cached(&self.conn, "BEGIN")?;
                 self.conn
                     .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
                 drop(gate);
@@ -1000,7 +1017,7 @@ impl DbConn {
     pub fn end_read(&mut self) -> Result<()> {
         if self.txn == TxnState::Read {
             self.txn = TxnState::None;
-            self.conn.execute_batch("COMMIT")?;
+            crate::snapshot::exec_cached(&self.conn, "COMMIT")?;
         }
         Ok(())
     }
@@ -1031,7 +1048,7 @@ impl DbConn {
                 // Upgrade in place at the first write statement: SQLite answers SQLITE_BUSY_SNAPSHOT if the
                 // snapshot is no longer the latest, which the session maps to 3960.
             } else {
-                self.conn.execute_batch("BEGIN IMMEDIATE")?;
+                crate::snapshot::exec_cached(&self.conn, "BEGIN IMMEDIATE")?;
             }
             Ok(())
         })();
@@ -1069,7 +1086,7 @@ impl DbConn {
             // is in the log queue" holds, which readers rely on when the WAL restarts under them.
             let mut cap = db.capture.lock();
             fault::point("commit.before_sqlite_commit");
-            if let Err(e) = self.conn.execute_batch("COMMIT") {
+            if let Err(e) = crate::snapshot::exec_cached(&self.conn, "COMMIT") {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 return Err(map_busy_snapshot(e, &db.name));
             }

@@ -4,6 +4,11 @@
 use crate::error::{Result, SqlError};
 use rusqlite::{ffi, Connection};
 
+/// Transaction control on the hot path through the statement cache (no re-parse per commit).
+pub fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 pub struct Snapshot(*mut ffi::sqlite3_snapshot);
 
 // The snapshot is an immutable copy of the WAL-index header; SQLite only reads it.
@@ -18,12 +23,14 @@ impl Drop for Snapshot {
 
 /// The connection's current committed state (it must not be inside a transaction).
 pub fn take(conn: &Connection) -> Result<Snapshot> {
-    conn.execute_batch("BEGIN")?;
+    exec_cached(conn, "BEGIN")?;
     let mut p: *mut ffi::sqlite3_snapshot = std::ptr::null_mut();
     // A read is needed so that the transaction really holds a read lock on the WAL.
-    let _ = conn.query_row("SELECT 1 FROM sqlite_master LIMIT 1", [], |_| Ok(()));
+    let _ = conn
+        .prepare_cached("SELECT 1 FROM sqlite_master LIMIT 1")
+        .and_then(|mut st| st.query_row([], |_| Ok(())));
     let rc = unsafe { ffi::sqlite3_snapshot_get(conn.handle(), c"main".as_ptr(), &mut p) };
-    conn.execute_batch("COMMIT")?;
+    exec_cached(conn, "COMMIT")?;
     if rc != ffi::SQLITE_OK {
         return Err(SqlError::new(
             50000,
@@ -43,7 +50,7 @@ pub enum OpenError {
 
 /// Begin a read transaction on `snap`. On success the connection is inside `BEGIN`.
 pub fn begin_at(conn: &Connection, snap: &Snapshot) -> Result<std::result::Result<(), OpenError>> {
-    conn.execute_batch("BEGIN")?;
+    exec_cached(conn, "BEGIN")?;
     let rc = unsafe { ffi::sqlite3_snapshot_open(conn.handle(), c"main".as_ptr(), snap.0) };
     if rc == ffi::SQLITE_OK {
         return Ok(Ok(()));

@@ -180,7 +180,7 @@ impl Message {
             }
         }
         let (flags, body) = if body.len() > 512 {
-            match zstd::bulk::compress(&body, 1) {
+            match engine::log::format::compress(&body) {
                 Ok(c) if c.len() < body.len() => (1u8, c),
                 _ => (0, body),
             }

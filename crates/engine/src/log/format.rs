@@ -104,7 +104,7 @@ impl Block {
             raw.extend_from_slice(page);
         }
         let (flags, body) = if compress {
-            match zstd::bulk::compress(&raw, 1) {
+            match self::compress(&raw) {
                 Ok(c) if c.len() < raw.len() => (FLAG_ZSTD, c),
                 _ => (0, raw.clone()),
             }
@@ -216,7 +216,7 @@ pub fn decode_block(b: &[u8], page_size: u32) -> Result<(Block, BlockHeader), Fo
         )));
     }
     let raw: std::borrow::Cow<[u8]> = if flags & FLAG_ZSTD != 0 {
-        let v = zstd::bulk::decompress(body, raw_len).map_err(|e| {
+        let v = decompress(body, raw_len).map_err(|e| {
             FormatError::Corrupt(format!("block at LSN {} does not decompress: {e}", h.lsn))
         })?;
         if v.len() != raw_len {
@@ -252,6 +252,34 @@ pub fn decode_block(b: &[u8], page_size: u32) -> Result<(Block, BlockHeader), Fo
         data,
     };
     Ok((block, h))
+}
+
+thread_local! {
+    // A zstd context is megabytes to set up: one per thread, reused for every block.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// zstd level 1 with this thread's reusable context.
+pub fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(1)?);
+        }
+        c.as_mut().expect("compressor").compress(raw)
+    })
+}
+
+/// Decompress into at most `capacity` bytes with this thread's reusable context.
+pub fn decompress(body: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("decompressor").decompress(body, capacity)
+    })
 }
 
 pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
