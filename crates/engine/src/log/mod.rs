@@ -540,7 +540,8 @@ impl Log {
                 self.durable.notify_all();
                 return;
             }
-            self.work.wait_for(&mut st, Duration::from_millis(5));
+            // Committers lead their own flushes; this only catches blocks nobody waits for, so it can sleep long.
+            self.work.wait_for(&mut st, Duration::from_millis(200));
         }
     }
 
