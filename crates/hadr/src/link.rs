@@ -28,9 +28,13 @@ pub struct LinkStats {
 #[derive(Debug, Clone)]
 pub struct SeedingStats {
     pub started: Instant,
+    pub started_utc: chrono::DateTime<chrono::Utc>,
+    pub finished: Option<(Instant, chrono::DateTime<chrono::Utc>)>,
     pub transferred_bytes: u64,
     pub database_bytes: u64,
     pub done: bool,
+    /// Seedings of this database started on this link (an interrupted one resumes as a new attempt).
+    pub attempt: u32,
 }
 
 pub type Stats = Arc<Mutex<LinkStats>>;
@@ -222,12 +226,19 @@ async fn seed(
         Message::Ack { next_page: n, .. } => n.max(next_page).max(1),
         other => return Err(format!("unexpected {other:?} during seeding")),
     };
-    stats.lock().map_err(e)?.seeding = Some(SeedingStats {
-        started: Instant::now(),
-        transferred_bytes: 0,
-        database_bytes: 0,
-        done: false,
-    });
+    {
+        let mut st = stats.lock().map_err(e)?;
+        let attempt = st.seeding.as_ref().map(|s| s.attempt).unwrap_or(0) + 1;
+        st.seeding = Some(SeedingStats {
+            started: Instant::now(),
+            started_utc: chrono::Utc::now(),
+            finished: None,
+            transferred_bytes: 0,
+            database_bytes: 0,
+            done: false,
+            attempt,
+        });
+    }
     let src = Arc::new(Mutex::new(src));
     loop {
         let s = src.clone();
@@ -275,6 +286,7 @@ async fn seed(
     if let Ok(mut st) = stats.lock() {
         if let Some(sd) = st.seeding.as_mut() {
             sd.done = true;
+            sd.finished = Some((Instant::now(), chrono::Utc::now()));
         }
     }
     Ok(start + 1)

@@ -678,7 +678,13 @@ pub fn rows(server: &Arc<Server>, key: &str) -> Result<Vec<Vec<Value>>, SqlError
                 let Some(sd) = stats.lock().ok().and_then(|s| s.seeding.clone()) else {
                     continue;
                 };
-                let secs = sd.started.elapsed().as_secs_f64().max(0.001);
+                let secs = sd
+                    .finished
+                    .map(|f| f.0)
+                    .unwrap_or_else(std::time::Instant::now)
+                    .duration_since(sd.started)
+                    .as_secs_f64()
+                    .max(0.001);
                 let rate = sd.transferred_bytes as f64 / secs;
                 let remaining =
                     sd.database_bytes.saturating_sub(sd.transferred_bytes) as f64 / rate.max(1.0);
@@ -699,6 +705,37 @@ pub fn rows(server: &Arc<Server>, key: &str) -> Result<Vec<Vec<Value>>, SqlError
                         now + chrono::Duration::milliseconds((remaining * 1000.0) as i64),
                     ),
                     Value::Bit(true),
+                ]);
+            }
+        }
+        "sys.dm_hadr_automatic_seeding" => {
+            drop(m);
+            let links: Vec<(String, hadr::link::Stats)> = server
+                .links
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (database, stats) in links {
+                let Some(sd) = stats.lock().ok().and_then(|s| s.seeding.clone()) else {
+                    continue;
+                };
+                let db_id = server.inst.database_id(&database).unwrap_or(0);
+                out.push(vec![
+                    Value::DateTime(sd.started_utc.naive_utc()),
+                    sd.finished
+                        .map(|f| Value::DateTime(f.1.naive_utc()))
+                        .unwrap_or(Value::Null),
+                    Value::Int(db_id),
+                    text(&database),
+                    Value::Bit(true),
+                    text(if sd.done { "COMPLETED" } else { "SEEDING" }),
+                    Value::Bit(sd.done),
+                    Value::Int(0),
+                    text("NONE"),
+                    Value::Int(0),
+                    Value::Int(sd.attempt as i32),
+                    Value::BigInt(sd.transferred_bytes as i64),
                 ]);
             }
         }

@@ -331,6 +331,24 @@ fn views() -> Vec<View> {
             ],
         },
         View {
+            key: "sys.dm_hadr_automatic_seeding",
+            schema: "temp",
+            cols: vec![
+                ("start_time", DateTime),
+                ("completion_time", DateTime),
+                ("database_id", Int),
+                ("database_name", nv(128)),
+                ("is_source", Bit),
+                ("current_state", nv(32)),
+                ("performed_seeding", Bit),
+                ("failure_state", Int),
+                ("failure_state_desc", nv(32)),
+                ("error_code", Int),
+                ("number_of_attempts", Int),
+                ("transferred_size_bytes", BigInt),
+            ],
+        },
+        View {
             key: "sys.dm_hadr_physical_seeding_stats",
             schema: "temp",
             cols: vec![
@@ -698,7 +716,8 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
         | "sys.availability_replicas"
         | "sys.dm_hadr_availability_replica_states"
         | "sys.dm_hadr_database_replica_states"
-        | "sys.dm_hadr_physical_seeding_stats" => crate::ags::rows(&conn.server.clone(), key)?,
+        | "sys.dm_hadr_physical_seeding_stats"
+        | "sys.dm_hadr_automatic_seeding" => crate::ags::rows(&conn.server.clone(), key)?,
         "backupset" => {
             let mut rows = Vec::new();
             let mut id = 0;

@@ -252,5 +252,16 @@ fn seed_flow_sql_side_in_tsql_and_the_managed_instance_joins() {
     assert!(!r.is_empty());
     let r = rows(run(&mut c, "SELECT internal_state_desc, transferred_size_bytes FROM sys.dm_hadr_physical_seeding_stats"));
     assert_eq!(sqlexec::exec::display(&r[0][0]), "Success");
+    let r = rows(run(&mut c, "SELECT current_state, performed_seeding, number_of_attempts FROM sys.dm_hadr_automatic_seeding WHERE database_name = N'SalesDb'"));
+    assert_eq!(
+        r.iter()
+            .map(|r| r
+                .iter()
+                .map(sqlexec::exec::display)
+                .collect::<Vec<_>>()
+                .join("|"))
+            .collect::<Vec<_>>(),
+        vec!["COMPLETED|1|1"]
+    );
     rt.shutdown_timeout(Duration::from_secs(1));
 }
