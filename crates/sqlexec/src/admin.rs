@@ -569,14 +569,25 @@ pub fn system_procedure(
                 ("loginame".into(), DataType::NVarChar(Len::N(128))),
                 ("dbname".into(), DataType::NVarChar(Len::N(128))),
             ]));
-            let sh = conn.shared.lock();
-            out.push(Out::Row(vec![
-                Value::SmallInt(sh.spid as i16),
-                Value::NVarChar(sh.login.clone()),
-                Value::NVarChar(sh.database.clone()),
-            ]));
-            drop(sh);
-            conn.out_done(out, Some(1));
+            // Every live session, from the server's session registry.
+            let mut sessions: Vec<(i32, crate::exec::SessionInfo)> = conn
+                .server
+                .sessions
+                .lock()
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            sessions.sort_by_key(|s| s.0);
+            let n = sessions.len() as u64;
+            for (spid, info) in sessions {
+                let db = info.shared.lock().database.clone();
+                out.push(Out::Row(vec![
+                    Value::SmallInt(spid as i16),
+                    Value::NVarChar(info.login.clone()),
+                    Value::NVarChar(db),
+                ]));
+            }
+            conn.out_done(out, Some(n));
             Ok(0)
         }
         _ => Err(SqlError::new(

@@ -363,3 +363,16 @@ fn system_view_names_are_case_insensitive() {
     let (_, r) = t.rows("SELECT table_name FROM information_schema.tables");
     assert_eq!(r.len(), 1);
 }
+
+#[test]
+fn sp_who_lists_every_session() {
+    let mut t = setup();
+    let other = Conn::new(t.conn.server.clone(), 77, "app_login").unwrap();
+    let (_, r) = t.rows("EXEC sp_who");
+    let spids: Vec<String> = r.iter().map(|r| text(&r[0])).collect();
+    assert_eq!(spids, vec!["51", "77"]);
+    assert_eq!(text(&r[1][1]), "app_login");
+    drop(other);
+    let (_, r) = t.rows("EXEC sp_who");
+    assert_eq!(r.len(), 1, "a closed session leaves the registry");
+}
