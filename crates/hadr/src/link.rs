@@ -23,6 +23,8 @@ pub struct LinkStats {
     pub last_redone_lsn: u64,
     pub seeding: Option<SeedingStats>,
     pub last_error: Option<(i32, String)>,
+    /// The link was removed (DROP AVAILABILITY GROUP): the session ends and releases the log it held.
+    pub removed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -75,15 +77,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(|x| x.message)
 }
 
-/// Primary side: serve one accepted connection until it ends. `stats_for` picks where the session reports,
-/// once the secondary has said which database it joins.
+/// Primary side: serve one accepted connection until it ends. Once the secondary has said which database it
+/// joins, `admit` decides whether this instance replicates it (a refusal goes back to the secondary with its
+/// number) and where the session reports.
 pub async fn serve_primary(
     inst: Arc<Instance>,
     conn: transport::MirrorConnection,
-    stats_for: impl Fn(&str) -> Stats,
+    admit: impl Fn(&str) -> Result<Stats, (i32, String)>,
 ) -> Result<(), String> {
     let peer = conn.peer_name.clone();
-    let (mut rd, wr) = conn.into_split();
+    let (mut rd, mut wr) = conn.into_split();
     let Message::Join {
         database,
         have_lsn,
@@ -93,7 +96,20 @@ pub async fn serve_primary(
     else {
         return Err("the secondary did not start with Join".into());
     };
-    let stats = stats_for(&database);
+    let stats = match admit(&database) {
+        Ok(s) => s,
+        Err((number, message)) => {
+            send(
+                &mut wr,
+                &Message::Error {
+                    number,
+                    message: message.clone(),
+                },
+            )
+            .await?;
+            return Err(message);
+        }
+    };
     let r = serve_joined(
         &inst,
         &peer,
@@ -171,6 +187,13 @@ async fn serve_joined(
     loop {
         if acks.is_finished() {
             break;
+        }
+        if stats.lock().map(|s| s.removed).unwrap_or(false) {
+            acks.abort();
+            let _ = acks.await;
+            let (db, hold) = (db.clone(), format!("replica:{peer}"));
+            blocking(move || db.release_log(&hold)).await?;
+            return Ok(());
         }
         let batch = {
             let s = shipper.clone();

@@ -145,7 +145,7 @@ fn link_seeds_and_replicates_over_mutual_tls() {
                 while let Some(conn) = ep.accept().await {
                     let (inst, stats) = (inst.clone(), stats.clone());
                     tokio::spawn(async move {
-                        let _ = link::serve_primary(inst, conn, move |_| stats.clone()).await;
+                        let _ = link::serve_primary(inst, conn, move |_| Ok(stats.clone())).await;
                     });
                 }
             });

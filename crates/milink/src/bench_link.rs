@@ -213,7 +213,7 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
             while let Some(conn) = ep.accept().await {
                 let (inst, stats) = (inst.clone(), stats.clone());
                 tokio::spawn(async move {
-                    let _ = link::serve_primary(inst, conn, move |_| stats.clone()).await;
+                    let _ = link::serve_primary(inst, conn, move |_| Ok(stats.clone())).await;
                 });
             }
         });

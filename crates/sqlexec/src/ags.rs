@@ -307,6 +307,17 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
                     d.set_role(engine::database::Role::Primary)
                         .map_err(engine_err_sql)?;
                 }
+                // On the primary, the removed replica's session ends and no longer holds the log.
+                if let Some(st) = server.links.lock().remove(&d.name.to_lowercase()) {
+                    if let Ok(mut st) = st.lock() {
+                        st.removed = true;
+                    }
+                }
+                for (who, _) in d.log_holds() {
+                    if who.starts_with("replica:") || who.starts_with("seeding:") {
+                        d.release_log(&who).map_err(engine_err_sql)?;
+                    }
+                }
             }
         }
         _ => return Ok(false),
@@ -360,7 +371,24 @@ pub async fn serve_link(server: Arc<Server>, conn: hadr::transport::MirrorConnec
     let peer = conn.peer_name.clone();
     let s2 = server.clone();
     let r = hadr::link::serve_primary(server.inst.clone(), conn, move |database| {
-        link_stats(&s2, database)
+        // Only a database in a distributed availability group on this instance is replicated.
+        let in_dag: bool = s2
+            .inst
+            .master()
+            .query_row(
+                "SELECT count(*) FROM hadr_groups WHERE is_distributed = 1 AND database_name = ?1 COLLATE NOCASE",
+                [database],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .unwrap_or(false);
+        if !in_dag {
+            return Err((
+                35250,
+                format!("Database '{database}' is not part of a distributed availability group on '{}': create the availability group and the distributed availability group first.", s2.name),
+            ));
+        }
+        Ok(link_stats(&s2, database))
     })
     .await;
     if let Err(e) = r {

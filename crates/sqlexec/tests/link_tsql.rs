@@ -252,6 +252,14 @@ fn seed_flow_sql_side_in_tsql_and_the_managed_instance_joins() {
     assert!(!r.is_empty());
     let r = rows(run(&mut c, "SELECT internal_state_desc, transferred_size_bytes FROM sys.dm_hadr_physical_seeding_stats"));
     assert_eq!(sqlexec::exec::display(&r[0][0]), "Success");
+    // While linked, the primary keeps log for the managed instance; dropping the link releases it.
+    assert!(sql
+        .inst
+        .database("SalesDb")
+        .unwrap()
+        .log_holds()
+        .iter()
+        .any(|(w, _)| w.starts_with("replica:")));
     let r = rows(run(&mut c, "SELECT current_state, performed_seeding, number_of_attempts FROM sys.dm_hadr_automatic_seeding WHERE database_name = N'SalesDb'"));
     assert_eq!(
         r.iter()
@@ -262,6 +270,25 @@ fn seed_flow_sql_side_in_tsql_and_the_managed_instance_joins() {
                 .join("|"))
             .collect::<Vec<_>>(),
         vec!["COMPLETED|1|1"]
+    );
+    run(&mut c, "DROP AVAILABILITY GROUP [DAG_SalesDb]");
+    assert!(sql.inst.database("SalesDb").unwrap().log_holds().is_empty());
+    // The managed instance keeps reconnecting, but SQL Server no longer replicates the database to it.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        sql.inst.database("SalesDb").unwrap().log_holds().is_empty(),
+        "{:?}",
+        sql.inst.database("SalesDb").unwrap().log_holds()
+    );
+    let refused = sqlexec::ags::link_stats(&mi, "SalesDb")
+        .lock()
+        .unwrap()
+        .last_error
+        .clone();
+    assert_eq!(refused.map(|e| e.0), Some(35250));
+    assert_ne!(
+        sql.inst.database("SalesDb").unwrap().log_reuse().reason,
+        "AVAILABILITY_REPLICA"
     );
     rt.shutdown_timeout(Duration::from_secs(1));
 }
