@@ -134,6 +134,24 @@ async fn wait_err(log: &ConnectErrorLog) -> ConnectError {
     panic!("no error recorded");
 }
 
+/// A client whose connect attempt must fail; the error is printed for the test log.
+async fn refused(s: &EndpointSettings, peer: &str, addr: SocketAddr) -> ConnectError {
+    let e = connect(s, &ConnectErrorLog::default(), peer, addr)
+        .await
+        .unwrap_err();
+    eprintln!("client: {e}");
+    e
+}
+
+/// Trust that presents `id` instead of the store's own identity, on the real clock.
+fn presenting(id: LocalIdentity, inner: Arc<dyn TrustSource>) -> Arc<dyn TrustSource> {
+    Arc::new(Fixed {
+        id,
+        inner,
+        now: None,
+    })
+}
+
 /// Presents a fixed identity (e.g. an expired certificate) and optionally a fixed clock.
 struct Fixed {
     id: LocalIdentity,
@@ -298,16 +316,12 @@ async fn rotation_of_mi_certificate_with_trusted_issuer() {
     let s = EndpointSettings::new(
         SQL,
         Role::SqlServer,
-        Arc::new(Fixed {
+        presenting(
             id,
-            inner: pinned_only.trust(IdentitySource::Certificate(SQL_CERT.into())),
-            now: None,
-        }),
+            pinned_only.trust(IdentitySource::Certificate(SQL_CERT.into())),
+        ),
     );
-    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
-        .await
-        .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&s, MI, ep.local_addr()).await;
     assert_eq!(e.number, 41974, "{e}");
     assert!(
         e.message.contains("is not the certificate")
@@ -362,15 +376,7 @@ async fn refused_when_peer_certificate_not_imported() {
     let ep = Endpoint::start(loopback(), p.mi_settings(), mi_log.clone())
         .await
         .unwrap();
-    let e = connect(
-        &p.sql_settings(),
-        &ConnectErrorLog::default(),
-        MI,
-        ep.local_addr(),
-    )
-    .await
-    .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&p.sql_settings(), MI, ep.local_addr()).await;
     assert_eq!(e.number, 41974, "{e}");
     assert!(
         e.message
@@ -423,18 +429,12 @@ async fn refused_wrong_certificate_and_name_binding() {
     let mut impostor = EndpointSettings::new(
         MI,
         Role::ManagedInstance,
-        Arc::new(Fixed {
-            id: mi2_id.clone(),
-            inner: p
-                .mi
-                .trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
-            now: None,
-        }),
+        presenting(
+            mi2_id.clone(),
+            p.mi.trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
+        ),
     );
-    let e = connect(&impostor, &ConnectErrorLog::default(), SQL, ep.local_addr())
-        .await
-        .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&impostor, SQL, ep.local_addr()).await;
     assert_eq!(e.number, 41974, "{e}");
     let srv = wait_err(&sql_log).await;
     assert_eq!(srv.number, 41974);
@@ -460,27 +460,16 @@ async fn refused_wrong_certificate_and_name_binding() {
         EndpointSettings::new(
             mi2_name,
             Role::ManagedInstance,
-            Arc::new(Fixed {
-                id: mi2_id,
-                inner: p
-                    .mi
-                    .trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
-                now: None,
-            }),
+            presenting(
+                mi2_id,
+                p.mi.trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
+            ),
         ),
         ConnectErrorLog::default(),
     )
     .await
     .unwrap();
-    let e = connect(
-        &p.sql_settings(),
-        &ConnectErrorLog::default(),
-        MI,
-        ep2.local_addr(),
-    )
-    .await
-    .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&p.sql_settings(), MI, ep2.local_addr()).await;
     assert_eq!(e.number, 41974);
     assert!(
         e.message
@@ -545,16 +534,12 @@ async fn refused_expired_certificates_either_side() {
     let s = EndpointSettings::new(
         SQL,
         Role::SqlServer,
-        Arc::new(Fixed {
-            id: old_id,
-            inner: p.sql.trust(IdentitySource::Certificate(SQL_CERT.into())),
-            now: None,
-        }),
+        presenting(
+            old_id,
+            p.sql.trust(IdentitySource::Certificate(SQL_CERT.into())),
+        ),
     );
-    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
-        .await
-        .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&s, MI, ep.local_addr()).await;
     assert_eq!(e.number, 41973, "{e}");
     assert!(e.message.contains("expired"), "{e}");
     let srv = wait_err(&mi_log).await;
@@ -584,25 +569,16 @@ async fn refused_expired_certificates_either_side() {
         EndpointSettings::new(
             MI,
             Role::ManagedInstance,
-            Arc::new(Fixed {
+            presenting(
                 id,
-                inner: mi.trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
-                now: None,
-            }),
+                mi.trust(IdentitySource::InstanceEndpoint { fqdn: MI.into() }),
+            ),
         ),
         ConnectErrorLog::default(),
     )
     .await
     .unwrap();
-    let e = connect(
-        &p2.sql_settings(),
-        &ConnectErrorLog::default(),
-        MI,
-        ep.local_addr(),
-    )
-    .await
-    .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&p2.sql_settings(), MI, ep.local_addr()).await;
     assert_eq!(e.number, 41974, "{e}");
     assert!(
         e.message
@@ -633,15 +609,7 @@ async fn refused_when_listening_side_certificate_expired() {
     let ep = Endpoint::start(loopback(), settings, mi_log.clone())
         .await
         .unwrap();
-    let e = connect(
-        &p.sql_settings(),
-        &ConnectErrorLog::default(),
-        MI,
-        ep.local_addr(),
-    )
-    .await
-    .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&p.sql_settings(), MI, ep.local_addr()).await;
     assert_eq!(e.number, 41974);
     assert!(
         e.message
@@ -683,10 +651,7 @@ async fn refused_encryption_disabled_against_required() {
         .unwrap();
     let mut s = p.sql_settings();
     s.encryption = Encryption::Disabled;
-    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
-        .await
-        .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&s, MI, ep.local_addr()).await;
     assert_eq!(e.number, codes::TRANSPORT);
     assert!(
         e.message
@@ -699,10 +664,7 @@ async fn refused_encryption_disabled_against_required() {
     // RC4 only: no compatible algorithm.
     let mut s = p.sql_settings();
     s.algorithm = Algorithm::Rc4;
-    let e = connect(&s, &ConnectErrorLog::default(), MI, ep.local_addr())
-        .await
-        .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&s, MI, ep.local_addr()).await;
     assert!(
         e.message.contains("no compatible encryption algorithm"),
         "{e}"
@@ -871,10 +833,7 @@ async fn version_handshake_picks_highest_common() {
     // No common version: refused with both lists named. ALTER-like reconfigure applies live.
     mi.protocol_versions = vec![3];
     ep.reconfigure(mi);
-    let e = connect(&sql, &ConnectErrorLog::default(), MI, ep.local_addr())
-        .await
-        .unwrap_err();
-    eprintln!("client: {e}");
+    let e = refused(&sql, MI, ep.local_addr()).await;
     assert!(e.message.contains("no common protocol version"), "{e}");
 }
 

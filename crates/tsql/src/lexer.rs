@@ -129,92 +129,23 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
         };
         // N'...'
         if (c == 'N' || c == 'n') && bytes.get(i + 1) == Some(&b'\'') {
-            let (s, end) = lex_string(src, i + 1, &mut line)?;
+            let (s, end) = lex_delimited(src, i + 1, '\'', &mut line)?;
             push(&mut out, Tok::NStr(s), end);
             i = end;
             continue;
         }
         if c == '\'' {
-            let (s, end) = lex_string(src, i, &mut line)?;
+            let (s, end) = lex_delimited(src, i, '\'', &mut line)?;
             push(&mut out, Tok::Str(s), end);
             i = end;
             continue;
         }
-        if c == '[' {
-            // ]] escapes a bracket inside a bracketed name.
-            let mut j = i + 1;
-            let mut s = String::new();
-            loop {
-                match peek_char(j) {
-                    None => {
-                        return Err(SqlError::new(
-                            105,
-                            15,
-                            format!(
-                                "Unclosed quotation mark after the character string '{}'.",
-                                s
-                            ),
-                        )
-                        .at_line(start_line))
-                    }
-                    Some(']') => {
-                        if bytes.get(j + 1) == Some(&b']') {
-                            s.push(']');
-                            j += 2;
-                        } else {
-                            j += 1;
-                            break;
-                        }
-                    }
-                    Some(ch) => {
-                        if ch == '\n' {
-                            line += 1;
-                        }
-                        s.push(ch);
-                        j += ch.len_utf8();
-                    }
-                }
-            }
-            push(&mut out, Tok::QuotedId(s), j);
-            i = j;
-            continue;
-        }
-        if c == '"' {
-            let mut j = i + 1;
-            let mut s = String::new();
-            loop {
-                match peek_char(j) {
-                    None => {
-                        return Err(SqlError::new(
-                            105,
-                            15,
-                            format!(
-                                "Unclosed quotation mark after the character string '{}'.",
-                                s
-                            ),
-                        )
-                        .at_line(start_line))
-                    }
-                    Some('"') => {
-                        if bytes.get(j + 1) == Some(&b'"') {
-                            s.push('"');
-                            j += 2;
-                        } else {
-                            j += 1;
-                            break;
-                        }
-                    }
-                    Some(ch) => {
-                        if ch == '\n' {
-                            line += 1;
-                        }
-                        s.push(ch);
-                        j += ch.len_utf8();
-                    }
-                }
-            }
-            push(&mut out, Tok::QuotedId(s), j);
-            i = j;
+        if c == '[' || c == '"' {
+            // A doubled closer (]] or "") escapes it inside the name.
+            let close = if c == '[' { ']' } else { '"' };
+            let (s, end) = lex_delimited(src, i, close, &mut line)?;
+            push(&mut out, Tok::QuotedId(s), end);
+            i = end;
             continue;
         }
         // 0x binary literal
@@ -342,8 +273,8 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
     Ok(out)
 }
 
-/// Lexes a '...' string starting at the opening quote; '' is an escaped quote.
-fn lex_string(src: &str, open: usize, line: &mut u32) -> Result<(String, usize)> {
+/// Reads a string or quoted name opened at `open` up to `close`; a doubled `close` stands for one.
+fn lex_delimited(src: &str, open: usize, close: char, line: &mut u32) -> Result<(String, usize)> {
     let start_line = *line;
     let mut s = String::new();
     let mut j = open + 1;
@@ -362,9 +293,9 @@ fn lex_string(src: &str, open: usize, line: &mut u32) -> Result<(String, usize)>
                 .at_line(start_line))
             }
         };
-        if ch == '\'' {
-            if src.as_bytes().get(j + 1) == Some(&b'\'') {
-                s.push('\'');
+        if ch == close {
+            if src[j + 1..].starts_with(close) {
+                s.push(close);
                 j += 2;
                 continue;
             }
@@ -625,6 +556,11 @@ mod tests {
         assert_eq!(e.number, 113);
         let e = tokenize("select\n'abc").unwrap_err();
         assert_eq!((e.number, e.line), (105, 2));
+        for open in ["select [a\nb", "select \"a\nb"] {
+            let e = tokenize(open).unwrap_err();
+            assert_eq!((e.number, e.line), (105, 1), "{open}");
+        }
+        assert_eq!(kinds("\"a\"\"b\"")[0], Tok::QuotedId("a\"b".into()));
     }
 
     #[test]
