@@ -3,6 +3,7 @@ use common::*;
 use engine::backup::{self, BackupOptions, RestoreOptions};
 use engine::log::LogConfig;
 use engine::{DbOptions, RecoveryModel};
+use std::path::Path;
 use std::time::Duration;
 
 fn now_us() -> i64 {
@@ -14,6 +15,28 @@ fn now_us() -> i64 {
 
 fn no_progress() -> impl FnMut(u32) {
     |_| {}
+}
+
+/// BACKUP DATABASE with default options, no progress.
+fn full_backup(inst: &engine::Instance, db: &str, path: &Path) -> engine::Result<backup::Summary> {
+    backup::backup_database(
+        inst,
+        db,
+        path,
+        &BackupOptions::default(),
+        &mut no_progress(),
+    )
+}
+
+/// BACKUP LOG with default options, no progress.
+fn log_backup(inst: &engine::Instance, db: &str, path: &Path) -> engine::Result<backup::Summary> {
+    backup::backup_log(
+        inst,
+        db,
+        path,
+        &BackupOptions::default(),
+        &mut no_progress(),
+    )
 }
 
 #[test]
@@ -48,24 +71,10 @@ fn point_in_time_restore_from_full_and_two_log_backups() {
         exec(&mut s, &format!("INSERT INTO orders(amount) VALUES ({i})"));
         acked.push((start, now_us()));
         if i == 3 {
-            backup::backup_log(
-                &inst,
-                "shop",
-                &bak.path().join("log1.trn"),
-                &BackupOptions::default(),
-                &mut no_progress(),
-            )
-            .unwrap();
+            log_backup(&inst, "shop", &bak.path().join("log1.trn")).unwrap();
         }
     }
-    backup::backup_log(
-        &inst,
-        "shop",
-        &bak.path().join("log2.trn"),
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    log_backup(&inst, "shop", &bak.path().join("log2.trn")).unwrap();
     // Stop between the commit of amount=4 (acked[2]) and amount=5 (acked[3]).
     let stop = acked[2].1 + (acked[3].0 - acked[2].1) / 2;
 
@@ -152,14 +161,7 @@ fn chain_rules_and_bad_backups() {
     inst.create_database("d").unwrap();
     let mut s = session(&inst, "d");
     exec(&mut s, "CREATE TABLE t(x)");
-    let e = backup::backup_log(
-        &inst,
-        "d",
-        &bak.path().join("l.trn"),
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err();
+    let e = log_backup(&inst, "d", &bak.path().join("l.trn")).unwrap_err();
     assert_eq!(e.number, 4214);
     let copy = BackupOptions {
         copy_only: true,
@@ -173,32 +175,11 @@ fn chain_rules_and_bad_backups() {
         &mut no_progress(),
     )
     .unwrap();
-    let e = backup::backup_log(
-        &inst,
-        "d",
-        &bak.path().join("l.trn"),
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err();
+    let e = log_backup(&inst, "d", &bak.path().join("l.trn")).unwrap_err();
     assert_eq!(e.number, 4214, "a COPY_ONLY backup does not start a chain");
     let full = bak.path().join("full.bak");
-    backup::backup_database(
-        &inst,
-        "d",
-        &full,
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
-    let e = backup::backup_database(
-        &inst,
-        "d",
-        &full,
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap_err();
+    full_backup(&inst, "d", &full).unwrap();
+    let e = full_backup(&inst, "d", &full).unwrap_err();
     assert!(e.message.contains("WITH INIT"), "{e}");
     // Restoring over an online database needs REPLACE.
     let e = backup::restore_database(
@@ -242,23 +223,9 @@ fn chain_rules_and_bad_backups() {
     assert_eq!(h.database_name, "d");
     // Restoring a log of another database is refused.
     inst.create_database("other").unwrap();
-    backup::backup_database(
-        &inst,
-        "other",
-        &bak.path().join("o.bak"),
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    full_backup(&inst, "other", &bak.path().join("o.bak")).unwrap();
     let olog = bak.path().join("o.trn");
-    backup::backup_log(
-        &inst,
-        "other",
-        &olog,
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    log_backup(&inst, "other", &olog).unwrap();
     backup::restore_database(
         &inst,
         "d2",
@@ -296,14 +263,7 @@ fn log_full_9002_then_resumes_when_the_reason_clears() {
     db.set_max_log_bytes(256 << 10).unwrap();
     let mut s = session(&inst, "d");
     exec(&mut s, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
-    backup::backup_database(
-        &inst,
-        "d",
-        &bak.path().join("f.bak"),
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    full_backup(&inst, "d", &bak.path().join("f.bak")).unwrap();
     let mut acked = 0;
     let err = loop {
         match s.query("INSERT INTO t(v) VALUES (randomblob(3000))", &[]) {
@@ -318,14 +278,7 @@ fn log_full_9002_then_resumes_when_the_reason_clears() {
         "The transaction log for database 'd' is full due to 'LOG_BACKUP'."
     );
     assert_eq!(db.log_reuse().reason, "LOG_BACKUP");
-    backup::backup_log(
-        &inst,
-        "d",
-        &bak.path().join("l1.trn"),
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    log_backup(&inst, "d", &bak.path().join("l1.trn")).unwrap();
     exec(&mut s, "INSERT INTO t(v) VALUES (randomblob(3000))");
     acked += 1;
     assert_eq!(scalar_i64(&mut s, "SELECT count(*) FROM t"), acked);
@@ -337,28 +290,14 @@ fn log_full_9002_then_resumes_when_the_reason_clears() {
             Ok(_) => acked += 1,
             Err(e) => break e,
         }
-        backup::backup_log(
-            &inst,
-            "d",
-            &bak.path().join(format!("l{acked}.trn")),
-            &BackupOptions::default(),
-            &mut no_progress(),
-        )
-        .unwrap();
+        log_backup(&inst, "d", &bak.path().join(format!("l{acked}.trn"))).unwrap();
     };
     assert_eq!(
         err.message,
         "The transaction log for database 'd' is full due to 'AVAILABILITY_REPLICA'."
     );
     db.release_log("replica:mi").unwrap();
-    backup::backup_log(
-        &inst,
-        "d",
-        &bak.path().join("last.trn"),
-        &BackupOptions::default(),
-        &mut no_progress(),
-    )
-    .unwrap();
+    log_backup(&inst, "d", &bak.path().join("last.trn")).unwrap();
     exec(&mut s, "INSERT INTO t(v) VALUES (randomblob(3000))");
     acked += 1;
     assert_eq!(
