@@ -187,21 +187,7 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
         Admin::AlterAvailabilityGroup { name, action } => {
             let m = inst.master();
             m.execute_batch(SCHEMA).map_err(db)?;
-            let gid: Option<String> = m
-                .query_row(
-                    "SELECT group_id FROM hadr_groups WHERE name = ?1",
-                    [&name.value],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
-            let Some(gid) = gid else {
-                return Err(SqlError::new(
-                    15151,
-                    16,
-                    format!("Cannot find the availability group '{}', because it does not exist or you do not have permission.", name.value),
-                ));
-            };
+            let gid = existing_group_id(&m, &name.value, "find")?;
             match action.as_ref() {
                 AgAction::GrantCreateAnyDatabase => {
                     m.execute(
@@ -268,21 +254,7 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
         Admin::DropAvailabilityGroup { name } => {
             let m = inst.master();
             m.execute_batch(SCHEMA).map_err(db)?;
-            let gid: Option<String> = m
-                .query_row(
-                    "SELECT group_id FROM hadr_groups WHERE name = ?1",
-                    [&name.value],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
-            let Some(gid) = gid else {
-                return Err(SqlError::new(
-                    15151,
-                    16,
-                    format!("Cannot drop the availability group '{}', because it does not exist or you do not have permission.", name.value),
-                ));
-            };
+            let gid = existing_group_id(&m, &name.value, "drop")?;
             let database: Option<String> = m
                 .query_row(
                     "SELECT database_name FROM hadr_groups WHERE group_id = ?1",
@@ -936,4 +908,26 @@ pub fn resume_joins(
         }
     }
     Ok(n)
+}
+
+/// The group_id of an existing availability group; 15151 names the attempted action ("find", "drop").
+fn existing_group_id(
+    m: &rusqlite::Connection,
+    name: &str,
+    action: &str,
+) -> Result<String, SqlError> {
+    m.query_row(
+        "SELECT group_id FROM hadr_groups WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db)?
+    .ok_or_else(|| {
+        SqlError::new(
+            15151,
+            16,
+            format!("Cannot {action} the availability group '{name}', because it does not exist or you do not have permission."),
+        )
+    })
 }

@@ -292,3 +292,29 @@ fn seed_flow_sql_side_in_tsql_and_the_managed_instance_joins() {
     );
     rt.shutdown_timeout(Duration::from_secs(1));
 }
+
+#[test]
+fn altering_or_dropping_a_missing_availability_group_is_15151() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = server(dir.path(), "sqlserver1", false);
+    let mut c = Conn::new(sql.clone(), 51, "sa").unwrap();
+    for (stmt, action) in [
+        (
+            "ALTER AVAILABILITY GROUP [NoSuchAG] GRANT CREATE ANY DATABASE",
+            "find",
+        ),
+        ("DROP AVAILABILITY GROUP [NoSuchAG]", "drop"),
+    ] {
+        let mut out = Vec::new();
+        c.execute_batch(stmt, &mut out);
+        let e = out
+            .iter()
+            .find_map(|o| if let Out::Error(e) = o { Some(e) } else { None })
+            .unwrap_or_else(|| panic!("{stmt} succeeded"));
+        assert_eq!((e.number, e.severity), (15151, 16), "{stmt}: {}", e.message);
+        assert_eq!(
+            e.message,
+            format!("Cannot {action} the availability group 'NoSuchAG', because it does not exist or you do not have permission.")
+        );
+    }
+}
