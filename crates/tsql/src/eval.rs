@@ -1118,29 +1118,16 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
             need(3)?;
             let start = int_arg(&args[1], name)?;
             let len = int_arg(&args[2], name)?;
-            if let Value::Binary(b) = &args[0] {
-                let (st, ln) = match (start, len) {
-                    (Some(a), Some(b)) => (a, b),
-                    _ => return Ok(Value::Null),
-                };
-                if ln < 0 {
-                    return Err(SqlError::new(
-                        537,
-                        16,
-                        "Invalid length parameter passed to the substring function.",
-                    ));
-                }
-                let from = st.saturating_sub(1).max(0) as usize;
-                let to = st.saturating_sub(1).saturating_add(ln).max(0) as usize;
-                return Ok(Value::Binary(
-                    b.get(from.min(b.len())..to.min(b.len()))
-                        .unwrap_or(&[])
-                        .to_vec(),
-                ));
-            }
-            let (s, st, ln) = match (to_text_arg(&args[0]), start, len) {
-                (Some(s), Some(a), Some(b)) => (s, a, b),
-                _ => return Ok(Value::Null),
+            // NULL in any argument gives NULL before the length is checked.
+            let text = match &args[0] {
+                Value::Binary(_) => None,
+                v => match to_text_arg(v) {
+                    Some(t) => Some(t),
+                    None => return Ok(Value::Null),
+                },
+            };
+            let (Some(st), Some(ln)) = (start, len) else {
+                return Ok(Value::Null);
             };
             if ln < 0 {
                 return Err(SqlError::new(
@@ -1149,11 +1136,19 @@ fn builtin_inner(name: &str, args: &[Value]) -> Result<Value> {
                     "Invalid length parameter passed to the substring function.",
                 ));
             }
-            // Positions before 1 consume length, as in SQL Server.
+            // Positions before 1 consume length, as in SQL Server; binary counts bytes, text counts characters.
             let from = st.saturating_sub(1).max(0) as usize;
-            let to = st.saturating_sub(1).saturating_add(ln).max(0) as usize;
-            let out: String = s.chars().skip(from).take(to.saturating_sub(from)).collect();
-            Ok(text_like(&args[0], out))
+            let to = (st.saturating_sub(1).saturating_add(ln).max(0) as usize).max(from);
+            match (&args[0], text) {
+                (Value::Binary(b), _) => Ok(Value::Binary(
+                    b[from.min(b.len())..to.min(b.len())].to_vec(),
+                )),
+                (_, Some(s)) => Ok(text_like(
+                    &args[0],
+                    s.chars().skip(from).take(to - from).collect(),
+                )),
+                (_, None) => Ok(Value::Null),
+            }
         }
         "UPPER" | "LOWER" | "LTRIM" | "RTRIM" | "TRIM" | "REVERSE" => {
             if n != 1 && !(n == 2 && matches!(name, "LTRIM" | "RTRIM" | "TRIM")) {

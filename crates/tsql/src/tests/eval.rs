@@ -261,6 +261,16 @@ fn functions() {
     assert_eq!(ok("LEFT('abcdef', 2) + RIGHT('abcdef', 2)"), s("abef"));
     assert_eq!(ok("SUBSTRING(N'hello', 2, 3)"), n("ell"));
     assert_eq!(ok("SUBSTRING('hello', 0, 2)"), s("h"));
+    assert_eq!(ok("SUBSTRING('hello', 4, 10)"), s("lo"));
+    assert_eq!(
+        ok("SUBSTRING(0x0A0B0C, 2, 5)"),
+        Value::Binary(vec![0x0B, 0x0C])
+    );
+    assert_eq!(ok("SUBSTRING(0x0A0B0C, -1, 3)"), Value::Binary(vec![0x0A]));
+    assert_eq!(ok("SUBSTRING(NULL, 1, -1)"), Value::Null);
+    assert_eq!(ok("SUBSTRING('abc', NULL, 1)"), Value::Null);
+    assert_eq!(err_no("SUBSTRING('abc', 1, -1)"), 537);
+    assert_eq!(err_no("SUBSTRING(0x0A, 1, -1)"), 537);
     assert_eq!(
         ok("UPPER('a') + LOWER('B') + LTRIM('  x') + RTRIM('y  ')"),
         s("Abxy")
