@@ -844,6 +844,7 @@ pub fn restore_log(
     let mut batch = Vec::new();
     let mut bytes = 0;
     let mut applied = 0u64;
+    let mut applied_bytes = 0u64;
     let mut stopped = false;
     let mut n = 0u64;
     // Verify the whole file's checksum before applying anything: a damaged backup changes nothing.
@@ -859,6 +860,7 @@ pub fn restore_log(
             break;
         }
         bytes += b.data.len();
+        applied_bytes += b.data.len() as u64;
         batch.push(b);
         applied += 1;
         if bytes > 32 << 20 {
@@ -879,7 +881,7 @@ pub fn restore_log(
     Ok(Summary {
         pages: 0,
         blocks: applied,
-        bytes: h.last_lsn,
+        bytes: applied_bytes,
         seconds: started.elapsed().as_secs_f64(),
         first_lsn: h.first_lsn,
         last_lsn: db.log().durable_lsn(),

@@ -165,41 +165,16 @@ pub fn run(conn: &mut Conn, a: &Admin, line: u32, out: &mut Vec<Out>) -> Result<
                 init: has(&b.options, "INIT") || has(&b.options, "FORMAT"),
                 stats_percent: stats(conn, &b.options)?,
             };
-            let mut msgs = Vec::new();
-            let r = match b.kind {
+            let what = match b.kind {
+                BackupKind::Database => "DATABASE",
+                BackupKind::Log => "LOG",
+            };
+            run_with_progress("BACKUP", what, &dbn, out, |progress| match b.kind {
                 BackupKind::Database => {
-                    backup::backup_database(&inst, &dbn, &path, &opts, &mut |p| msgs.push(p))
+                    backup::backup_database(&inst, &dbn, &path, &opts, progress)
                 }
-                BackupKind::Log => {
-                    backup::backup_log(&inst, &dbn, &path, &opts, &mut |p| msgs.push(p))
-                }
-            };
-            for p in msgs {
-                out.push(Out::Info(3211, format!("{p} percent processed.")));
-            }
-            let s = r.map_err(|e| terminating(engine_err_sql(e), "BACKUP"))?;
-            let what = if b.kind == BackupKind::Database {
-                "DATABASE"
-            } else {
-                "LOG"
-            };
-            let units = if b.kind == BackupKind::Database {
-                s.pages
-            } else {
-                s.blocks
-            };
-            out.push(Out::Info(
-                4035,
-                format!("Processed {units} pages for database '{dbn}', file '{dbn}' on file 1."),
-            ));
-            out.push(Out::Info(
-                3014,
-                format!(
-                    "BACKUP {what} successfully processed {units} pages in {:.3} seconds ({:.3} MB/sec).",
-                    s.seconds,
-                    s.bytes as f64 / 1048576.0 / s.seconds.max(0.001)
-                ),
-            ));
+                BackupKind::Log => backup::backup_log(&inst, &dbn, &path, &opts, progress),
+            })?;
         }
         Admin::Restore(r) => return restore(conn, r, out),
         Admin::Dbcc { name, args, .. } => return dbcc(conn, name, args, out),
@@ -454,40 +429,55 @@ fn restore(conn: &mut Conn, r: &tsql::admin::Restore, out: &mut Vec<Out>) -> Res
                 stop_at_us,
                 stats_percent: stats(conn, &r.options)?,
             };
-            let mut msgs = Vec::new();
-            let res = if r.kind == RestoreKind::Database {
-                backup::restore_database(&inst, &dbn, &path, &opts, &mut |p| msgs.push(p))
-            } else {
-                backup::restore_log(&inst, &dbn, &path, &opts, &mut |p| msgs.push(p))
-            };
-            for p in msgs {
-                out.push(Out::Info(3211, format!("{p} percent processed.")));
-            }
             let what = if r.kind == RestoreKind::Database {
                 "DATABASE"
             } else {
                 "LOG"
             };
-            let s = res.map_err(|e| terminating(engine_err_sql(e), &format!("RESTORE {what}")))?;
-            let units = if r.kind == RestoreKind::Database {
-                s.pages
-            } else {
-                s.blocks
-            };
-            out.push(Out::Info(
-                4035,
-                format!("Processed {units} pages for database '{dbn}', file '{dbn}' on file 1."),
-            ));
-            out.push(Out::Info(
-                3014,
-                format!(
-                    "RESTORE {what} successfully processed {units} pages in {:.3} seconds.",
-                    s.seconds
-                ),
-            ));
-            Ok(())
+            run_with_progress("RESTORE", what, &dbn, out, |progress| {
+                if r.kind == RestoreKind::Database {
+                    backup::restore_database(&inst, &dbn, &path, &opts, progress)
+                } else {
+                    backup::restore_log(&inst, &dbn, &path, &opts, progress)
+                }
+            })
         }
     }
+}
+
+/// Runs a BACKUP or RESTORE, then reports as SQL Server does: 3211 per STATS step, 4035 for the file and
+/// 3014 with the rate. A failure keeps its own error, with "<verb> <what> is terminating abnormally." added.
+fn run_with_progress(
+    verb: &str,
+    what: &str,
+    dbn: &str,
+    out: &mut Vec<Out>,
+    run: impl FnOnce(backup::Progress) -> engine::Result<backup::Summary>,
+) -> Result<(), SqlError> {
+    let mut pcts = Vec::new();
+    let r = run(&mut |p| pcts.push(p));
+    for p in pcts {
+        out.push(Out::Info(3211, format!("{p} percent processed.")));
+    }
+    let s = r.map_err(|e| terminating(engine_err_sql(e), &format!("{verb} {what}")))?;
+    let units = if what == "DATABASE" {
+        s.pages
+    } else {
+        s.blocks
+    };
+    out.push(Out::Info(
+        4035,
+        format!("Processed {units} pages for database '{dbn}', file '{dbn}' on file 1."),
+    ));
+    out.push(Out::Info(
+        3014,
+        format!(
+            "{verb} {what} successfully processed {units} pages in {:.3} seconds ({:.3} MB/sec).",
+            s.seconds,
+            s.bytes as f64 / 1048576.0 / s.seconds.max(0.001)
+        ),
+    ));
+    Ok(())
 }
 
 fn dbcc(

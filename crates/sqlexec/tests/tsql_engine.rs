@@ -145,9 +145,22 @@ fn backup_and_restore_in_tsql_with_the_seeds_options() {
     ));
     let (_, r) = t.rows("SELECT state_desc FROM sys.databases WHERE name = 'Shop2'");
     assert_eq!(text(&r[0][0]), "RESTORING");
-    t.ok(&format!(
+    let out = t.ok(&format!(
         "RESTORE LOG Shop2 FROM DISK = N'{log}' WITH RECOVERY"
     ));
+    // 3014 carries the rate, as SQL Server's does; a log restore counts the blocks it applied.
+    let done = out
+        .iter()
+        .find_map(|o| match o {
+            Out::Info(3014, m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("3014 after RESTORE LOG");
+    assert!(
+        done.starts_with("RESTORE LOG successfully processed ") && done.ends_with(" MB/sec)."),
+        "{done}"
+    );
+    assert!(!done.contains("processed 0 pages"), "{done}");
     let (_, r) = t.rows("USE Shop2; SELECT v FROM t ORDER BY id");
     assert_eq!(
         r.iter().map(|r| text(&r[0])).collect::<Vec<_>>(),
