@@ -230,7 +230,9 @@ fn link_seeds_and_replicates_over_mutual_tls() {
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
     let target = sql.inst.database("Sales").unwrap().log().durable_lsn();
-    while mi.inst.database("Sales").unwrap().log().durable_lsn() < target {
+    // Hardened is not yet readable (redo applies after the log is durable): wait for the redone LSN the
+    // secondary acknowledged.
+    while primary_stats.lock().unwrap().last_redone_lsn < target {
         assert!(Instant::now() < deadline, "replication stalled");
         std::thread::sleep(Duration::from_millis(10));
     }
