@@ -298,18 +298,17 @@ mod tests {
         }
     }
 
+    /// The generator and iteration count: TSQL_FUZZ_SEED / TSQL_FUZZ_ITERS override the fixed defaults.
+    fn fuzz_run(default_seed: u64) -> (Rng, u64) {
+        let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+        let seed = env("TSQL_FUZZ_SEED").unwrap_or(default_seed);
+        (Rng(seed | 1), env("TSQL_FUZZ_ITERS").unwrap_or(3000))
+    }
+
     #[test]
     fn deterministic_mutations_without_panic() {
         let corpus = corpus();
-        let seed = std::env::var("TSQL_FUZZ_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0x5eed_7501_2026_1127);
-        let mut rng = Rng(seed | 1);
-        let n = std::env::var("TSQL_FUZZ_ITERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3000);
+        let (mut rng, n) = fuzz_run(0x5eed_7501_2026_1127);
         for _ in 0..n {
             let base = if corpus.is_empty() {
                 Vec::new()
@@ -534,15 +533,7 @@ mod tests {
 
     #[test]
     fn random_typed_expressions_without_panic() {
-        let seed = std::env::var("TSQL_FUZZ_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0x000d_ec13_a10f_5eed);
-        let mut rng = Rng(seed | 1);
-        let n = std::env::var("TSQL_FUZZ_ITERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3000);
+        let (mut rng, n) = fuzz_run(0x000d_ec13_a10f_5eed);
         for _ in 0..n {
             let d = 1 + rng.below(3);
             let e = gen_expr(&mut rng, d);
