@@ -742,6 +742,7 @@ pub fn restore_database(
             consistent_at: None,
             seed_next_page: 0,
             log_holds: Default::default(),
+            history: Vec::new(),
         };
         Log::create(
             &staging.join("log"),
@@ -870,11 +871,12 @@ pub fn restore_log(
     }
     db.redo(batch)?;
     if opts.recovery {
+        let next = db.log().durable_lsn() + 1;
         db.update_control(|c| {
             c.state = DbState::Online;
             if stopped {
                 // Everything after the stop point is a different history now.
-                c.epoch += 1;
+                c.new_epoch(next);
             }
         })?;
     }

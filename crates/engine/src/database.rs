@@ -12,6 +12,7 @@ use crate::error::{Result, SqlError};
 use crate::fault;
 use crate::log::format::Block;
 use crate::log::{sync_dir, Log, LogConfig};
+use crate::replica_gate::ReplicaGate;
 use crate::snapshot::{self, OpenError, Snapshot};
 use crate::wal::WalCapture;
 use parking_lot::{Condvar, Mutex};
@@ -94,6 +95,30 @@ pub struct Control {
     /// Log kept for replicas and seedings survives restarts of this instance.
     #[serde(default)]
     pub log_holds: std::collections::BTreeMap<String, u64>,
+    /// Which epoch wrote which LSNs (see [`crate::timeline`]); empty means one epoch since LSN 1.
+    #[serde(default)]
+    pub history: crate::timeline::History,
+}
+
+impl Control {
+    /// The timeline, with the implicit single epoch of databases created before timelines were recorded.
+    pub fn timeline(&self) -> crate::timeline::History {
+        if self.history.is_empty() {
+            vec![(self.epoch, 1)]
+        } else {
+            self.history.clone()
+        }
+    }
+
+    /// Start a new epoch whose first block will be `first_lsn`.
+    pub fn new_epoch(&mut self, first_lsn: u64) -> u64 {
+        let mut h = self.timeline();
+        self.epoch = crate::timeline::next_epoch(self.epoch);
+        h.retain(|(_, f)| *f < first_lsn);
+        h.push((self.epoch, first_lsn));
+        self.history = h;
+        self.epoch
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -252,6 +277,8 @@ impl LogSpace {
 
 /// Who holds the writer: sessions get ids from the instance; the engine's own jobs use this one.
 const ENGINE_WRITER: u64 = u64::MAX;
+/// A planned failover holding writes back.
+const FENCE_WRITER: u64 = u64::MAX - 1;
 
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -276,6 +303,8 @@ pub struct Database {
     ckpt_wanted: AtomicBool,
     /// The secondary's applier connection (kept open: redo runs continuously). Never read through it.
     applier: Mutex<Option<Connection>>,
+    /// Synchronous commit with a secondary (see [`crate::replica_gate`]).
+    gate: ReplicaGate,
     opts: DbOptions,
 }
 
@@ -409,6 +438,7 @@ impl Database {
             consistent_at: None,
             seed_next_page: 0,
             log_holds: Default::default(),
+            history: vec![(1, 1)],
         };
         Log::create(
             &dir.join("log"),
@@ -494,6 +524,7 @@ impl Database {
             frames_in_wal: AtomicU32::new(0),
             ckpt_wanted: AtomicBool::new(false),
             applier: Mutex::new(None),
+            gate: ReplicaGate::default(),
             opts,
         });
         {
@@ -508,7 +539,7 @@ impl Database {
         let weak = Arc::downgrade(&db);
         log.set_on_durable(Box::new(move |lsn| {
             if let Some(db) = weak.upgrade() {
-                db.publish_durable(lsn);
+                db.publish_upto(db.gate.visible(lsn));
             }
         }));
         Ok(db)
@@ -557,7 +588,8 @@ impl Database {
         self.update_control(|c| c.max_log_bytes = bytes)
     }
 
-    fn publish_durable(&self, lsn: u64) {
+    /// Readers may now start at any state up to `lsn`.
+    fn publish_upto(&self, lsn: u64) {
         let mut s = self.snaps.lock();
         while s.pending.front().is_some_and(|(l, _)| *l <= lsn) {
             let (l, snap) = s.pending.pop_front().expect("front");
@@ -566,10 +598,54 @@ impl Database {
         self.snap_cv.notify_all();
     }
 
+    fn publish_visible(&self) {
+        self.publish_upto(self.gate.visible(self.log.durable_lsn()));
+    }
+
+    /// The newest LSN readers may see: durable, and hardened by a synchronous secondary if there is one.
+    pub fn visible_lsn(&self) -> u64 {
+        self.gate.visible(self.log.durable_lsn())
+    }
+
+    /// Commit waits for the synchronous secondary from now on (it is in step at `hardened`).
+    pub fn enable_sync_commit(&self, hardened: u64, session_timeout: Duration) {
+        self.gate.enable(hardened, session_timeout);
+        self.publish_visible();
+    }
+
+    /// Commits stop waiting for a secondary; what they wait for becomes visible.
+    pub fn disable_sync_commit(&self) {
+        self.gate.disable();
+        self.publish_visible();
+    }
+
+    pub fn sync_commit_active(&self) -> bool {
+        self.gate.active()
+    }
+
+    /// Commits that stopped waiting because the synchronous secondary was silent past its session timeout.
+    pub fn sync_commit_timeouts(&self) -> u64 {
+        self.gate.timeouts()
+    }
+
+    /// The synchronous secondary hardened everything up to `lsn`.
+    pub fn replica_hardened(&self, lsn: u64) {
+        self.gate.hardened(lsn);
+        self.publish_visible();
+    }
+
+    /// After `lsn` is durable: wait for the synchronous secondary, or give up on it after its session timeout.
+    fn wait_replica(&self, lsn: u64) {
+        if !self.gate.wait(lsn) {
+            tracing::warn!(db = %self.name, lsn, "the synchronous secondary did not harden within its session timeout; committing without it");
+            self.publish_visible();
+        }
+    }
+
     /// Replace the published snapshot after a checkpoint restarted the WAL (the state itself is unchanged).
     fn republish(&self, conn: &Connection) -> Result<()> {
         let s = snapshot::take(conn).ok().map(Arc::new);
-        let lsn = self.log.durable_lsn();
+        let lsn = self.visible_lsn();
         let mut st = self.snaps.lock();
         st.pending.clear();
         st.durable = (lsn, s);
@@ -755,6 +831,8 @@ impl Database {
         conn.busy_timeout(Duration::ZERO)?;
         let end = self.log.last_assigned_lsn();
         self.log.wait_durable(end)?;
+        // The checkpoint publishes the state it copies: a synchronous secondary must have it first.
+        self.wait_replica(end);
         fault::point("checkpoint.before");
         let (busy, log_frames, done): (i64, i64, i64) =
             conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
@@ -782,6 +860,20 @@ impl Database {
         let never = AtomicBool::new(false);
         self.writer.acquire(ENGINE_WRITER, None, &never)?;
         let res = (|| {
+            // A block from a newer epoch (the primary failed over) extends this copy's timeline first.
+            let mut epoch = self.control.lock().epoch;
+            for b in &blocks {
+                if b.epoch != epoch && b.epoch != 0 {
+                    self.update_control(|c| {
+                        let mut h = c.timeline();
+                        h.retain(|(_, f)| *f < b.lsn);
+                        h.push((b.epoch, b.lsn));
+                        c.history = h;
+                        c.epoch = b.epoch;
+                    })?;
+                    epoch = b.epoch;
+                }
+            }
             let mut last = 0;
             for b in &blocks {
                 last = self.log.append_external(b.clone())?;
@@ -888,16 +980,38 @@ impl Database {
         self.control.lock().role
     }
 
-    /// Failover turns a secondary into the primary (and back): a new epoch starts the new history.
-    pub fn set_role(&self, role: Role) -> Result<()> {
+    /// This copy becomes the primary: a new epoch starts after the last durable block, so a copy that went on
+    /// writing in the old epoch can later find where the histories forked. Returns the new epoch.
+    pub fn promote(&self) -> Result<u64> {
+        let next = self.log.durable_lsn() + 1;
+        let mut epoch = 0;
         self.update_control(|c| {
-            if c.role != role {
-                c.role = role;
-                if role == Role::Primary {
-                    c.epoch += 1;
-                }
-            }
-        })
+            c.role = Role::Primary;
+            epoch = c.new_epoch(next);
+        })?;
+        Ok(epoch)
+    }
+
+    /// This copy becomes a secondary: it refuses writes (3906) and only redoes its primary's log.
+    pub fn demote(&self) -> Result<()> {
+        self.gate.disable();
+        self.update_control(|c| c.role = Role::Secondary)
+    }
+
+    /// Which epoch wrote which LSNs.
+    pub fn timeline(&self) -> crate::timeline::History {
+        self.control.lock().timeline()
+    }
+
+    /// Hold the writer so no transaction can commit (a planned failover drains the primary this way);
+    /// transactions already running finish first.
+    pub fn fence_writes(&self) -> Result<()> {
+        let never = AtomicBool::new(false);
+        self.writer.acquire(FENCE_WRITER, None, &never)
+    }
+
+    pub fn unfence_writes(&self) {
+        self.writer.release(FENCE_WRITER);
     }
 
     /// Close: flush the log, checkpoint, stop the flusher.
@@ -995,7 +1109,7 @@ impl DbConn {
             // No openable snapshot (empty or restarted WAL). If nothing committed is waiting for its fsync, the
             // latest state is the durable one: start a plain read transaction while no commit can slip in.
             let gate = self.db.capture.lock();
-            let durable = self.db.log.durable_lsn();
+            let durable = self.db.visible_lsn();
             if durable == self.db.log.last_assigned_lsn() {
                 crate::snapshot::exec_cached(&self.conn, "BEGIN")?;
                 self.conn
@@ -1041,7 +1155,9 @@ impl DbConn {
         self.db.writer.acquire(w.session, w.timeout, w.cancel)?;
         let res = (|| {
             if w.explicit {
-                self.db.log.wait_durable(self.db.log.last_assigned_lsn())?;
+                let last = self.db.log.last_assigned_lsn();
+                self.db.log.wait_durable(last)?;
+                self.db.wait_replica(last);
             }
             self.db.check_log_space(true)?;
             if self.txn == TxnState::Read {
@@ -1122,6 +1238,7 @@ impl DbConn {
         };
         fault::point("commit.before_ack_wait");
         db.log.wait_durable(lsn)?;
+        db.wait_replica(lsn);
         if want_ckpt {
             let r = db.checkpoint();
             db.ckpt_wanted.store(false, Ordering::SeqCst);

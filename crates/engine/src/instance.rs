@@ -345,6 +345,7 @@ impl Instance {
                 consistent_at: Some(u64::MAX),
                 seed_next_page: 1,
                 log_holds: Default::default(),
+                history: vec![(epoch, start_lsn + 1)],
             };
             crate::database::write_control(&dir, &control)
         })();

@@ -2,7 +2,8 @@
 //!
 //! Data flow of a commit: [`session::Session::execute`] → [`database::DbConn::commit`] (SQLite commit, frames
 //! captured from the WAL by [`wal::WalCapture`]) → [`log::Log::append`] (group commit, one fsync per batch) →
-//! durable snapshot published for readers → acknowledgement. Recovery, restore and redo all apply blocks through
+//! with a synchronous secondary, [`replica_gate::ReplicaGate::wait`] for its ack → snapshot published for readers
+//! → acknowledgement. Recovery, restore and redo all apply blocks through
 //! [`apply::apply_blocks`].
 
 pub mod apply;
@@ -14,8 +15,10 @@ pub mod fault;
 pub mod fuzz;
 pub mod instance;
 pub mod log;
+pub mod replica_gate;
 pub mod session;
 pub mod snapshot;
+pub mod timeline;
 pub mod wal;
 
 pub use database::{Database, DbOptions, DbState, RecoveryModel};

@@ -259,3 +259,65 @@ fn a_session_always_reads_its_own_acknowledged_write() {
         t.join().unwrap();
     }
 }
+
+/// Synchronous commit: the commit is acknowledged, and readers see it, only once the secondary hardened it; a
+/// secondary silent past its session timeout is dropped and the commit goes through.
+#[test]
+fn sync_commit_waits_for_the_secondary_and_hides_the_commit_until_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = open(dir.path());
+    let db = inst.create_database("Ledger").unwrap();
+    let mut s = session(&inst, "Ledger");
+    exec(&mut s, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+    let before = db.log().durable_lsn();
+    db.enable_sync_commit(before, Duration::from_secs(30));
+    let inst2 = inst.clone();
+    let writer = std::thread::spawn(move || {
+        let mut w = session(&inst2, "Ledger");
+        exec(&mut w, "INSERT INTO t VALUES (1)");
+    });
+    // Durable locally, but not acknowledged and not visible.
+    let t0 = std::time::Instant::now();
+    while db.log().durable_lsn() == before {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !writer.is_finished(),
+        "the commit returned before the secondary hardened it"
+    );
+    assert_eq!(scalar_i64(&mut s, "SELECT count(*) FROM t"), 0);
+    assert_eq!(db.visible_lsn(), before);
+    db.replica_hardened(before + 1);
+    writer.join().unwrap();
+    assert_eq!(scalar_i64(&mut s, "SELECT count(*) FROM t"), 1);
+
+    // A silent secondary: the commit waits out the session timeout, then goes on without it.
+    db.enable_sync_commit(before + 1, Duration::from_millis(200));
+    let t1 = std::time::Instant::now();
+    exec(&mut s, "INSERT INTO t VALUES (2)");
+    assert!(t1.elapsed() >= Duration::from_millis(200));
+    assert!(!db.sync_commit_active());
+    assert_eq!(db.sync_commit_timeouts(), 1);
+    assert_eq!(scalar_i64(&mut s, "SELECT count(*) FROM t"), 2);
+}
+
+/// A promotion starts a new epoch at the next LSN; a demoted copy refuses writes with 3906.
+#[test]
+fn promotion_starts_a_new_epoch_and_demotion_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = open(dir.path());
+    let db = inst.create_database("Ledger").unwrap();
+    let mut s = session(&inst, "Ledger");
+    exec(&mut s, "CREATE TABLE t(id INTEGER PRIMARY KEY)");
+    db.demote().unwrap();
+    let e = s.query("INSERT INTO t VALUES (1)", &[]).unwrap_err();
+    assert_eq!(e.number, 3906, "{e}");
+    let end = db.log().durable_lsn();
+    let epoch = db.promote().unwrap();
+    assert_eq!(db.timeline(), vec![(1, 1), (epoch, end + 1)]);
+    exec(&mut s, "INSERT INTO t VALUES (1)");
+    let b = db.log().read_block(end + 1).unwrap();
+    assert_eq!(b.epoch, epoch);
+}

@@ -276,8 +276,7 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
             }
             if let Some(d) = database.and_then(|d| inst.database(&d).ok()) {
                 if d.role() == engine::database::Role::Secondary {
-                    d.set_role(engine::database::Role::Primary)
-                        .map_err(engine_err_sql)?;
+                    d.promote().map_err(engine_err_sql)?;
                 }
                 // On the primary, the removed replica's session ends and no longer holds the log.
                 if let Some(st) = server.links.lock().remove(&d.name.to_lowercase()) {
