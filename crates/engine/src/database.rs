@@ -983,13 +983,17 @@ impl Database {
     /// This copy becomes the primary: a new epoch starts after the last durable block, so a copy that went on
     /// writing in the old epoch can later find where the histories forked. Returns the new epoch.
     pub fn promote(&self) -> Result<u64> {
+        // Under the writer: a redo batch still being applied lands before the new epoch starts.
+        let never = AtomicBool::new(false);
+        self.writer.acquire(ENGINE_WRITER, None, &never)?;
         let next = self.log.durable_lsn() + 1;
         let mut epoch = 0;
-        self.update_control(|c| {
+        let r = self.update_control(|c| {
             c.role = Role::Primary;
             epoch = c.new_epoch(next);
-        })?;
-        Ok(epoch)
+        });
+        self.writer.release(ENGINE_WRITER);
+        r.map(|_| epoch)
     }
 
     /// This copy becomes a secondary: it refuses writes (3906) and only redoes its primary's log.

@@ -1,7 +1,11 @@
-//! The link's replication session over an authenticated mirroring connection. The secondary dials the
-//! primary's endpoint and asks to join a database; the primary seeds it if it has no copy (or resumes an
-//! interrupted seeding), then ships its log from the secondary's hardened LSN on, forever. The secondary acks
-//! what it hardened, which releases the primary's log. Reconnects resume from the secondary's own state.
+//! The link's replication session over an authenticated mirroring connection. The managed instance dials the
+//! SQL Server's endpoint; whichever side is the primary for the database serves the other as its secondary (the
+//! dialer says Join when it is the secondary, Offer when it is the primary after a failover), so the connection
+//! never has to be reversed. The primary seeds a secondary that has no copy (or resumes an interrupted seeding),
+//! then ships its log from the secondary's hardened LSN on; the secondary acks what it hardened, which releases
+//! the primary's log and, in synchronous commit, the primary's waiting commits. Planned failover is a handover
+//! inside this session; a copy whose history forked (forced failover) is told where, reports what it loses, and
+//! is reseeded.
 
 use crate::protocol::Message;
 use crate::seeding::SeedSource;
@@ -9,12 +13,15 @@ use crate::shipping::{self, LogShipper};
 use crate::transport::{
     self, ConnectErrorLog, EndpointSettings, MessageKind, MirrorReader, MirrorWriter,
 };
-use engine::{Database, Instance};
+use engine::database::Role;
+use engine::{timeline, Database, Instance};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
-/// What the replica-state views show about one side of a link.
+/// What the replica-state views show about one side of a link, and how statements steer it.
 #[derive(Debug, Clone, Default)]
 pub struct LinkStats {
     pub connected: bool,
@@ -25,6 +32,25 @@ pub struct LinkStats {
     pub last_error: Option<(i32, String)>,
     /// The link was removed (DROP AVAILABILITY GROUP): the session ends and releases the log it held.
     pub removed: bool,
+    /// Both members of the distributed group are SYNCHRONOUS_COMMIT: once the secondary is in step, the
+    /// primary's commits wait for it.
+    pub sync_mode: bool,
+    pub session_timeout: Option<Duration>,
+    /// Primary: synchronous commit is in force (the secondary is SYNCHRONIZED).
+    pub synchronized: bool,
+    /// A planned failover asked of this session, answered through its channel.
+    pub request: Option<FailoverRequest>,
+    /// The local copy changed role during the session (promoted or stepped down): the catalog must follow.
+    pub role_changed: bool,
+    /// Secondary: the LSNs this copy had that the primary's history does not, after a fork.
+    pub lost_range: Option<(u64, u64)>,
+}
+
+/// A planned failover request (T-SQL FAILOVER, REST failover/setRole) for the session to carry out.
+#[derive(Debug, Clone)]
+pub struct FailoverRequest {
+    pub require_synchronized: bool,
+    pub reply: std::sync::mpsc::SyncSender<Result<(), (i32, String)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +81,10 @@ async fn send(w: &mut MirrorWriter, m: &Message) -> Result<(), String> {
         .map_err(e)
 }
 
+async fn send_shared(w: &tokio::sync::Mutex<MirrorWriter>, m: &Message) -> Result<(), String> {
+    send(&mut *w.lock().await, m).await
+}
+
 async fn recv(r: &mut MirrorReader) -> Result<Message, String> {
     loop {
         let m = r.recv().await.map_err(e)?;
@@ -77,9 +107,49 @@ async fn blocking<T: Send + 'static>(
         .map_err(|x| x.message)
 }
 
-/// Primary side: serve one accepted connection until it ends. Once the secondary has said which database it
-/// joins, `admit` decides whether this instance replicates it (a refusal goes back to the secondary with its
-/// number) and where the session reports.
+/// Send a failover request to this link's session and wait for its outcome (blocking; call off the runtime).
+pub fn request_failover(
+    stats: &Stats,
+    require_synchronized: bool,
+    timeout: Duration,
+) -> Result<(), (i32, String)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    {
+        let mut s = stats
+            .lock()
+            .map_err(|_| (50000, "link state poisoned".to_string()))?;
+        if !s.connected {
+            return Err((
+                41142,
+                "The partner of this distributed availability group is not connected, so no planned failover is possible. Check sys.dm_hadr_availability_replica_states (connected_state_desc, last_connect_error_description); a forced failover (FORCE_FAILOVER_ALLOW_DATA_LOSS on the secondary) does not need the partner.".into(),
+            ));
+        }
+        if s.request.is_some() {
+            return Err((
+                41145,
+                "A failover of this distributed availability group is already in progress.".into(),
+            ));
+        }
+        s.request = Some(FailoverRequest {
+            require_synchronized,
+            reply: tx,
+        });
+    }
+    let r = rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err((
+            41144,
+            format!("The failover did not complete within {} seconds; check the replica states before retrying.", timeout.as_secs()),
+        ))
+    });
+    if let Ok(mut s) = stats.lock() {
+        s.request = None;
+    }
+    r
+}
+
+/// The listening side: serve one accepted connection until it ends. The dialer either joins a database as a
+/// secondary (Join) or, being the primary after a failover, offers it (Offer). `admit` decides whether this
+/// instance replicates that database (a refusal goes back with its number) and where the session reports.
 pub async fn serve_primary(
     inst: Arc<Instance>,
     conn: transport::MirrorConnection,
@@ -87,14 +157,10 @@ pub async fn serve_primary(
 ) -> Result<(), String> {
     let peer = conn.peer_name.clone();
     let (mut rd, mut wr) = conn.into_split();
-    let Message::Join {
-        database,
-        have_lsn,
-        next_page,
-        guid,
-    } = recv(&mut rd).await?
-    else {
-        return Err("the secondary did not start with Join".into());
+    let first = recv(&mut rd).await?;
+    let database = match &first {
+        Message::Join { database, .. } | Message::Offer { database, .. } => database.clone(),
+        _ => return Err("the partner did not start with Join or Offer".into()),
     };
     let stats = match admit(&database) {
         Ok(s) => s,
@@ -110,53 +176,127 @@ pub async fn serve_primary(
             return Err(message);
         }
     };
-    let r = serve_joined(
-        &inst,
-        &peer,
-        &database,
-        (have_lsn, next_page, guid),
-        rd,
-        wr,
-        &stats,
-    )
-    .await;
+    let r = match first {
+        Message::Offer { history, .. } => {
+            accept_offer(&inst, &peer, &database, &history, &mut wr, &stats).await;
+            let refused = stats.lock().ok().and_then(|s| s.last_error.clone());
+            match refused {
+                Some((n, m)) if n == ERR_BOTH_PRIMARY => Err(m),
+                _ => secondary_session(&inst, &database, rd, wr, &stats).await,
+            }
+        }
+        join => primary_session(&inst, &peer, &database, join, rd, wr, &stats).await,
+    };
     if let Ok(mut s) = stats.lock() {
         s.connected = false;
         if let Err(x) = &r {
-            s.last_error = Some((35206, x.clone()));
+            if s.last_error.is_none() {
+                s.last_error = Some((35206, x.clone()));
+            }
         }
     }
     r
 }
 
-async fn serve_joined(
+const ERR_BOTH_PRIMARY: i32 = 41147;
+
+/// The dialer is primary after a failover. If this copy still thinks it is the primary (it was down, or cut
+/// off, during a forced failover), the newer epoch wins: this copy steps down and refuses writes from now on.
+async fn accept_offer(
     inst: &Arc<Instance>,
     peer: &str,
     database: &str,
-    (have_lsn, next_page, guid): (u64, u32, [u8; 16]),
+    theirs: &[(u64, u64)],
+    wr: &mut MirrorWriter,
+    stats: &Stats,
+) {
+    let Ok(db) = inst.database_any_state(database) else {
+        return; // no copy here: the session seeds one
+    };
+    if db.role() != Role::Primary {
+        return;
+    }
+    let ours = db.timeline();
+    let newer = |h: &[(u64, u64)]| h.last().map(|(e, _)| *e >> 32).unwrap_or(0);
+    if newer(theirs) > newer(&ours) {
+        let d = db.clone();
+        let r = blocking(move || {
+            d.fence_writes()?;
+            let r = d.demote();
+            d.unfence_writes();
+            r
+        })
+        .await;
+        tracing::warn!(db = %database, peer = %peer, "stepped down: the partner became primary with a newer epoch (a forced failover)");
+        if let Ok(mut s) = stats.lock() {
+            s.role_changed = true;
+            s.last_error = r.err().map(|m| (50000, m));
+        }
+        return;
+    }
+    let message = format!("Both '{peer}' and this instance are primary for database '{database}', and this copy's history is the newer one. Make one of them secondary: ALTER AVAILABILITY GROUP [<dag>] SET (ROLE = SECONDARY) on the one whose changes are to be discarded.");
+    let _ = send(
+        wr,
+        &Message::Error {
+            number: ERR_BOTH_PRIMARY,
+            message: message.clone(),
+        },
+    )
+    .await;
+    if let Ok(mut s) = stats.lock() {
+        s.last_error = Some((ERR_BOTH_PRIMARY, message));
+    }
+}
+
+/// Primary side of a session, from the secondary's Join on.
+async fn primary_session(
+    inst: &Arc<Instance>,
+    peer: &str,
+    database: &str,
+    join: Message,
     mut rd: MirrorReader,
     mut wr: MirrorWriter,
     stats: &Stats,
 ) -> Result<(), String> {
+    let Message::Join {
+        have_lsn,
+        next_page,
+        guid,
+        history,
+        ..
+    } = join
+    else {
+        return Err("the secondary did not start with Join".into());
+    };
     let peer = peer.to_string();
+    let refuse = |number: i32, message: String| Message::Error { number, message };
     let db = match inst.database(database) {
-        Ok(d) => d,
+        Ok(d) if d.role() == Role::Primary => d,
+        Ok(d) => {
+            let m = format!("Database '{}' is a secondary on this instance, not the primary: it cannot serve another secondary. Fail over first (the partner's FORCE_FAILOVER_ALLOW_DATA_LOSS, or a planned FAILOVER).", d.name);
+            send(&mut wr, &refuse(41140, m.clone())).await?;
+            return Err(m);
+        }
         Err(x) => {
-            send(
-                &mut wr,
-                &Message::Error {
-                    number: x.number,
-                    message: x.message.clone(),
-                },
-            )
-            .await?;
+            send(&mut wr, &refuse(x.number, x.message.clone())).await?;
             return Err(x.message);
         }
     };
-    stats.lock().map_err(e)?.connected = true;
+    if let Ok(mut s) = stats.lock() {
+        s.connected = true;
+        s.last_error = None;
+    }
     let from = if have_lsn == 0 || guid != db.guid {
         seed(&db, &peer, next_page, &mut rd, &mut wr, stats).await?
     } else {
+        let fork = timeline::fork_point(&db.timeline(), db.log().durable_lsn(), &history, have_lsn);
+        if fork < have_lsn {
+            send(&mut wr, &Message::Rewind { fork_lsn: fork }).await?;
+            return Err(format!(
+                "the copy of '{database}' on '{peer}' forked from this one after LSN {fork}: it discards LSNs {}-{have_lsn} and is reseeded",
+                fork + 1
+            ));
+        }
         have_lsn + 1
     };
     let shipper = Arc::new(Mutex::new(
@@ -166,56 +306,236 @@ async fn serve_joined(
         })
         .await?,
     ));
-    // Acks come back on their own task; the log is released as the secondary hardens it.
-    let acks = {
-        let (shipper, stats) = (shipper.clone(), stats.clone());
+    let wr = Arc::new(tokio::sync::Mutex::new(wr));
+    // Acks come back on their own task (releasing the log and waiting commits); anything else goes to the
+    // controller below.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Message>(16);
+    let reader = {
+        let (shipper, stats, db) = (shipper.clone(), stats.clone(), db.clone());
         tokio::spawn(async move {
-            while let Ok(Message::Ack {
-                hardened, redone, ..
-            }) = recv(&mut rd).await
-            {
-                if let Ok(s) = shipper.lock() {
-                    s.acknowledge(hardened);
-                }
-                if let Ok(mut st) = stats.lock() {
-                    st.last_hardened_lsn = hardened;
-                    st.last_redone_lsn = redone;
+            while let Ok(m) = recv(&mut rd).await {
+                match m {
+                    Message::Ack {
+                        hardened, redone, ..
+                    } => {
+                        if let Ok(s) = shipper.lock() {
+                            s.acknowledge(hardened);
+                        }
+                        db.replica_hardened(hardened);
+                        if let Ok(mut st) = stats.lock() {
+                            st.last_hardened_lsn = hardened;
+                            st.last_redone_lsn = redone;
+                        }
+                    }
+                    other => {
+                        if ctl_tx.send(other).await.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
         })
     };
-    loop {
-        if acks.is_finished() {
-            break;
+    let stop = Arc::new(AtomicBool::new(false));
+    let shipping = {
+        let (shipper, stats, wr, stop) = (shipper.clone(), stats.clone(), wr.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let s = shipper.clone();
+                let batch = blocking(move || {
+                    s.lock()
+                        .expect("shipper")
+                        .next_batch(4 << 20, Duration::from_millis(50))
+                })
+                .await?;
+                if batch.is_empty() {
+                    continue;
+                }
+                send_shared(&wr, &Message::Blocks { blocks: batch }).await?;
+                let sent = shipper.lock().map(|s| s.next_lsn - 1).unwrap_or(0);
+                if let Ok(mut st) = stats.lock() {
+                    st.last_sent_lsn = sent;
+                }
+            }
+            Ok::<(), String>(())
+        })
+    };
+    let mut removed = false;
+    let result = loop {
+        let incoming = tokio::select! {
+            m = ctl_rx.recv() => match m {
+                Some(m) => Some(m),
+                None => break Err(format!("'{peer}' closed the link")),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(20)) => None,
+        };
+        if shipping.is_finished() {
+            break Err(format!("shipping log to '{peer}' stopped"));
         }
         if stats.lock().map(|s| s.removed).unwrap_or(false) {
-            acks.abort();
-            let _ = acks.await;
-            let (db, hold) = (db.clone(), format!("replica:{peer}"));
-            blocking(move || db.release_log(&hold)).await?;
-            return Ok(());
+            removed = true;
+            break Ok(());
         }
-        let batch = {
-            let s = shipper.clone();
-            blocking(move || {
-                s.lock()
-                    .expect("shipper")
-                    .next_batch(4 << 20, Duration::from_millis(100))
-            })
-            .await?
+        if db.role() != Role::Primary {
+            break Ok(()); // stepped down (SET (ROLE = SECONDARY)): nothing to ship any more
+        }
+        manage_sync(&db, stats, false);
+        // A planned failover asked here (T-SQL, REST) or by the secondary.
+        let (require_synchronized, reply) = match incoming {
+            Some(Message::FailoverRequest {
+                require_synchronized,
+            }) => (require_synchronized, None),
+            Some(Message::Error { number, message }) => break Err(format!("{number}: {message}")),
+            Some(_) => continue,
+            None => {
+                let asked = stats.lock().ok().and_then(|mut s| s.request.take());
+                match asked {
+                    Some(r) => (r.require_synchronized, Some(r.reply)),
+                    None => continue,
+                }
+            }
         };
-        if batch.is_empty() {
-            continue;
+        let r = hand_over(&db, stats, &wr, &mut ctl_rx, require_synchronized).await;
+        let done = r.is_ok();
+        match reply {
+            Some(tx) => {
+                let _ = tx.send(r);
+            }
+            None => {
+                if let Err((number, message)) = r {
+                    let _ = send_shared(&wr, &Message::FailoverResult { number, message }).await;
+                }
+            }
         }
-        let n = batch.len() as u64;
-        send(&mut wr, &Message::Blocks { blocks: batch }).await?;
-        if let Ok(mut st) = stats.lock() {
-            st.last_sent_lsn = shipper.lock().map(|s| s.next_lsn - 1).unwrap_or(0);
-            let _ = n;
+        if done {
+            break Ok(());
+        }
+    };
+    stop.store(true, Ordering::SeqCst);
+    reader.abort();
+    let _ = reader.await;
+    let _ = shipping.await;
+    db.disable_sync_commit();
+    if removed {
+        // Only now that no ack can renew it: the removed replica no longer holds the log.
+        let (db, hold) = (db.clone(), format!("replica:{peer}"));
+        blocking(move || db.release_log(&hold)).await?;
+    }
+    if let Ok(mut s) = stats.lock() {
+        s.connected = false;
+        s.synchronized = false;
+    }
+    result
+}
+
+/// Synchronous commit follows the configuration and the secondary's progress: it starts once the secondary is
+/// close behind (commits then wait for it) and ends when the mode is asynchronous or a commit timed out on it.
+fn manage_sync(db: &Database, stats: &Stats, forced: bool) {
+    let Ok(mut s) = stats.lock() else { return };
+    let want = s.sync_mode || forced;
+    let active = db.sync_commit_active();
+    if want && !active {
+        let behind = db.log().bytes_from(s.last_hardened_lsn + 1);
+        if behind <= 1 << 20 {
+            db.enable_sync_commit(
+                s.last_hardened_lsn,
+                s.session_timeout.unwrap_or(Duration::from_secs(10)),
+            );
+        }
+    } else if !want && active {
+        db.disable_sync_commit();
+    }
+    s.synchronized = db.sync_commit_active();
+}
+
+/// Planned failover on the primary: be synchronized, fence writes, let the secondary harden the last block,
+/// hand over, step down. Nothing acknowledged can be lost: every commit acknowledged before the fence is
+/// hardened on the secondary, and nothing commits after it.
+async fn hand_over(
+    db: &Arc<Database>,
+    stats: &Stats,
+    wr: &Arc<tokio::sync::Mutex<MirrorWriter>>,
+    ctl: &mut mpsc::Receiver<Message>,
+    require_synchronized: bool,
+) -> Result<(), (i32, String)> {
+    let name = db.name.clone();
+    if require_synchronized && !db.sync_commit_active() {
+        return Err((41142, format!("The availability replica for database '{name}' cannot fail over to its partner: the partner is not SYNCHRONIZED. Set AVAILABILITY_MODE = SYNCHRONOUS_COMMIT for both members of the distributed availability group (ALTER AVAILABILITY GROUP … MODIFY AVAILABILITY GROUP ON …) and wait until synchronization_state_desc is SYNCHRONIZED.")));
+    }
+    // The REST failover switches to synchronous commit itself, as the product's planned failover does.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !db.sync_commit_active() {
+        manage_sync(db, stats, true);
+        if Instant::now() > deadline {
+            return Err((41143, format!("The secondary of database '{name}' did not catch up within 30 seconds (log send queue {} KB): it is not synchronized, so a planned failover would lose data.", db.log().bytes_from(stats.lock().map(|s| s.last_hardened_lsn).unwrap_or(0) + 1) / 1024)));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let d = db.clone();
+    blocking(move || d.fence_writes())
+        .await
+        .map_err(|m| (50000, m))?;
+    let unfence = |db: &Arc<Database>| db.unfence_writes();
+    let end = db.log().last_assigned_lsn();
+    {
+        let d = db.clone();
+        if let Err(m) = blocking(move || d.log().wait_durable(end)).await {
+            unfence(db);
+            return Err((50000, m));
         }
     }
-    stats.lock().map_err(e)?.connected = false;
-    Ok(())
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.lock().map(|s| s.last_hardened_lsn).unwrap_or(0) < end {
+        if Instant::now() > deadline {
+            unfence(db);
+            return Err((41143, format!("The secondary of database '{name}' did not harden the log up to LSN {end} within 10 seconds; the failover was cancelled and the primary takes writes again.")));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    if let Err(m) = send_shared(&wr, &Message::Handover { end_lsn: end }).await {
+        unfence(db);
+        return Err((
+            41142,
+            format!("The partner could not be told to take over: {m}. The failover was cancelled."),
+        ));
+    }
+    // From here on the partner may be primary: never take writes again without knowing it is not.
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ctl.recv().await {
+                Some(Message::HandoverDone { epoch }) => return Ok(epoch),
+                Some(Message::Error { number, message }) => return Err((number, message)),
+                Some(_) => continue,
+                None => {
+                    return Err((
+                        41142,
+                        "the partner closed the link during the handover".to_string(),
+                    ))
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err((
+            41144,
+            "the partner did not confirm the handover within 10 seconds".to_string(),
+        ))
+    });
+    let demoted = db.demote();
+    unfence(db);
+    if let Ok(mut s) = stats.lock() {
+        s.role_changed = true;
+        s.synchronized = false;
+    }
+    demoted.map_err(|e| (e.number, e.message))?;
+    match answer {
+        Ok(epoch) => {
+            tracing::info!(db = %name, end, epoch, "planned failover: the partner is primary from LSN {}", end + 1);
+            Ok(())
+        }
+        Err((n, m)) => Err((n, format!("{m}. This copy stepped down anyway (it must never take writes while the partner may be primary): both are SECONDARY until FORCE_FAILOVER_ALLOW_DATA_LOSS on one of them."))),
+    }
 }
 
 /// Fuzzy page copy, flow-controlled by the secondary's acks; returns the LSN shipping starts from.
@@ -315,8 +635,9 @@ async fn seed(
     Ok(start + 1)
 }
 
-/// Secondary side: connect to the primary's endpoint, join `database` and replicate until the connection ends.
-pub async fn run_secondary(
+/// The dialing side (the managed instance): connect to the partner's endpoint for `database` and replicate until
+/// the connection ends, as the secondary, or as the primary when this copy is primary (after a failover).
+pub async fn dial(
     inst: Arc<Instance>,
     settings: &EndpointSettings,
     errors: &ConnectErrorLog,
@@ -333,18 +654,62 @@ pub async fn run_secondary(
             }
             x.to_string()
         })?;
+    let peer = conn.peer_name.clone();
     let (mut rd, mut wr) = conn.into_split();
+    let primary_here = inst
+        .database_any_state(database)
+        .ok()
+        .filter(|d| d.role() == Role::Primary && d.control().consistent_at.is_none());
+    let r = match primary_here {
+        Some(db) => {
+            send(
+                &mut wr,
+                &Message::Offer {
+                    database: database.to_string(),
+                    history: db.timeline(),
+                },
+            )
+            .await?;
+            match recv(&mut rd).await? {
+                j @ Message::Join { .. } => {
+                    primary_session(&inst, &peer, database, j, rd, wr, &stats).await
+                }
+                Message::Error { number, message } => {
+                    if let Ok(mut s) = stats.lock() {
+                        s.last_error = Some((number, message.clone()));
+                    }
+                    Err(message)
+                }
+                other => Err(format!("unexpected {other:?} in answer to an offer")),
+            }
+        }
+        None => secondary_session(&inst, database, rd, wr, &stats).await,
+    };
+    if let Ok(mut s) = stats.lock() {
+        s.connected = false;
+    }
+    r
+}
+
+/// Secondary side of a session: join, then take seeding, log and failover messages from the primary.
+async fn secondary_session(
+    inst: &Arc<Instance>,
+    database: &str,
+    mut rd: MirrorReader,
+    mut wr: MirrorWriter,
+    stats: &Stats,
+) -> Result<(), String> {
     let existing = inst.database_any_state(database).ok();
-    let (have_lsn, next_page, guid) = match &existing {
+    let (have_lsn, next_page, guid, history) = match &existing {
         Some(db) => {
             let c = db.control();
             if c.consistent_at.is_some() {
-                (0, c.seed_next_page, db.guid)
+                (0, c.seed_next_page, db.guid, c.timeline())
             } else {
-                (db.log().durable_lsn(), 0, db.guid)
+                (db.log().durable_lsn(), 0, db.guid, c.timeline())
             }
         }
-        None => (0, 1, [0; 16]),
+        None => (0, 1, [0; 16], Vec::new()),
     };
     send(
         &mut wr,
@@ -353,18 +718,52 @@ pub async fn run_secondary(
             have_lsn,
             next_page,
             guid,
+            history,
         },
     )
     .await?;
-    stats.lock().map_err(e)?.connected = true;
-    let mut target = existing;
+    if let Ok(mut s) = stats.lock() {
+        s.connected = true;
+    }
+    // Messages arrive on their own task, so a local failover request can be sent while waiting for them; the
+    // small channel keeps TCP's backpressure on the primary.
+    let (tx, mut rx) = mpsc::channel::<Result<Message, String>>(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let m = recv(&mut rd).await;
+            let end = m.is_err();
+            if tx.send(m).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let r = secondary_loop(inst, existing, &mut rx, &mut wr, stats).await;
+    reader.abort();
+    if let Ok(mut s) = stats.lock() {
+        s.connected = false;
+    }
+    r
+}
+
+async fn secondary_loop(
+    inst: &Arc<Instance>,
+    mut target: Option<Arc<Database>>,
+    rx: &mut mpsc::Receiver<Result<Message, String>>,
+    wr: &mut MirrorWriter,
+    stats: &Stats,
+) -> Result<(), String> {
     let mut chunks = 0u32;
+    let mut pending: Option<std::sync::mpsc::SyncSender<Result<(), (i32, String)>>> = None;
     loop {
-        let m = match recv(&mut rd).await {
-            Ok(m) => m,
-            Err(x) => {
-                stats.lock().map_err(e)?.connected = false;
-                return Err(x);
+        let m = tokio::select! {
+            m = rx.recv() => m.ok_or("the link closed")??,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                let asked = stats.lock().ok().and_then(|mut s| s.request.take());
+                if let Some(r) = asked {
+                    send(wr, &Message::FailoverRequest { require_synchronized: r.require_synchronized }).await?;
+                    pending = Some(r.reply);
+                }
+                continue;
             }
         };
         match m {
@@ -382,7 +781,7 @@ pub async fn run_secondary(
                 let next = t.control().seed_next_page.max(1);
                 target = Some(t);
                 send(
-                    &mut wr,
+                    wr,
                     &Message::Ack {
                         hardened: 0,
                         redone: 0,
@@ -405,7 +804,7 @@ pub async fn run_secondary(
                 })
                 .await?;
                 send(
-                    &mut wr,
+                    wr,
                     &Message::Ack {
                         hardened: 0,
                         redone: 0,
@@ -423,13 +822,16 @@ pub async fn run_secondary(
             }
             Message::Blocks { blocks } => {
                 let t = target.clone().ok_or("log before the database exists")?;
+                if t.role() == Role::Primary {
+                    return Err(format!("database '{}' is primary here now (a forced failover): it takes no more log from the former primary", t.name));
+                }
                 let hardened = blocking(move || shipping::apply(&t, &blocks)).await?;
                 if let Ok(mut s) = stats.lock() {
                     s.last_hardened_lsn = hardened;
                     s.last_redone_lsn = hardened;
                 }
                 send(
-                    &mut wr,
+                    wr,
                     &Message::Ack {
                         hardened,
                         redone: hardened,
@@ -438,13 +840,92 @@ pub async fn run_secondary(
                 )
                 .await?;
             }
+            Message::Handover { end_lsn } => {
+                let t = target
+                    .clone()
+                    .ok_or("handover before the database exists")?;
+                let have = t.log().durable_lsn();
+                if have != end_lsn || t.control().consistent_at.is_some() {
+                    let message = format!("This copy of '{}' holds the log up to LSN {have}, not {end_lsn}: it cannot take over.", t.name);
+                    send(
+                        wr,
+                        &Message::Error {
+                            number: 41142,
+                            message: message.clone(),
+                        },
+                    )
+                    .await?;
+                    return Err(message);
+                }
+                let d = t.clone();
+                let epoch = blocking(move || d.promote()).await?;
+                send(wr, &Message::HandoverDone { epoch }).await?;
+                tracing::info!(db = %t.name, end_lsn, "planned failover: this copy is the primary now");
+                if let Ok(mut s) = stats.lock() {
+                    s.role_changed = true;
+                }
+                if let Some(tx) = pending.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                return Ok(());
+            }
+            Message::FailoverResult { number, message } => {
+                if let Some(tx) = pending.take() {
+                    let _ = tx.send(if number == 0 {
+                        Ok(())
+                    } else {
+                        Err((number, message))
+                    });
+                }
+            }
+            Message::Rewind { fork_lsn } => {
+                let t = target.clone().ok_or("rewind before the database exists")?;
+                let i = inst.clone();
+                let (first, last, saved) = blocking(move || discard_fork(&i, &t, fork_lsn)).await?;
+                let message = format!("This copy's history forked from the primary's after LSN {fork_lsn} (a forced failover): its LSNs {first}-{last} were never on the primary and are lost; they are kept in {saved}. The database is reseeded from the primary.");
+                tracing::warn!(db = %database_name(&target), "{message}");
+                if let Ok(mut s) = stats.lock() {
+                    s.lost_range = Some((first, last));
+                    s.last_error = Some((41148, message.clone()));
+                }
+                return Err(message);
+            }
             Message::Error { number, message } => {
                 if let Ok(mut s) = stats.lock() {
                     s.last_error = Some((number, message.clone()));
+                }
+                if let Some(tx) = pending.take() {
+                    let _ = tx.send(Err((number, message.clone())));
                 }
                 return Err(message);
             }
             other => return Err(format!("unexpected {other:?} from the primary")),
         }
     }
+}
+
+fn database_name(t: &Option<Arc<Database>>) -> String {
+    t.as_ref().map(|d| d.name.clone()).unwrap_or_default()
+}
+
+/// A copy whose history forked after `fork_lsn`: keep its divergent log blocks in a file (so a DBA can see
+/// what was lost), then drop the copy so the next join reseeds it. Returns the lost range and the file.
+fn discard_fork(
+    inst: &Arc<Instance>,
+    db: &Arc<Database>,
+    fork_lsn: u64,
+) -> engine::Result<(u64, u64, String)> {
+    let last = db.log().durable_lsn();
+    let first = fork_lsn + 1;
+    let dir = inst.data_dir().join("lost_log");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}_{first}_{last}.mlog", db.name));
+    let mut out = Vec::new();
+    for lsn in first.max(db.log().first_lsn())..=last {
+        out.extend_from_slice(&db.log().read_raw(lsn)?.0);
+    }
+    std::fs::write(&path, out)?;
+    let name = db.name.clone();
+    inst.drop_database(&name)?;
+    Ok((first, last, path.display().to_string()))
 }

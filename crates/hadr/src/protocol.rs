@@ -2,20 +2,38 @@
 //! encode/decode (fuzzed); every message carries its own length and a CRC, and the payloads of pages and log
 //! blocks are zstd-compressed.
 
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 const MAGIC: u32 = 0x4D4C_4B31; // "MLK1"
 const MAX_MESSAGE: usize = 256 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Secondary → primary: start or resume seeding/shipping of `database`; `have_lsn` is what it already holds
-    /// (0: nothing), `next_page` where an interrupted page copy resumes.
+    /// (0: nothing), `next_page` where an interrupted page copy resumes, `history` its timeline (epoch, first LSN).
     Join {
         database: String,
         have_lsn: u64,
         next_page: u32,
         guid: [u8; 16],
+        history: Vec<(u64, u64)>,
     },
+    /// Dialer → listener when the dialer is the primary (after a failover): "join me as my secondary". A
+    /// listener that still thinks it is primary compares timelines and steps down if the offer is newer.
+    Offer {
+        database: String,
+        history: Vec<(u64, u64)>,
+    },
+    /// Primary → secondary: the two histories forked after `fork_lsn`; the secondary's log past it is not the
+    /// primary's and must go (it is reseeded).
+    Rewind { fork_lsn: u64 },
+    /// Secondary → primary: a planned failover to this secondary was requested.
+    FailoverRequest { require_synchronized: bool },
+    /// Primary → secondary: writes are fenced and the log ends at `end_lsn`: become the primary.
+    Handover { end_lsn: u64 },
+    /// Secondary → primary: promoted; the new epoch starts after the handed-over `end_lsn`.
+    HandoverDone { epoch: u64 },
+    /// Primary → secondary: the outcome of a FailoverRequest (0 = done), with SQL Server's number.
+    FailoverResult { number: i32, message: String },
     /// Primary → secondary: seeding starts from a fuzzy copy taken when the log ended at `start_lsn`.
     SeedBegin {
         database: String,
@@ -49,6 +67,14 @@ pub enum DecodeError {
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
+}
+
+fn put_history(out: &mut Vec<u8>, h: &[(u64, u64)]) {
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    for (e, f) in h {
+        out.extend_from_slice(&e.to_le_bytes());
+        out.extend_from_slice(&f.to_le_bytes());
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -96,6 +122,17 @@ impl<'a> Rd<'a> {
         String::from_utf8(self.bytes()?.to_vec())
             .map_err(|_| DecodeError::Corrupt("string is not UTF-8".into()))
     }
+    fn history(&mut self) -> Result<Vec<(u64, u64)>, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > 1 << 16 {
+            return Err(DecodeError::Corrupt("timeline is implausibly long".into()));
+        }
+        let mut h = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            h.push((self.u64()?, self.u64()?));
+        }
+        Ok(h)
+    }
     fn guid(&mut self) -> Result<[u8; 16], DecodeError> {
         let mut g = [0u8; 16];
         g.copy_from_slice(self.take(16)?);
@@ -113,6 +150,12 @@ impl Message {
             Message::Blocks { .. } => 5,
             Message::Ack { .. } => 6,
             Message::Error { .. } => 7,
+            Message::Offer { .. } => 8,
+            Message::Rewind { .. } => 9,
+            Message::FailoverRequest { .. } => 10,
+            Message::Handover { .. } => 11,
+            Message::HandoverDone { .. } => 12,
+            Message::FailoverResult { .. } => 13,
         }
     }
 
@@ -126,11 +169,27 @@ impl Message {
                 have_lsn,
                 next_page,
                 guid,
+                history,
             } => {
                 put_str(&mut body, database);
                 body.extend_from_slice(&have_lsn.to_le_bytes());
                 body.extend_from_slice(&next_page.to_le_bytes());
                 body.extend_from_slice(guid);
+                put_history(&mut body, history);
+            }
+            Message::Offer { database, history } => {
+                put_str(&mut body, database);
+                put_history(&mut body, history);
+            }
+            Message::Rewind { fork_lsn } => body.extend_from_slice(&fork_lsn.to_le_bytes()),
+            Message::FailoverRequest {
+                require_synchronized,
+            } => body.push(*require_synchronized as u8),
+            Message::Handover { end_lsn } => body.extend_from_slice(&end_lsn.to_le_bytes()),
+            Message::HandoverDone { epoch } => body.extend_from_slice(&epoch.to_le_bytes()),
+            Message::FailoverResult { number, message } => {
+                body.extend_from_slice(&number.to_le_bytes());
+                put_str(&mut body, message);
             }
             Message::SeedBegin {
                 database,
@@ -252,6 +311,7 @@ impl Message {
                 have_lsn: r.u64()?,
                 next_page: r.u32()?,
                 guid: r.guid()?,
+                history: r.history()?,
             },
             2 => Message::SeedBegin {
                 database: r.string()?,
@@ -290,6 +350,20 @@ impl Message {
                 number: r.i32()?,
                 message: r.string()?,
             },
+            8 => Message::Offer {
+                database: r.string()?,
+                history: r.history()?,
+            },
+            9 => Message::Rewind { fork_lsn: r.u64()? },
+            10 => Message::FailoverRequest {
+                require_synchronized: r.take(1)?[0] != 0,
+            },
+            11 => Message::Handover { end_lsn: r.u64()? },
+            12 => Message::HandoverDone { epoch: r.u64()? },
+            13 => Message::FailoverResult {
+                number: r.i32()?,
+                message: r.string()?,
+            },
             k => return Err(DecodeError::Corrupt(format!("unknown message kind {k}"))),
         };
         if r.at != body.len() {
@@ -315,6 +389,21 @@ mod tests {
                 have_lsn: 7,
                 next_page: 3,
                 guid: [9; 16],
+                history: vec![(1, 1), (4 << 32 | 77, 50)],
+            },
+            Message::Offer {
+                database: "Sales".into(),
+                history: vec![(1, 1)],
+            },
+            Message::Rewind { fork_lsn: 90 },
+            Message::FailoverRequest {
+                require_synchronized: true,
+            },
+            Message::Handover { end_lsn: 120 },
+            Message::HandoverDone { epoch: 1 << 32 | 3 },
+            Message::FailoverResult {
+                number: 41142,
+                message: "not synchronized".into(),
             },
             Message::SeedBegin {
                 database: "Sales".into(),

@@ -180,7 +180,7 @@ fn link_seeds_and_replicates_over_mutual_tls() {
             mi_settings.clone(),
         );
         rt.spawn(async move {
-            link::run_secondary(
+            link::dial(
                 inst,
                 &settings,
                 &ConnectErrorLog::default(),
@@ -316,7 +316,7 @@ fn without_exchanged_certificates_the_link_is_refused_with_41974() {
             .await
             .unwrap();
         let addr = ep.local_addr();
-        let r = link::run_secondary(
+        let r = link::dial(
             inst,
             &mi_settings,
             &ConnectErrorLog::default(),

@@ -228,7 +228,7 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
     );
     let (inst, st) = (mi.inst.clone(), secondary_stats.clone());
     rt.spawn(async move {
-        link::run_secondary(
+        link::dial(
             inst,
             &ms,
             &ConnectErrorLog::default(),

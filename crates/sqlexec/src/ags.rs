@@ -824,7 +824,7 @@ pub fn join_distributed_group(
                     continue;
                 }
             };
-            let r = hadr::link::run_secondary(inst.clone(), &settings, &errors, &host, addr, &db_name, stats.clone()).await;
+            let r = hadr::link::dial(inst.clone(), &settings, &errors, &host, addr, &db_name, stats.clone()).await;
             if let Err(e) = r {
                 tracing::warn!(dag = %dag_name, error = %e, "link to the primary ended; reconnecting");
             }
