@@ -1149,15 +1149,22 @@ impl DbConn {
         if let Some(e) = self.db.log.failed() {
             return Err(e);
         }
-        if self.db.role() == Role::Secondary {
-            return Err(SqlError::new(
+        let read_only = |name: &str| {
+            SqlError::new(
                 3906,
                 16,
-                format!("Failed to update database \"{}\" because the database is read-only: it is a secondary replica that only redoes its primary's log.", self.db.name),
-            ));
+                format!("Failed to update database \"{name}\" because the database is read-only: it is a secondary replica that only redoes its primary's log."),
+            )
+        };
+        if self.db.role() == Role::Secondary {
+            return Err(read_only(&self.db.name));
         }
         self.db.writer.acquire(w.session, w.timeout, w.cancel)?;
         let res = (|| {
+            // The role may have changed while this session queued for the writer (a failover fenced writes).
+            if self.db.role() == Role::Secondary {
+                return Err(read_only(&self.db.name));
+            }
             if w.explicit {
                 let last = self.db.log.last_assigned_lsn();
                 self.db.log.wait_durable(last)?;

@@ -178,12 +178,7 @@ pub async fn serve_primary(
     };
     let r = match first {
         Message::Offer { history, .. } => {
-            accept_offer(&inst, &peer, &database, &history, &mut wr, &stats).await;
-            let refused = stats.lock().ok().and_then(|s| s.last_error.clone());
-            match refused {
-                Some((n, m)) if n == ERR_BOTH_PRIMARY => Err(m),
-                _ => secondary_session(&inst, &database, rd, wr, &stats).await,
-            }
+            accept_offer(&inst, &peer, &database, &history, rd, wr, &stats).await
         }
         join => primary_session(&inst, &peer, &database, join, rd, wr, &stats).await,
     };
@@ -198,53 +193,71 @@ pub async fn serve_primary(
     r
 }
 
-const ERR_BOTH_PRIMARY: i32 = 41147;
+/// Whose history is newer when both copies think they are primary: the one promoted more often (the high
+/// half of an epoch counts promotions), so a copy that missed a forced failover always loses.
+fn promotions(h: &[(u64, u64)]) -> u64 {
+    h.last().map(|(e, _)| *e >> 32).unwrap_or(0)
+}
 
-/// The dialer is primary after a failover. If this copy still thinks it is the primary (it was down, or cut
-/// off, during a forced failover), the newer epoch wins: this copy steps down and refuses writes from now on.
+/// Step down because the partner is primary with a newer history (it was promoted by a forced failover while
+/// this copy was down or cut off): from now on this copy refuses writes.
+async fn step_down_for(db: &Arc<Database>, peer: &str, stats: &Stats) -> Result<(), String> {
+    let d = db.clone();
+    blocking(move || {
+        d.fence_writes()?;
+        let r = d.demote();
+        d.unfence_writes();
+        r
+    })
+    .await?;
+    tracing::warn!(db = %db.name, peer = %peer, "stepped down: the partner became primary with a newer history (a forced failover)");
+    if let Ok(mut s) = stats.lock() {
+        s.role_changed = true;
+    }
+    Ok(())
+}
+
+/// The dialer offers its copy as primary. A copy here that is secondary (or absent) joins it. A copy here that
+/// is still primary steps down if the offer is newer; otherwise it answers with its own offer and stays primary.
 async fn accept_offer(
     inst: &Arc<Instance>,
     peer: &str,
     database: &str,
     theirs: &[(u64, u64)],
-    wr: &mut MirrorWriter,
+    rd: MirrorReader,
+    mut wr: MirrorWriter,
     stats: &Stats,
-) {
-    let Ok(db) = inst.database_any_state(database) else {
-        return; // no copy here: the session seeds one
+) -> Result<(), String> {
+    let primary_here = inst
+        .database_any_state(database)
+        .ok()
+        .filter(|d| d.role() == Role::Primary);
+    let Some(db) = primary_here else {
+        return secondary_session(inst, database, rd, wr, stats).await;
     };
-    if db.role() != Role::Primary {
-        return;
-    }
     let ours = db.timeline();
-    let newer = |h: &[(u64, u64)]| h.last().map(|(e, _)| *e >> 32).unwrap_or(0);
-    if newer(theirs) > newer(&ours) {
-        let d = db.clone();
-        let r = blocking(move || {
-            d.fence_writes()?;
-            let r = d.demote();
-            d.unfence_writes();
-            r
-        })
-        .await;
-        tracing::warn!(db = %database, peer = %peer, "stepped down: the partner became primary with a newer epoch (a forced failover)");
-        if let Ok(mut s) = stats.lock() {
-            s.role_changed = true;
-            s.last_error = r.err().map(|m| (50000, m));
-        }
-        return;
+    if promotions(theirs) > promotions(&ours) {
+        step_down_for(&db, peer, stats).await?;
+        return secondary_session(inst, database, rd, wr, stats).await;
     }
-    let message = format!("Both '{peer}' and this instance are primary for database '{database}', and this copy's history is the newer one. Make one of them secondary: ALTER AVAILABILITY GROUP [<dag>] SET (ROLE = SECONDARY) on the one whose changes are to be discarded.");
-    let _ = send(
-        wr,
-        &Message::Error {
-            number: ERR_BOTH_PRIMARY,
-            message: message.clone(),
+    send(
+        &mut wr,
+        &Message::Offer {
+            database: database.to_string(),
+            history: ours,
         },
     )
-    .await;
-    if let Ok(mut s) = stats.lock() {
-        s.last_error = Some((ERR_BOTH_PRIMARY, message));
+    .await?;
+    let mut rd = rd;
+    match recv(&mut rd).await? {
+        j @ Message::Join { .. } => primary_session(inst, peer, database, j, rd, wr, stats).await,
+        Message::Error { number, message } => {
+            if let Ok(mut s) = stats.lock() {
+                s.last_error = Some((number, message.clone()));
+            }
+            Err(message)
+        }
+        other => Err(format!("unexpected {other:?} in answer to an offer")),
     }
 }
 
@@ -673,6 +686,18 @@ pub async fn dial(
             match recv(&mut rd).await? {
                 j @ Message::Join { .. } => {
                     primary_session(&inst, &peer, database, j, rd, wr, &stats).await
+                }
+                Message::Offer { history, .. } => {
+                    if promotions(&history) > promotions(&db.timeline()) {
+                        step_down_for(&db, &peer, &stats).await?;
+                        secondary_session(&inst, database, rd, wr, &stats).await
+                    } else {
+                        let m = format!("Both '{peer}' and this instance are primary for database '{database}' with equally recent histories. Make one of them secondary: ALTER AVAILABILITY GROUP [<dag>] SET (ROLE = SECONDARY) on the one whose changes are to be discarded.");
+                        if let Ok(mut s) = stats.lock() {
+                            s.last_error = Some((41147, m.clone()));
+                        }
+                        Err(m)
+                    }
                 }
                 Message::Error { number, message } => {
                     if let Ok(mut s) = stats.lock() {

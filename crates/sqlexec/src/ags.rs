@@ -46,7 +46,7 @@ fn mode(m: Option<AvailabilityMode>) -> &'static str {
     }
 }
 
-fn failover(m: Option<FailoverMode>) -> &'static str {
+fn failover_mode(m: Option<FailoverMode>) -> &'static str {
     match m {
         Some(FailoverMode::Automatic) => "AUTOMATIC",
         Some(FailoverMode::External) => "EXTERNAL",
@@ -216,7 +216,7 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
                                     gid,
                                     r.name,
                                     r.availability_mode.map(|x| mode(Some(x))),
-                                    r.failover_mode.map(|x| failover(Some(x))),
+                                    r.failover_mode.map(|x| failover_mode(Some(x))),
                                     r.seeding_mode.map(|x| seeding(Some(x))),
                                     r.listener_url.clone().or(r.endpoint_url.clone())
                                 ],
@@ -233,16 +233,46 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
                             ));
                         }
                     }
+                    drop(m);
+                    // A live link switches between synchronous and asynchronous commit at once.
+                    if let Ok((_, d)) = dag_database(&server, &name.value) {
+                        refresh_mode(&server, &d, &link_stats(&server, &d));
+                    }
                 }
                 AgAction::ModifyReplica(r) => {
                     m.execute(
                         "UPDATE hadr_replicas SET availability_mode = coalesce(?3, availability_mode), failover_mode = coalesce(?4, failover_mode), seeding_mode = coalesce(?5, seeding_mode) WHERE group_id = ?1 AND replica_server_name = ?2 COLLATE NOCASE",
-                        params![gid, r.name, r.availability_mode.map(|x| mode(Some(x))), r.failover_mode.map(|x| failover(Some(x))), r.seeding_mode.map(|x| seeding(Some(x)))],
+                        params![gid, r.name, r.availability_mode.map(|x| mode(Some(x))), r.failover_mode.map(|x| failover_mode(Some(x))), r.seeding_mode.map(|x| seeding(Some(x)))],
                     )
                     .map_err(db)?;
                 }
-                AgAction::Failover | AgAction::ForceFailoverAllowDataLoss | AgAction::Set(_) => {
-                    return Err(SqlError::new(40000, 16, "Failover and role changes are not available in this milink build yet (issue: failover and migration)."));
+                AgAction::Failover => {
+                    drop(m);
+                    fail_over(&server, &name.value, Failover::Planned)?;
+                }
+                AgAction::ForceFailoverAllowDataLoss => {
+                    drop(m);
+                    fail_over(&server, &name.value, Failover::Forced)?;
+                }
+                AgAction::Set(opts) => {
+                    let role = opts
+                        .iter()
+                        .find(|o| o.name.eq_ignore_ascii_case("ROLE"))
+                        .and_then(|o| o.word())
+                        .map(|w| w.to_uppercase());
+                    match role.as_deref() {
+                        Some("SECONDARY") => {
+                            drop(m);
+                            step_down(&server, &name.value)?;
+                        }
+                        _ => {
+                            return Err(SqlError::new(
+                                40000,
+                                16,
+                                "ALTER AVAILABILITY GROUP … SET supports (ROLE = SECONDARY) here.",
+                            ))
+                        }
+                    }
                 }
                 _ => return Err(SqlError::new(
                     40000,
@@ -315,7 +345,7 @@ fn insert_replica(
             r.name,
             r.endpoint_url.clone().or(r.listener_url.clone()),
             mode(r.availability_mode),
-            failover(r.failover_mode),
+            failover_mode(r.failover_mode),
             seeding(r.seeding_mode),
             r.session_timeout.unwrap_or(10),
             is_local as i64,
@@ -359,12 +389,210 @@ pub async fn serve_link(server: Arc<Server>, conn: hadr::transport::MirrorConnec
                 format!("Database '{database}' is not part of a distributed availability group on '{}': create the availability group and the distributed availability group first.", s2.name),
             ));
         }
-        Ok(link_stats(&s2, database))
+        let stats = link_stats(&s2, database);
+        refresh_mode(&s2, database, &stats);
+        Ok(stats)
     })
     .await;
     if let Err(e) = r {
         tracing::warn!(peer = %peer, error = %e, "link session ended");
     }
+    after_session(&server);
+}
+
+/// After a session: a copy that changed role (failover) reverts its distributed groups to asynchronous
+/// commit, as the product does after a failover.
+fn after_session(server: &Arc<Server>) {
+    let changed: Vec<(String, Stats)> = server
+        .links
+        .lock()
+        .iter()
+        .filter(|(_, s)| s.lock().map(|s| s.role_changed).unwrap_or(false))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (database, stats) in changed {
+        if let Ok(mut s) = stats.lock() {
+            s.role_changed = false;
+        }
+        if let Err(e) = revert_to_async(server, &database) {
+            tracing::warn!(db = %database, error = %e.message, "cannot revert the link to asynchronous commit");
+        }
+        refresh_mode(server, &database, &stats);
+    }
+}
+
+/// The distributed group replicating `database` here: (group id, name).
+fn dag_of(server: &Server, database: &str) -> Result<Option<(String, String)>, SqlError> {
+    let m = server.inst.master();
+    m.execute_batch(SCHEMA).map_err(db)?;
+    m.query_row(
+        "SELECT group_id, name FROM hadr_groups WHERE is_distributed = 1 AND database_name = ?1 COLLATE NOCASE",
+        [database],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// Synchronous commit needs SYNCHRONOUS_COMMIT on both members of the distributed group (as in SQL Server);
+/// the live session follows the catalog.
+pub fn refresh_mode(server: &Server, database: &str, stats: &Stats) {
+    let Ok(Some((gid, _))) = dag_of(server, database) else {
+        return;
+    };
+    let m = server.inst.master();
+    let (sync, timeout): (bool, i64) = m
+        .query_row(
+            "SELECT min(availability_mode = 'SYNCHRONOUS_COMMIT'), max(session_timeout) FROM hadr_replicas WHERE group_id = ?1",
+            [&gid],
+            |r| Ok((r.get::<_, Option<bool>>(0)?.unwrap_or(false), r.get::<_, Option<i64>>(1)?.unwrap_or(10))),
+        )
+        .unwrap_or((false, 10));
+    if let Ok(mut s) = stats.lock() {
+        s.sync_mode = sync;
+        s.session_timeout = Some(std::time::Duration::from_secs(timeout.clamp(5, 3600) as u64));
+    }
+}
+
+fn revert_to_async(server: &Server, database: &str) -> Result<(), SqlError> {
+    if let Some((gid, _)) = dag_of(server, database)? {
+        server
+            .inst
+            .master()
+            .execute(
+                "UPDATE hadr_replicas SET availability_mode = 'ASYNCHRONOUS_COMMIT' WHERE group_id = ?1",
+                [&gid],
+            )
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// REST PATCH replicationMode: both members of the distributed group switch mode on this instance.
+pub fn set_replication_mode(server: &Server, dag: &str, sync: bool) -> Result<(), SqlError> {
+    let (gid, database) = dag_database(server, dag)?;
+    server
+        .inst
+        .master()
+        .execute(
+            "UPDATE hadr_replicas SET availability_mode = ?2 WHERE group_id = ?1",
+            params![
+                gid,
+                if sync {
+                    "SYNCHRONOUS_COMMIT"
+                } else {
+                    "ASYNCHRONOUS_COMMIT"
+                }
+            ],
+        )
+        .map_err(db)?;
+    refresh_mode(server, &database, &link_stats(server, &database));
+    Ok(())
+}
+
+/// A distributed group's id and database, or 15151 / 41194 for what is not one.
+fn dag_database(server: &Server, dag: &str) -> Result<(String, String), SqlError> {
+    let m = server.inst.master();
+    m.execute_batch(SCHEMA).map_err(db)?;
+    let gid = existing_group_id(&m, dag, "find")?;
+    let (dist, database): (i64, Option<String>) = m
+        .query_row(
+            "SELECT is_distributed, database_name FROM hadr_groups WHERE group_id = ?1",
+            [&gid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db)?;
+    match (dist, database) {
+        (1, Some(d)) => Ok((gid, d)),
+        _ => Err(SqlError::new(
+            41194,
+            16,
+            format!("'{dag}' is not a distributed availability group replicating a database: with CLUSTER_TYPE = NONE, fail over the distributed availability group of the link."),
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failover {
+    /// No data loss: the partner must be (or, from REST, become) synchronized.
+    Planned,
+    /// From REST: planned, switching to synchronous commit first as the product does.
+    PlannedSwitchingToSync,
+    /// FORCE_FAILOVER_ALLOW_DATA_LOSS, on the secondary: it becomes primary at what it has hardened.
+    Forced,
+}
+
+/// Fail the distributed group over to this instance's partner (planned, run on either side) or to this
+/// instance (forced, run on the secondary).
+pub fn fail_over(server: &Arc<Server>, dag: &str, kind: Failover) -> Result<(), SqlError> {
+    let (_, database) = dag_database(server, dag)?;
+    let d = server
+        .inst
+        .database_any_state(&database)
+        .map_err(engine_err_sql)?;
+    let stats = link_stats(server, &database);
+    if kind == Failover::Forced {
+        if d.role() == engine::database::Role::Primary {
+            return Err(SqlError::new(
+                41122,
+                16,
+                format!("Cannot force a failover of availability group '{dag}' to this instance: its database '{database}' is already the primary here."),
+            ));
+        }
+        if d.control().consistent_at.is_some() {
+            return Err(SqlError::new(
+                41142,
+                16,
+                format!("Database '{database}' is still being seeded on this instance and has no consistent copy to fail over to."),
+            ));
+        }
+        d.promote().map_err(engine_err_sql)?;
+        let lsn = d.log().durable_lsn();
+        tracing::warn!(db = %database, dag, lsn, "forced failover: this copy is primary from LSN {}; anything the former primary committed after LSN {lsn} is not here", lsn + 1);
+        if let Ok(mut s) = stats.lock() {
+            s.role_changed = true;
+        }
+        // The session still attached to the former primary ends at its next message; the link task then
+        // offers this copy to the former primary when it is back.
+        after_session(server);
+        return Ok(());
+    }
+    hadr::link::request_failover(
+        &stats,
+        kind == Failover::Planned,
+        std::time::Duration::from_secs(60),
+    )
+    .map_err(|(n, m)| SqlError::new(n, 16, m))?;
+    if let Ok(mut s) = stats.lock() {
+        s.role_changed = true;
+    }
+    after_session(server);
+    Ok(())
+}
+
+/// SET (ROLE = SECONDARY): this copy stops taking writes and waits to be offered the partner's history.
+pub fn step_down(server: &Arc<Server>, dag: &str) -> Result<(), SqlError> {
+    let (_, database) = dag_database(server, dag)?;
+    let d = server
+        .inst
+        .database_any_state(&database)
+        .map_err(engine_err_sql)?;
+    if d.role() == engine::database::Role::Secondary {
+        return Err(SqlError::new(
+            41146,
+            16,
+            format!("Database '{database}' of availability group '{dag}' is already SECONDARY on this instance."),
+        ));
+    }
+    d.fence_writes().map_err(engine_err_sql)?;
+    let r = d.demote();
+    d.unfence_writes();
+    r.map_err(engine_err_sql)?;
+    if let Ok(mut s) = link_stats(server, &database).lock() {
+        s.role_changed = true;
+    }
+    after_session(server);
+    Ok(())
 }
 
 /// Rows of the HADR views.
@@ -527,9 +755,17 @@ pub fn rows(server: &Arc<Server>, key: &str) -> Result<Vec<Vec<Value>>, SqlError
                     ]);
                     continue;
                 }
-                // Live state: the local replica is the primary; a remote member shows its link.
+                // Live state: the local replica has its database's role, the remote member the other one; the
+                // remote member shows its link.
+                let primary_here = database
+                    .as_deref()
+                    .and_then(|d| server.inst.database_any_state(d).ok())
+                    .map(|d| d.role() == engine::database::Role::Primary)
+                    .unwrap_or(true);
+                let local_role = if primary_here { "PRIMARY" } else { "SECONDARY" };
+                let remote_role = if primary_here { "SECONDARY" } else { "PRIMARY" };
                 let (role, connected, err) = if local != 0 {
-                    ("PRIMARY", true, None)
+                    (local_role, true, None)
                 } else {
                     let live = database
                         .as_deref()
@@ -548,7 +784,7 @@ pub fn rows(server: &Arc<Server>, key: &str) -> Result<Vec<Vec<Value>>, SqlError
                         let e = h.errors().last()?;
                         Some((e.number, e.message))
                     });
-                    ("SECONDARY", connected, err)
+                    (remote_role, connected, err)
                 };
                 let _ = dist;
                 out.push(vec![
@@ -621,15 +857,15 @@ pub fn rows(server: &Arc<Server>, key: &str) -> Result<Vec<Vec<Value>>, SqlError
                 } else {
                     0
                 };
-                let state = if local != 0 {
-                    if d.control().consistent_at.is_some() {
-                        "INITIALIZING"
-                    } else {
-                        "SYNCHRONIZED"
-                    }
+                // As SQL Server shows them: the primary's own copy is SYNCHRONIZED; a secondary is SYNCHRONIZED
+                // only while synchronous commit is in force, else SYNCHRONIZING (asynchronous commit never is).
+                let state = if local != 0 && d.control().consistent_at.is_some() {
+                    "INITIALIZING"
+                } else if local != 0 && primary_here {
+                    "SYNCHRONIZED"
                 } else if !s.connected {
                     "NOT SYNCHRONIZING"
-                } else if hardened >= end {
+                } else if s.synchronized || (local != 0 && s.sync_mode) {
                     "SYNCHRONIZED"
                 } else {
                     "SYNCHRONIZING"
@@ -811,6 +1047,7 @@ pub fn join_distributed_group(
     drop(m);
     let stats = link_stats(server, database);
     let (inst, db_name, dag_name) = (server.inst.clone(), database.to_string(), dag.to_string());
+    let server2 = server.clone();
     let task = runtime.spawn(async move {
         let errors = hadr::transport::ConnectErrorLog::default();
         loop {
@@ -824,10 +1061,12 @@ pub fn join_distributed_group(
                     continue;
                 }
             };
+            refresh_mode(&server2, &db_name, &stats);
             let r = hadr::link::dial(inst.clone(), &settings, &errors, &host, addr, &db_name, stats.clone()).await;
             if let Err(e) = r {
-                tracing::warn!(dag = %dag_name, error = %e, "link to the primary ended; reconnecting");
+                tracing::warn!(dag = %dag_name, error = %e, "link to the partner ended; reconnecting");
             }
+            after_session(&server2);
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     });
@@ -885,14 +1124,8 @@ pub fn resume_joins(
     };
     let mut n = 0;
     for (dag, database, primary_ag, local_ag, endpoint) in joins {
-        // Only groups whose database is (or is becoming) a secondary here: on SQL Server's side the local
-        // member is the primary and the managed instance connects to us instead.
-        let secondary = server
-            .inst
-            .database_any_state(&database)
-            .map(|d| d.role() == engine::database::Role::Secondary)
-            .unwrap_or(true);
-        if secondary {
+        // The managed instance always dials, whichever side is primary now.
+        {
             join_distributed_group(
                 server,
                 runtime,

@@ -67,6 +67,18 @@ fn views() -> Vec<View> {
                 ("log_space_in_bytes_since_last_backup", BigInt),
             ],
         },
+        // milink's proof of byte identity: equal checksums at equal LSNs on both replicas.
+        View {
+            key: "sys.dm_db_replica_checksum",
+            schema: "temp",
+            cols: vec![
+                ("database_id", Int),
+                ("database_name", SysName),
+                ("lsn", nv(24)),
+                ("page_count", Int),
+                ("checksum", nv(64)),
+            ],
+        },
         View {
             key: "sys.dm_db_log_stats",
             schema: "temp",
@@ -536,6 +548,21 @@ fn rows_for(conn: &mut Conn, key: &str) -> Result<Vec<Vec<Value>>, SqlError> {
                 Err(_) => vec![],
             }
         }
+        "sys.dm_db_replica_checksum" => inst
+            .open_databases()
+            .into_iter()
+            .filter(|d| d.control().consistent_at.is_none())
+            .filter_map(|d| {
+                let (lsn, pages, sum) = hadr::identity::page_checksum(&d).ok()?;
+                Some(vec![
+                    Value::Int(d.id),
+                    text(&d.name),
+                    text(&engine::lsn_numeric(lsn)),
+                    Value::Int(pages as i32),
+                    text(&sum),
+                ])
+            })
+            .collect(),
         "sys.dm_db_log_stats" => inst
             .open_databases()
             .into_iter()

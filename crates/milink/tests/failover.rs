@@ -1,0 +1,477 @@
+//! Failover and migration with real processes: a ledger workload (transfers between accounts, every
+//! acknowledged transfer recorded by id) runs against whichever instance is primary while the link fails over
+//! (planned, and back), or while the primary is killed and the managed instance is forced to take over. The
+//! ledger must stay balanced, every acknowledged transfer must survive where the rules say it must, and the
+//! replicas must end byte-identical (sys.dm_db_replica_checksum at equal LSNs).
+
+mod common;
+
+use common::{free_port, rows, wait_listening, Proc};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+const SA: &str = "Ledger!Passw0rd";
+const TOKEN: &str = "failover-token";
+const SUB: &str = "11111111-2222-3333-4444-555555555555";
+const MI: &str = "managedinstance1";
+const MI_FQDN: &str = "managedinstance1.milink.local";
+const ACCOUNTS: i64 = 20;
+const OPENING: i64 = 1_000_000;
+
+fn sql(port: u16, batch: &str) -> String {
+    common::sql(port, SA, batch)
+}
+
+fn try_sql(port: u16, batch: &str) -> Result<String, String> {
+    common::try_sql(port, SA, batch)
+}
+
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: management.azure.com\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    (status, body.to_string())
+}
+
+/// Two instances linked as the seed links them, with a ledger database seeded to the managed instance.
+struct Linked {
+    sql_dir: tempfile::TempDir,
+    _mi_dir: tempfile::TempDir,
+    sql: Option<Proc>,
+    _mi: Proc,
+    sql_port: u16,
+    mi_port: u16,
+    mgmt_port: u16,
+}
+
+fn start_sql(dir: &std::path::Path, port: u16) -> Proc {
+    let mut p = common::serve(
+        dir,
+        &[
+            "--name",
+            "sqlserver1",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        SA,
+        TOKEN,
+    );
+    assert!(wait_listening(&mut p, port), "SQL Server did not start");
+    p
+}
+
+impl Linked {
+    fn base(&self) -> String {
+        format!("/subscriptions/{SUB}/resourceGroups/rg-ledger/providers/Microsoft.Sql/managedInstances/{MI}")
+    }
+
+    fn kill_sql(&mut self) {
+        if let Some(mut p) = self.sql.take() {
+            p.0.kill().unwrap();
+            p.0.wait().unwrap();
+        }
+    }
+
+    fn restart_sql(&mut self) {
+        assert!(self.sql.is_none());
+        self.sql = Some(start_sql(self.sql_dir.path(), self.sql_port));
+    }
+}
+
+fn linked() -> Linked {
+    let sql_dir = tempfile::tempdir().unwrap();
+    let mi_dir = tempfile::tempdir().unwrap();
+    let (sql_port, mi_port, mgmt_port, mi_mirror, ep) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let sqlp = start_sql(sql_dir.path(), sql_port);
+    let mut mip = common::serve(
+        mi_dir.path(),
+        &[
+            "--managed",
+            "--name",
+            MI,
+            "--host",
+            MI_FQDN,
+            "--listen",
+            &format!("127.0.0.1:{mi_port}"),
+            "--mirror-listen",
+            &format!("127.0.0.1:{mi_mirror}"),
+            "--mgmt-listen",
+            &format!("127.0.0.1:{mgmt_port}"),
+            "--subscription",
+            SUB,
+            "--resource-group",
+            "rg-ledger",
+        ],
+        SA,
+        TOKEN,
+    );
+    assert!(wait_listening(&mut mip, mi_port) && wait_listening(&mut mip, mgmt_port));
+    let l = Linked {
+        sql_dir,
+        _mi_dir: mi_dir,
+        sql: Some(sqlp),
+        _mi: mip,
+        sql_port,
+        mi_port,
+        mgmt_port,
+    };
+    let s = sql_port;
+    // Trust, both ways.
+    sql(
+        s,
+        "CREATE MASTER KEY ENCRYPTION BY PASSWORD = 'Str0ng!MasterKey#2026'",
+    );
+    sql(s, "CREATE CERTIFICATE [Cert_sqlserver1_endpoint] WITH SUBJECT = 'Certificate for Cert_sqlserver1_endpoint', EXPIRY_DATE = '03/30/2035'");
+    let blob = rows(&sql(
+        s,
+        "SELECT CERTENCODED(CERT_ID(N'Cert_sqlserver1_endpoint')) AS k",
+    ))[0][0]
+        .clone();
+    let (st, body) = http(
+        mgmt_port,
+        "POST",
+        &format!(
+            "{}/hybridCertificate?api-version=2020-11-01-preview",
+            l.base()
+        ),
+        &format!("{{\"properties\":{{\"PublicBlob\":\"{blob}\"}}}}"),
+    );
+    assert_eq!(st, 200, "{body}");
+    let mi_cert = rows(&sql(
+        mi_port,
+        "EXEC sp_get_endpoint_certificate @endpoint_type = 4",
+    ))[0][0]
+        .clone();
+    sql(
+        s,
+        &format!("CREATE CERTIFICATE [{MI_FQDN}] FROM BINARY = {mi_cert}"),
+    );
+    sql(s, &format!("CREATE ENDPOINT database_mirroring_endpoint STATE=STARTED AS TCP (LISTENER_PORT={ep}, LISTENER_IP = ALL) FOR DATABASE_MIRRORING (ROLE=ALL, AUTHENTICATION = CERTIFICATE [Cert_sqlserver1_endpoint], ENCRYPTION = REQUIRED ALGORITHM AES)"));
+    // The ledger.
+    sql(s, "CREATE DATABASE Ledger");
+    sql(s, "USE Ledger; CREATE TABLE accounts(id INT PRIMARY KEY, balance BIGINT NOT NULL); CREATE TABLE transfers(id BIGINT PRIMARY KEY, src INT NOT NULL, dst INT NOT NULL, amount BIGINT NOT NULL)");
+    let values: Vec<String> = (1..=ACCOUNTS)
+        .map(|i| format!("({i}, {OPENING})"))
+        .collect();
+    sql(
+        s,
+        &format!(
+            "USE Ledger; INSERT INTO accounts VALUES {}",
+            values.join(", ")
+        ),
+    );
+    sql(s, "ALTER DATABASE Ledger SET RECOVERY FULL");
+    sql(
+        s,
+        &format!(
+            "BACKUP DATABASE Ledger TO DISK = '{}/ledger.bak' WITH INIT",
+            l.sql_dir.path().display()
+        ),
+    );
+    sql(s, &format!("CREATE AVAILABILITY GROUP [AG_Ledger] WITH (CLUSTER_TYPE = NONE) FOR DATABASE [Ledger] REPLICA ON 'sqlserver1' WITH (ENDPOINT_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = SYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC)"));
+    sql(s, &format!("CREATE AVAILABILITY GROUP [DAG_Ledger] WITH (DISTRIBUTED) AVAILABILITY GROUP ON N'AG_Ledger' WITH (LISTENER_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC, SESSION_TIMEOUT = 10), N'{MI}' WITH (LISTENER_URL = 'tcp://{MI_FQDN}:5022;Server=[{MI}]', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC)"));
+    let (st, body) = http(
+        mgmt_port,
+        "PUT",
+        &format!("{}/distributedAvailabilityGroups/DAG_Ledger?api-version=2021-05-01-preview", l.base()),
+        &format!("{{\"properties\":{{\"TargetDatabase\":\"Ledger\",\"SourceEndpoint\":\"TCP://127.0.0.1:{ep}\",\"PrimaryAvailabilityGroupName\":\"AG_Ledger\",\"SecondaryAvailabilityGroupName\":\"{MI}\",}}}}"),
+    );
+    assert!(matches!(st, 200 | 201 | 202), "{st} {body}");
+    wait_for(
+        Duration::from_secs(60),
+        "the managed instance to hold the ledger",
+        || {
+            try_sql(mi_port, "USE Ledger; SELECT count(*) FROM accounts")
+                .map(|o| {
+                    rows(&o)
+                        .first()
+                        .is_some_and(|r| r[0] == ACCOUNTS.to_string())
+                })
+                .unwrap_or(false)
+        },
+    );
+    l
+}
+
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The state of the ledger's copy on one instance: its role and synchronization as the HADR views show them.
+fn replica_state(port: u16) -> (String, String) {
+    let out = sql(port, "SELECT CASE WHEN is_primary_replica = 1 THEN 'PRIMARY' ELSE 'SECONDARY' END, synchronization_state_desc FROM sys.dm_hadr_database_replica_states WHERE is_local = 1");
+    let r = rows(&out);
+    (r[0][0].clone(), r[0][1].clone())
+}
+
+fn remote_state(port: u16) -> String {
+    let out = sql(port, "SELECT synchronization_state_desc FROM sys.dm_hadr_database_replica_states WHERE is_local = 0");
+    rows(&out)[0][0].clone()
+}
+
+/// Transfers between accounts, each one transaction with a fresh id, against whichever port is primary.
+struct Ledger {
+    primary: Arc<AtomicU16>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<i64>>>,
+    attempted: Arc<Mutex<BTreeSet<i64>>>,
+    next_id: Arc<AtomicU64>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Ledger {
+    fn start(port: u16, workers: usize) -> Ledger {
+        let mut l = Ledger {
+            primary: Arc::new(AtomicU16::new(port)),
+            stop: Arc::new(AtomicBool::new(false)),
+            acked: Default::default(),
+            attempted: Default::default(),
+            next_id: Arc::new(AtomicU64::new(1)),
+            workers: Vec::new(),
+        };
+        for w in 0..workers {
+            let (primary, stop, acked, attempted, next) = (
+                l.primary.clone(),
+                l.stop.clone(),
+                l.acked.clone(),
+                l.attempted.clone(),
+                l.next_id.clone(),
+            );
+            l.workers.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(worker(w as u64, primary, stop, acked, attempted, next));
+            }));
+        }
+        l
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn wait_acked(&self, more_than: usize) {
+        wait_for(Duration::from_secs(60), "acknowledged transfers", || {
+            self.acked() > more_than
+        });
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.workers.drain(..) {
+            w.join().unwrap();
+        }
+    }
+}
+
+async fn worker(
+    w: u64,
+    primary: Arc<AtomicU16>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<i64>>>,
+    attempted: Arc<Mutex<BTreeSet<i64>>>,
+    next: Arc<AtomicU64>,
+) {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (w + 1);
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    while !stop.load(Ordering::SeqCst) {
+        let port = primary.load(Ordering::SeqCst);
+        let mut cfg = tiberius::Config::new();
+        cfg.host("127.0.0.1");
+        cfg.port(port);
+        cfg.authentication(tiberius::AuthMethod::sql_server("sa", SA));
+        cfg.database("Ledger");
+        cfg.encryption(tiberius::EncryptionLevel::Off);
+        cfg.trust_cert();
+        let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(mut client) = tiberius::Client::connect(cfg, tcp.compat_write()).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        while !stop.load(Ordering::SeqCst) && primary.load(Ordering::SeqCst) == port {
+            let id = next.fetch_add(1, Ordering::SeqCst) as i64;
+            let a = (rnd() % ACCOUNTS as u64) as i64 + 1;
+            let b = (a % ACCOUNTS) + 1;
+            let amount = (rnd() % 100) as i64 + 1;
+            attempted.lock().unwrap().insert(id);
+            let batch = format!("SET XACT_ABORT ON; BEGIN TRAN; UPDATE accounts SET balance = balance - {amount} WHERE id = {a}; UPDATE accounts SET balance = balance + {amount} WHERE id = {b}; INSERT INTO transfers(id, src, dst, amount) VALUES ({id}, {a}, {b}, {amount}); COMMIT TRAN;");
+            let r = match client.simple_query(batch).await {
+                Ok(s) => s.into_results().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => {
+                    acked.lock().unwrap().insert(id);
+                }
+                Err(tiberius::error::Error::Server(e)) if e.code() == 3906 => {
+                    // This instance is a secondary now: wait for the test to point us at the new primary.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(tiberius::error::Error::Server(_)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(_) => break, // connection lost: reconnect
+            }
+        }
+    }
+}
+
+/// The ledger as one instance holds it: the transfer ids, and whether the books balance.
+fn books(port: u16) -> (BTreeSet<i64>, i64) {
+    let total = rows(&sql(port, "USE Ledger; SELECT sum(balance) FROM accounts"))[0][0]
+        .parse::<i64>()
+        .unwrap();
+    let ids = rows(&sql(
+        port,
+        "USE Ledger; SELECT id FROM transfers ORDER BY id",
+    ))
+    .into_iter()
+    .map(|r| r[0].parse::<i64>().unwrap())
+    .collect();
+    // Every transfer moved its amount from one account to another: the balances must match them exactly.
+    let per_account = rows(&sql(port, "USE Ledger; SELECT a.id, a.balance - (SELECT coalesce(sum(amount), 0) FROM transfers t WHERE t.dst = a.id) + (SELECT coalesce(sum(amount), 0) FROM transfers t WHERE t.src = a.id) FROM accounts a"));
+    for r in per_account {
+        assert_eq!(
+            r[1],
+            OPENING.to_string(),
+            "account {} does not match its transfers",
+            r[0]
+        );
+    }
+    (ids, total)
+}
+
+/// Wait until both replicas report the same checksum at the same LSN.
+fn assert_identical(a: u16, b: u16) {
+    let q = "SELECT lsn, page_count, checksum FROM sys.dm_db_replica_checksum WHERE database_name = N'Ledger'";
+    let mut last = (String::new(), String::new());
+    let t = Instant::now();
+    loop {
+        let x = sql(a, q);
+        let y = sql(b, q);
+        if rows(&x) == rows(&y) && !rows(&x).is_empty() {
+            return;
+        }
+        last = (x, y);
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "replicas differ:\n{}\n{}",
+            last.0,
+            last.1
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn set_sync(port: u16, sync: bool) {
+    let mode = if sync {
+        "SYNCHRONOUS_COMMIT"
+    } else {
+        "ASYNCHRONOUS_COMMIT"
+    };
+    let (a, b) = ("AG_Ledger", MI);
+    sql(port, &format!("ALTER AVAILABILITY GROUP [DAG_Ledger] MODIFY AVAILABILITY GROUP ON N'{a}' WITH (AVAILABILITY_MODE = {mode}), N'{b}' WITH (AVAILABILITY_MODE = {mode})"));
+}
+
+#[test]
+fn planned_failover_and_failback_under_load_lose_and_duplicate_nothing() {
+    let l = linked();
+    let (s, m) = (l.sql_port, l.mi_port);
+    let mut ledger = Ledger::start(s, 4);
+    ledger.wait_acked(200);
+
+    // A planned failover is refused until the partner is synchronized.
+    let e = try_sql(s, "ALTER AVAILABILITY GROUP [DAG_Ledger] FAILOVER").unwrap_err();
+    assert!(e.contains("41142") && e.contains("SYNCHRONIZED"), "{e}");
+    // The documented switch to synchronous commit, then wait for SYNCHRONIZED.
+    set_sync(s, true);
+    wait_for(Duration::from_secs(30), "SYNCHRONIZED", || {
+        remote_state(s) == "SYNCHRONIZED"
+    });
+    let before = ledger.acked();
+    let t = Instant::now();
+    sql(s, "ALTER AVAILABILITY GROUP [DAG_Ledger] FAILOVER");
+    eprintln!("planned failover took {:?}", t.elapsed());
+    ledger.primary.store(m, Ordering::SeqCst);
+    assert_eq!(replica_state(m).0, "PRIMARY");
+    assert_eq!(replica_state(s).0, "SECONDARY");
+    // The former primary refuses writes, and the mode reverted to asynchronous on both sides.
+    let e = try_sql(
+        s,
+        "USE Ledger; UPDATE accounts SET balance = balance WHERE id = 1",
+    )
+    .unwrap_err();
+    assert!(e.contains("3906"), "{e}");
+    for p in [s, m] {
+        let modes = sql(p, "SELECT DISTINCT r.availability_mode_desc FROM sys.availability_replicas r JOIN sys.availability_groups g ON g.group_id = r.group_id WHERE g.name = N'DAG_Ledger'");
+        assert_eq!(
+            rows(&modes),
+            vec![vec!["ASYNCHRONOUS_COMMIT".to_string()]],
+            "{modes}"
+        );
+    }
+    // Writes continue on the managed instance and replicate back to SQL Server.
+    ledger.wait_acked(before + 200);
+
+    // Fail back the same way, asked on the secondary side this time.
+    set_sync(m, true);
+    wait_for(Duration::from_secs(30), "SYNCHRONIZED", || {
+        remote_state(m) == "SYNCHRONIZED"
+    });
+    sql(s, "ALTER AVAILABILITY GROUP [DAG_Ledger] FAILOVER");
+    ledger.primary.store(s, Ordering::SeqCst);
+    assert_eq!(replica_state(s).0, "PRIMARY");
+    assert_eq!(replica_state(m).0, "SECONDARY");
+    let before = ledger.acked();
+    ledger.wait_acked(before + 200);
+    ledger.stop();
+
+    let (ids, total) = books(s);
+    assert_eq!(total, ACCOUNTS * OPENING, "the books do not balance");
+    let acked = ledger.acked.lock().unwrap().clone();
+    let attempted = ledger.attempted.lock().unwrap().clone();
+    let lost: Vec<_> = acked.difference(&ids).collect();
+    assert!(lost.is_empty(), "acknowledged transfers lost: {lost:?}");
+    assert!(ids.is_subset(&attempted), "transfers nobody made");
+    assert_identical(s, m);
+    let (mi_ids, _) = books(m);
+    assert_eq!(mi_ids, ids);
+}
