@@ -850,19 +850,27 @@ impl Database {
     }
 
     /// Redo blocks that were logged elsewhere (RESTORE LOG, a secondary's redo): log them under their original
-    /// LSNs, wait for that to be durable, then apply them. A database still being seeded is not yet a valid SQLite
+    /// LSNs ([`Self::harden`]), then apply them ([`Self::apply_hardened`]). A database still being seeded is not yet a valid SQLite
     /// file, so its blocks go straight into the file; once redo passes the seeding's consistency point the
     /// database opens for readers and later blocks apply live, as one SQLite transaction per call.
     pub fn redo(&self, blocks: Vec<Block>) -> Result<()> {
+        self.harden(&blocks)?;
+        self.apply_hardened(blocks)
+    }
+
+    /// First half of redo: make the blocks durable in this copy's own log under their LSNs (a synchronous
+    /// secondary acknowledges at this point, as SQL Server's does; recovery redoes them if the apply is lost).
+    /// Returns the last LSN hardened.
+    pub fn harden(&self, blocks: &[Block]) -> Result<u64> {
         if blocks.is_empty() {
-            return Ok(());
+            return Ok(self.log.durable_lsn());
         }
         let never = AtomicBool::new(false);
         self.writer.acquire(ENGINE_WRITER, None, &never)?;
         let res = (|| {
             // A block from a newer epoch (the primary failed over) extends this copy's timeline first.
             let mut epoch = self.control.lock().epoch;
-            for b in &blocks {
+            for b in blocks {
                 if b.epoch != epoch && b.epoch != 0 {
                     self.update_control(|c| {
                         let mut h = c.timeline();
@@ -875,10 +883,24 @@ impl Database {
                 }
             }
             let mut last = 0;
-            for b in &blocks {
+            for b in blocks {
                 last = self.log.append_external(b.clone())?;
             }
             self.log.wait_durable(last)?;
+            Ok(last)
+        })();
+        self.writer.release(ENGINE_WRITER);
+        res
+    }
+
+    /// Second half of redo: apply hardened blocks to the database, in LSN order.
+    pub fn apply_hardened(&self, blocks: Vec<Block>) -> Result<()> {
+        let Some(last) = blocks.last().map(|b| b.lsn) else {
+            return Ok(());
+        };
+        let never = AtomicBool::new(false);
+        self.writer.acquire(ENGINE_WRITER, None, &never)?;
+        let res = (|| {
             let c = self.control();
             if c.consistent_at.is_some() {
                 apply::redo_into_file(&self.db_path, c.page_size, blocks.into_iter().map(Ok))?;

@@ -324,17 +324,16 @@ async fn primary_session(
     // controller below.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Message>(16);
     let reader = {
-        let (shipper, stats, db) = (shipper.clone(), stats.clone(), db.clone());
+        let acker = shipper.lock().map_err(e)?.acker();
+        let (stats, db) = (stats.clone(), db.clone());
         tokio::spawn(async move {
             while let Ok(m) = recv(&mut rd).await {
                 match m {
                     Message::Ack {
                         hardened, redone, ..
                     } => {
-                        if let Ok(s) = shipper.lock() {
-                            s.acknowledge(hardened);
-                        }
                         db.replica_hardened(hardened);
+                        acker.acknowledge(hardened);
                         if let Ok(mut st) = stats.lock() {
                             st.last_hardened_lsn = hardened;
                             st.last_redone_lsn = redone;
@@ -374,6 +373,8 @@ async fn primary_session(
         })
     };
     let mut removed = false;
+    let mut shipping = shipping;
+    let mut shipped = false;
     let result = loop {
         let incoming = tokio::select! {
             m = ctl_rx.recv() => match m {
@@ -383,7 +384,13 @@ async fn primary_session(
             _ = tokio::time::sleep(Duration::from_millis(20)) => None,
         };
         if shipping.is_finished() {
-            break Err(format!("shipping log to '{peer}' stopped"));
+            let why = match (&mut shipping).await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => "stopped".into(),
+                Err(e) => e.to_string(),
+            };
+            shipped = true;
+            break Err(format!("shipping log to '{peer}' failed: {why}"));
         }
         if stats.lock().map(|s| s.removed).unwrap_or(false) {
             removed = true;
@@ -427,10 +434,13 @@ async fn primary_session(
     stop.store(true, Ordering::SeqCst);
     reader.abort();
     let _ = reader.await;
-    let _ = shipping.await;
+    if !shipped {
+        let _ = shipping.await;
+    }
     db.disable_sync_commit();
-    if removed {
-        // Only now that no ack can renew it: the removed replica no longer holds the log.
+    if removed || db.role() != Role::Primary {
+        // Only now that no ack can renew it: a removed replica, or one this copy no longer serves as primary
+        // (it failed over), no longer holds the log.
         let (db, hold) = (db.clone(), format!("replica:{peer}"));
         blocking(move || db.release_log(&hold)).await?;
     }
@@ -780,16 +790,21 @@ async fn secondary_loop(
     let mut chunks = 0u32;
     let mut pending: Option<std::sync::mpsc::SyncSender<Result<(), (i32, String)>>> = None;
     loop {
+        // Checked on every turn: under a steady stream of log the timer below would never fire.
+        let asked = stats.lock().ok().and_then(|mut s| s.request.take());
+        if let Some(r) = asked {
+            send(
+                wr,
+                &Message::FailoverRequest {
+                    require_synchronized: r.require_synchronized,
+                },
+            )
+            .await?;
+            pending = Some(r.reply);
+        }
         let m = tokio::select! {
             m = rx.recv() => m.ok_or("the link closed")??,
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {
-                let asked = stats.lock().ok().and_then(|mut s| s.request.take());
-                if let Some(r) = asked {
-                    send(wr, &Message::FailoverRequest { require_synchronized: r.require_synchronized }).await?;
-                    pending = Some(r.reply);
-                }
-                continue;
-            }
+            _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
         };
         match m {
             Message::SeedBegin {
@@ -850,9 +865,24 @@ async fn secondary_loop(
                 if t.role() == Role::Primary {
                     return Err(format!("database '{}' is primary here now (a forced failover): it takes no more log from the former primary", t.name));
                 }
-                let hardened = blocking(move || shipping::apply(&t, &blocks)).await?;
+                // Acknowledge once hardened (a synchronous primary waits for exactly that), then redo.
+                let t2 = t.clone();
+                let (hardened, blocks) = blocking(move || shipping::harden(&t2, &blocks)).await?;
+                let redone = stats.lock().map(|s| s.last_redone_lsn).unwrap_or(0);
                 if let Ok(mut s) = stats.lock() {
                     s.last_hardened_lsn = hardened;
+                }
+                send(
+                    wr,
+                    &Message::Ack {
+                        hardened,
+                        redone,
+                        next_page: 0,
+                    },
+                )
+                .await?;
+                blocking(move || t.apply_hardened(blocks)).await?;
+                if let Ok(mut s) = stats.lock() {
                     s.last_redone_lsn = hardened;
                 }
                 send(

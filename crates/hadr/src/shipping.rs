@@ -3,7 +3,7 @@
 //! The primary keeps its log from the replica's hardened LSN on, so a stalled replica holds the log
 //! (9002 AVAILABILITY_REPLICA) instead of losing its place.
 
-use engine::log::format::decode_block;
+use engine::log::format::{decode_block, Block};
 use engine::{Database, Result, SqlError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +57,15 @@ impl LogShipper {
 
     /// The replica hardened everything up to `hardened`: the log before it may be truncated.
     pub fn acknowledge(&self, hardened: u64) {
-        self.db.hold_log(&self.hold, hardened + 1);
+        self.acker().acknowledge(hardened);
+    }
+
+    /// Acknowledges from another task without waiting for this shipper (which may be waiting for new log).
+    pub fn acker(&self) -> Acker {
+        Acker {
+            db: self.db.clone(),
+            hold: self.hold.clone(),
+        }
     }
 
     /// The replica is gone: stop holding log for it.
@@ -66,8 +74,29 @@ impl LogShipper {
     }
 }
 
+/// Releases the primary's log as a replica hardens it.
+#[derive(Clone)]
+pub struct Acker {
+    db: Arc<Database>,
+    hold: String,
+}
+
+impl Acker {
+    pub fn acknowledge(&self, hardened: u64) {
+        self.db.hold_log(&self.hold, hardened + 1);
+    }
+}
+
 /// Secondary: harden and redo shipped blocks. Returns the last LSN applied.
 pub fn apply(target: &Database, raw: &[Vec<u8>]) -> Result<u64> {
+    let (_, blocks) = harden(target, raw)?;
+    target.apply_hardened(blocks)?;
+    Ok(target.log().durable_lsn())
+}
+
+/// Secondary: decode shipped blocks and make them durable in the local log (what a synchronous primary waits
+/// for). Returns the hardened LSN and the blocks still to apply.
+pub fn harden(target: &Database, raw: &[Vec<u8>]) -> Result<(u64, Vec<Block>)> {
     let ps = target.control().page_size;
     let mut blocks = Vec::with_capacity(raw.len());
     let mut next = target.log().durable_lsn() + 1;
@@ -90,6 +119,6 @@ pub fn apply(target: &Database, raw: &[Vec<u8>]) -> Result<u64> {
         next += 1;
         blocks.push(b);
     }
-    target.redo(blocks)?;
-    Ok(target.log().durable_lsn())
+    let hardened = target.harden(&blocks)?;
+    Ok((hardened, blocks))
 }

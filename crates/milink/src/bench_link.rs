@@ -185,6 +185,7 @@ fn raw_copy(path: &std::path::Path, dest: &std::path::Path) -> Result<f64> {
 struct Running {
     rt: tokio::runtime::Runtime,
     secondary_stats: Stats,
+    primary_stats: Stats,
 }
 
 fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
@@ -199,6 +200,8 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
         IdentitySource::Certificate("Cert_bench".into()),
     );
     let inst = sql.inst.clone();
+    let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
+    let pstats = primary_stats.clone();
     let addr = rt.block_on(async move {
         let mut ep = Endpoint::start(
             "127.0.0.1:0".parse().expect("addr"),
@@ -208,7 +211,7 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
         .await
         .map_err(|x| anyhow::anyhow!("{x}"))?;
         let addr = ep.local_addr();
-        let stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
+        let stats = pstats;
         tokio::spawn(async move {
             while let Some(conn) = ep.accept().await {
                 let (inst, stats) = (inst.clone(), stats.clone());
@@ -242,6 +245,7 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
     Ok(Running {
         rt,
         secondary_stats,
+        primary_stats,
     })
 }
 
@@ -284,7 +288,7 @@ pub fn run(quick: bool) -> Result<()> {
     let dur = Duration::from_secs(if quick { 2 } else { 6 });
     let tmp = tempfile::tempdir()?;
 
-    // Throughput: 16 sessions, no link vs asynchronous link (same data directory kind, same workload).
+    // Throughput: 16 and 1 sessions, no link vs asynchronous and synchronous link (same data directory kind, same workload).
     let base_dir = tmp.path().join("nolink");
     let plain = Instance::open(InstanceConfig {
         name: "p".into(),
@@ -293,6 +297,7 @@ pub fn run(quick: bool) -> Result<()> {
     })?;
     create(&plain)?;
     let no_link = tps(&plain, 16, dur)?;
+    let no_link_1 = tps(&plain, 1, dur)?;
     plain.shutdown()?;
 
     let (sql, mi) = trusted(&tmp.path().join("link"))?;
@@ -301,6 +306,21 @@ pub fn run(quick: bool) -> Result<()> {
     let running = start_link(&sql, &mi)?;
     wait_caught_up(&sql, &mi, Duration::from_secs(60))?;
     let with_link = tps(&sql.inst, 16, dur)?;
+    let async_1 = tps(&sql.inst, 1, dur)?;
+    wait_caught_up(&sql, &mi, Duration::from_secs(60))?;
+    // Synchronous commit: the session waits for the secondary to harden each commit.
+    running.primary_stats.lock().expect("stats").sync_mode = true;
+    let t = Instant::now();
+    while !running.primary_stats.lock().expect("stats").synchronized {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "the secondary never became SYNCHRONIZED"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sync_16 = tps(&sql.inst, 16, dur)?;
+    let sync_1 = tps(&sql.inst, 1, dur)?;
+    running.primary_stats.lock().expect("stats").sync_mode = false;
     wait_caught_up(&sql, &mi, Duration::from_secs(60))?;
 
     // Lag: commit acknowledged on the primary → first moment a polling reader on the secondary sees the row,
@@ -394,6 +414,29 @@ pub fn run(quick: bool) -> Result<()> {
         with_link / no_link
     );
     println!(
+        "{:<60} {:>12.0}",
+        "commits/s, 16 sessions, synchronous link", sync_16
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "ratio sync link vs no link (target >= 0.7)",
+        sync_16 / no_link
+    );
+    println!(
+        "{:<60} {:>12.0}",
+        "commits/s, 1 session: no link / async / sync", no_link_1
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "ratio 1 session, async link vs no link",
+        async_1 / no_link_1
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "ratio 1 session, sync link vs no link",
+        sync_1 / no_link_1
+    );
+    println!(
         "{:<60} {:>12.2}",
         "commit -> visible on the secondary, p50 ms (~1,000 tx/s)", p50
     );
@@ -437,6 +480,8 @@ pub fn run(quick: bool) -> Result<()> {
             "suite": "link",
             "tps_16_no_link": no_link.round(), "tps_16_async_link": with_link.round(),
             "ratio_async_vs_no_link": ((with_link / no_link) * 100.0).round() / 100.0,
+            "tps_16_sync_link": sync_16.round(), "ratio_sync_vs_no_link": ((sync_16 / no_link) * 100.0).round() / 100.0,
+            "tps_1_no_link": no_link_1.round(), "tps_1_async_link": async_1.round(), "tps_1_sync_link": sync_1.round(),
             "lag_ms_p50": (p50 * 100.0).round() / 100.0, "lag_ms_p99": (p99 * 100.0).round() / 100.0, "lag_samples": lags.len(),
             "seed_mb_s_compressible": (mb(seed_c) * 10.0).round() / 10.0, "raw_mb_s_compressible": (mb(raw_c) * 10.0).round() / 10.0,
             "ratio_seed_vs_raw_compressible": ((seed_c / raw_c) * 100.0).round() / 100.0,

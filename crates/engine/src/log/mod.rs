@@ -500,7 +500,12 @@ impl Log {
     /// The raw encoded bytes and header of a durable block (for shipping and log backups: no re-encoding).
     pub fn read_raw(&self, lsn: u64) -> Result<(Vec<u8>, BlockHeader)> {
         let (path, off, next) = self.locate(lsn)?;
-        let f = File::open(&path)?;
+        let f = File::open(&path).map_err(|e| {
+            SqlError::io(
+                format!("open log segment {} for LSN {lsn}", path.display()),
+                e,
+            )
+        })?;
         let mut buf = vec![0u8; (next - off) as usize];
         f.read_exact_at(&mut buf, off)?;
         let h = check_block(&buf)
