@@ -25,6 +25,9 @@ fn served_version(v: &str) -> &str {
     }
 }
 
+/// (example file, method, path template, the refusal expected instead of the example's statuses)
+type Step = (String, &'static str, String, Option<(u16, &'static str)>);
+
 #[test]
 fn microsofts_examples_replay_with_their_status_codes_and_the_served_schemas() {
     let Some(spec) = spec_dir() else {
@@ -87,8 +90,7 @@ fn microsofts_examples_replay_with_their_status_codes_and_the_served_schemas() {
     let dag = format!("{MI}/distributedAvailabilityGroups/{{distributedAvailabilityGroupName}}");
     let p21 = "preview/2021-05-01-preview/examples/";
     let p25 = "preview/2025-08-01-preview/examples/";
-    // (example, method, path template, refusal expected instead of the example's statuses)
-    let steps: Vec<(String, &str, String, Option<(u16, &str)>)> = vec![
+    let steps: Vec<Step> = vec![
         (
             "stable/2025-01-01/examples/ManagedInstanceGet.json".into(),
             "get",

@@ -178,15 +178,15 @@ pub fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errs: &mut Vec
                 errs.push(format!("{at}: {s} is not a uuid"));
             }
         }
-        (Some("date-time"), Value::String(s)) => {
-            if chrono::DateTime::parse_from_rfc3339(s).is_err() {
-                errs.push(format!("{at}: {s} is not a date-time"));
-            }
+        (Some("date-time"), Value::String(s))
+            if chrono::DateTime::parse_from_rfc3339(s).is_err() =>
+        {
+            errs.push(format!("{at}: {s} is not a date-time"));
         }
-        (Some("int32"), Value::Number(n)) => {
-            if n.as_i64().is_none_or(|n| i32::try_from(n).is_err()) {
-                errs.push(format!("{at}: {n} is not an int32"));
-            }
+        (Some("int32"), Value::Number(n))
+            if n.as_i64().is_none_or(|n| i32::try_from(n).is_err()) =>
+        {
+            errs.push(format!("{at}: {n} is not an int32"));
         }
         _ => {}
     }
