@@ -249,7 +249,9 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         format!("[parameters]\n\"path.subscriptionId\" = \"00000000-0000-0000-0000-000000000000\"\n\"path.resourceGroupName\" = \"default\"\n\"path.managedInstanceName\" = \"{MI}\"\n"),
     )
     .unwrap();
+    // Its cache (.schemathesis/) goes to the temporary directory, not the source tree.
     let out = Command::new(&st)
+        .current_dir(mi.dir.path())
         .arg("--config-file")
         .arg(&config)
         .arg("run")
