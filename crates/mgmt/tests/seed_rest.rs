@@ -330,7 +330,7 @@ fn the_seeds_rest_requests_create_the_link() {
     );
     assert_eq!(st, 200);
     assert_eq!(
-        body["properties"]["databases"][0]["connectedState"], "Connected",
+        body["properties"]["databases"][0]["connectedState"], "CONNECTED",
         "{body}"
     );
     let (st, _, body) = http(

@@ -1,10 +1,14 @@
-//! The `milink` binary: serve an instance, benchmarks, the quickstart.
+//! The `milink` binary: serve an instance, the sqlcmd-style and az-style clients, tokens, benchmarks, the
+//! quickstart.
 
 mod bench;
 mod bench_link;
 mod bench_sql;
+mod mi_cli;
+mod mi_client;
 mod quickstart;
 mod sqlcmd;
+mod token_cli;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -37,6 +41,13 @@ enum Cmd {
     },
     /// A sqlcmd-compatible client: -S host[,port] -U login -P password [-d db] [-Q batch | -i file] [-b] [-C] [-N].
     Sql(sqlcmd::SqlArgs),
+    /// The managed instance's management API, with `az sql mi`'s verbs and flags.
+    Mi(mi_cli::MiArgs),
+    /// Signed, expiring Bearer tokens for the management API.
+    Token {
+        #[command(subcommand)]
+        cmd: token_cli::TokenCmd,
+    },
     /// Start two local instances and run the seed's set-up on them.
     Quickstart {
         #[arg(long, default_value = "quickstart-data")]
@@ -72,9 +83,12 @@ struct ServeArgs {
     /// Database mirroring endpoint of a managed instance.
     #[arg(long, default_value = "0.0.0.0:5022")]
     mirror_listen: String,
-    /// Management REST API of a managed instance (plain HTTP: bind it to loopback).
+    /// Management REST API of a managed instance: HTTPS with the instance's TLS certificate.
     #[arg(long)]
     mgmt_listen: Option<String>,
+    /// Serve the management API over plain HTTP (refused unless --mgmt-listen is a loopback address).
+    #[arg(long, requires = "mgmt_listen")]
+    mgmt_plain_http: bool,
     #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
     subscription: String,
     #[arg(long, default_value = "default")]
@@ -118,6 +132,8 @@ fn main() -> Result<()> {
             )
         }
         Cmd::Sql(a) => sqlcmd::main(a),
+        Cmd::Mi(a) => mi_cli::main(a),
+        Cmd::Token { cmd } => token_cli::main(cmd),
     }
 }
 
@@ -126,6 +142,7 @@ fn start_management(
     rt: &tokio::runtime::Runtime,
     server: &Arc<sqlexec::Server>,
     a: &ServeArgs,
+    tls: &tds::TlsIdentity,
 ) -> Result<()> {
     let hadr = sqlexec::endpoints::state(server).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let settings = hadr
@@ -142,24 +159,32 @@ fn start_management(
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--mgmt-listen {listen}"))?;
-    if !addr.ip().is_loopback() {
-        anyhow::bail!("--mgmt-listen {listen}: the management API speaks plain HTTP, so it only listens on loopback");
+    if a.mgmt_plain_http && !addr.ip().is_loopback() {
+        anyhow::bail!("--mgmt-listen {listen} with --mgmt-plain-http: plain HTTP would send Bearer tokens in clear text, so it only listens on loopback (drop --mgmt-plain-http to serve HTTPS)");
     }
-    let token = std::env::var("MILINK_API_TOKEN")
-        .context("MILINK_API_TOKEN must be set: the management API requires a Bearer token")?;
-    let api = mgmt::Api::new(
+    // Signed tokens (`milink token create`) always work; the static token only when set.
+    let key = mgmt::auth::SigningKey::load_or_create(&a.data_dir)
+        .context("cannot open the management API's token key")?;
+    let auth = mgmt::Auth::new(std::env::var("MILINK_API_TOKEN").ok(), Some(key));
+    let api = mgmt::Api::with_auth(
         server.clone(),
         &a.subscription,
         &a.resource_group,
-        &token,
+        auth,
         settings,
         hadr.handle().clone(),
     );
     let l = rt
         .block_on(tokio::net::TcpListener::bind(addr))
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(mgmt_listen = %l.local_addr()?, "management API listening");
-    rt.spawn(mgmt::serve(l, api, std::future::pending()));
+    let scheme = if a.mgmt_plain_http { "http" } else { "https" };
+    tracing::info!(mgmt_listen = %l.local_addr()?, scheme, "management API listening");
+    if a.mgmt_plain_http {
+        rt.spawn(mgmt::serve(l, api, std::future::pending()));
+    } else {
+        let config = mgmt::tls::server_config(tls)?;
+        rt.spawn(mgmt::tls::serve_tls(l, config, api, std::future::pending()));
+    }
     Ok(())
 }
 
@@ -200,7 +225,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         .enable_all()
         .build()?;
     if a.managed {
-        start_management(&rt, &server, &a)?;
+        start_management(&rt, &server, &a, &tls)?;
     }
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;

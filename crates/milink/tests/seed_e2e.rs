@@ -98,6 +98,7 @@ fn start_pair() -> Pair {
             &format!("127.0.0.1:{mi_port}"),
             "--mirror-listen",
             &format!("127.0.0.1:{mi_mirror}"),
+            "--mgmt-plain-http",
             "--mgmt-listen",
             &format!("127.0.0.1:{mgmt_port}"),
             "--subscription",
@@ -394,7 +395,7 @@ fn the_seeds_expired_certificate_is_refused_precisely() {
             );
             assert_eq!(
                 v["properties"]["databases"][0]["connectedState"],
-                "Disconnected"
+                "DISCONNECTED"
             );
             break;
         }
