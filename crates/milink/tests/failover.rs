@@ -121,6 +121,7 @@ fn linked() -> Linked {
             &format!("127.0.0.1:{mi_mirror}"),
             "--mgmt-listen",
             &format!("127.0.0.1:{mgmt_port}"),
+            "--mgmt-plain-http",
             "--subscription",
             SUB,
             "--resource-group",

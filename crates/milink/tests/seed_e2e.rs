@@ -57,10 +57,11 @@ fn header(head: &str, name: &str) -> Option<String> {
 }
 
 struct Pair {
-    _sd: tempfile::TempDir,
-    _md: tempfile::TempDir,
+    // Processes first: fields drop in order, and the data folders must outlive them.
     _sql: Proc,
     _mi: Proc,
+    _sd: tempfile::TempDir,
+    _md: tempfile::TempDir,
     sql_port: u16,
     mi_port: u16,
     mgmt_port: u16,
