@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -305,6 +305,8 @@ pub struct Database {
     applier: Mutex<Option<Connection>>,
     /// Synchronous commit with a secondary (see [`crate::replica_gate`]).
     gate: ReplicaGate,
+    /// Redo: every block up to here is applied to the database (hardened blocks past it are not yet).
+    applied_lsn: AtomicU64,
     opts: DbOptions,
 }
 
@@ -525,6 +527,8 @@ impl Database {
             ckpt_wanted: AtomicBool::new(false),
             applier: Mutex::new(None),
             gate: ReplicaGate::default(),
+            // Recovery above applied everything durable.
+            applied_lsn: AtomicU64::new(durable),
             opts,
         });
         {
@@ -895,11 +899,48 @@ impl Database {
 
     /// Second half of redo: apply hardened blocks to the database, in LSN order.
     pub fn apply_hardened(&self, blocks: Vec<Block>) -> Result<()> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let never = AtomicBool::new(false);
+        self.writer.acquire(ENGINE_WRITER, None, &never)?;
+        let res = self.apply_locked(blocks);
+        self.writer.release(ENGINE_WRITER);
+        res
+    }
+
+    /// Apply everything hardened but not yet applied (an apply interrupted by a lost connection), from the log.
+    fn apply_pending_locked(&self) -> Result<()> {
+        let (from, to) = (
+            self.applied_lsn.load(Ordering::SeqCst) + 1,
+            self.log.durable_lsn(),
+        );
+        if from > to {
+            return Ok(());
+        }
+        let blocks = (from..=to)
+            .map(|lsn| self.log.read_block(lsn))
+            .collect::<Result<Vec<_>>>()?;
+        self.apply_locked(blocks)
+    }
+
+    /// With the writer held: apply `blocks`, first catching up on any hardened block an earlier apply missed,
+    /// so the database never skips a block its log holds.
+    fn apply_locked(&self, mut blocks: Vec<Block>) -> Result<()> {
+        let applied = self.applied_lsn.load(Ordering::SeqCst);
+        blocks.retain(|b| b.lsn > applied);
+        if let Some(first) = blocks.first().map(|b| b.lsn) {
+            if first > applied + 1 {
+                let mut gap = (applied + 1..first)
+                    .map(|lsn| self.log.read_block(lsn))
+                    .collect::<Result<Vec<_>>>()?;
+                gap.append(&mut blocks);
+                blocks = gap;
+            }
+        }
         let Some(last) = blocks.last().map(|b| b.lsn) else {
             return Ok(());
         };
-        let never = AtomicBool::new(false);
-        self.writer.acquire(ENGINE_WRITER, None, &never)?;
         let res = (|| {
             let c = self.control();
             if c.consistent_at.is_some() {
@@ -938,7 +979,9 @@ impl Database {
             }
             Ok(())
         })();
-        self.writer.release(ENGINE_WRITER);
+        if res.is_ok() {
+            self.applied_lsn.store(last, Ordering::SeqCst);
+        }
         res
     }
 
@@ -1008,11 +1051,15 @@ impl Database {
         // Under the writer: a redo batch still being applied lands before the new epoch starts.
         let never = AtomicBool::new(false);
         self.writer.acquire(ENGINE_WRITER, None, &never)?;
+        // Everything hardened is applied before this copy takes writes of its own.
+        let r = self.apply_pending_locked();
         let next = self.log.durable_lsn() + 1;
         let mut epoch = 0;
-        let r = self.update_control(|c| {
-            c.role = Role::Primary;
-            epoch = c.new_epoch(next);
+        let r = r.and_then(|_| {
+            self.update_control(|c| {
+                c.role = Role::Primary;
+                epoch = c.new_epoch(next);
+            })
         });
         self.writer.release(ENGINE_WRITER);
         r.map(|_| epoch)
@@ -1021,6 +1068,9 @@ impl Database {
     /// This copy becomes a secondary: it refuses writes (3906) and only redoes its primary's log.
     pub fn demote(&self) -> Result<()> {
         self.gate.disable();
+        // Every block this copy logged as primary is in its database already: redo continues after them.
+        self.applied_lsn
+            .store(self.log.last_assigned_lsn(), Ordering::SeqCst);
         self.update_control(|c| c.role = Role::Secondary)
     }
 

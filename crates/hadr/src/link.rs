@@ -44,6 +44,41 @@ pub struct LinkStats {
     pub role_changed: bool,
     /// Secondary: the LSNs this copy had that the primary's history does not, after a fork.
     pub lost_range: Option<(u64, u64)>,
+    /// Sessions started on this link: the one that ends only marks the link disconnected if no newer one
+    /// has started meanwhile.
+    pub session: u64,
+}
+
+/// The link is connected for the life of one session.
+struct Connected {
+    stats: Stats,
+    id: u64,
+}
+
+impl Connected {
+    fn new(stats: &Stats) -> Connected {
+        let mut id = 0;
+        if let Ok(mut s) = stats.lock() {
+            s.session += 1;
+            s.connected = true;
+            id = s.session;
+        }
+        Connected {
+            stats: stats.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.stats.lock() {
+            if s.session == self.id {
+                s.connected = false;
+                s.synchronized = false;
+            }
+        }
+    }
 }
 
 /// A planned failover request (T-SQL FAILOVER, REST failover/setRole) for the session to carry out.
@@ -183,7 +218,6 @@ pub async fn serve_primary(
         join => primary_session(&inst, &peer, &database, join, rd, wr, &stats).await,
     };
     if let Ok(mut s) = stats.lock() {
-        s.connected = false;
         if let Err(x) = &r {
             if s.last_error.is_none() {
                 s.last_error = Some((35206, x.clone()));
@@ -295,8 +329,8 @@ async fn primary_session(
             return Err(x.message);
         }
     };
+    let _connected = Connected::new(stats);
     if let Ok(mut s) = stats.lock() {
-        s.connected = true;
         s.last_error = None;
     }
     let from = if have_lsn == 0 || guid != db.guid {
@@ -444,10 +478,6 @@ async fn primary_session(
         let (db, hold) = (db.clone(), format!("replica:{peer}"));
         blocking(move || db.release_log(&hold)).await?;
     }
-    if let Ok(mut s) = stats.lock() {
-        s.connected = false;
-        s.synchronized = false;
-    }
     result
 }
 
@@ -515,7 +545,7 @@ async fn hand_over(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    if let Err(m) = send_shared(&wr, &Message::Handover { end_lsn: end }).await {
+    if let Err(m) = send_shared(wr, &Message::Handover { end_lsn: end }).await {
         unfence(db);
         return Err((
             41142,
@@ -720,9 +750,6 @@ pub async fn dial(
         }
         None => secondary_session(&inst, database, rd, wr, &stats).await,
     };
-    if let Ok(mut s) = stats.lock() {
-        s.connected = false;
-    }
     r
 }
 
@@ -757,9 +784,7 @@ async fn secondary_session(
         },
     )
     .await?;
-    if let Ok(mut s) = stats.lock() {
-        s.connected = true;
-    }
+    let _connected = Connected::new(stats);
     // Messages arrive on their own task, so a local failover request can be sent while waiting for them; the
     // small channel keeps TCP's backpressure on the primary.
     let (tx, mut rx) = mpsc::channel::<Result<Message, String>>(4);
@@ -774,9 +799,6 @@ async fn secondary_session(
     });
     let r = secondary_loop(inst, existing, &mut rx, &mut wr, stats).await;
     reader.abort();
-    if let Ok(mut s) = stats.lock() {
-        s.connected = false;
-    }
     r
 }
 

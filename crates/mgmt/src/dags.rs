@@ -2,7 +2,7 @@
 //! 2023-08-01+ shape with `databases[]`), its creation as a long-running operation, and the operation's status.
 
 use crate::arm_error;
-use crate::routes::{not_found, ok, sql_err, str_prop, Handler};
+use crate::routes::{action_prop, not_found, ok, sql_err, str_prop, Handler};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -13,6 +13,8 @@ pub(crate) struct Operation {
     error: Option<(String, String)>,
     database: String,
     started: chrono::DateTime<chrono::Utc>,
+    /// A link creation completes when the copy is consistent; a role change when its task says so.
+    link: bool,
 }
 
 /// One distributed availability group of this managed instance, from the HADR catalog.
@@ -95,6 +97,14 @@ impl Handler {
         let hardened = engine::lsn_numeric(s.last_hardened_lsn);
         let err = s.last_error.as_ref().map(|(n, m)| format!("{n}: {m}"));
         let mode = if d.sync { "Sync" } else { "Async" };
+        let primary_here = db.as_ref().is_some_and(|db| {
+            db.role() == engine::database::Role::Primary && db.control().consistent_at.is_none()
+        });
+        let (instance_role, partner_role) = if primary_here {
+            ("Primary", "Secondary")
+        } else {
+            ("Secondary", "Primary")
+        };
         let id = format!(
             "{}/distributedAvailabilityGroups/{}",
             self.api.mi_id(),
@@ -119,10 +129,10 @@ impl Handler {
                 "distributedAvailabilityGroupName": d.name,
                 "distributedAvailabilityGroupId": d.group_id,
                 "replicationMode": mode,
-                "partnerLinkRole": "Primary",
+                "partnerLinkRole": partner_role,
                 "partnerAvailabilityGroupName": d.partner_ag,
                 "partnerEndpoint": d.partner_endpoint,
-                "instanceLinkRole": "Secondary",
+                "instanceLinkRole": instance_role,
                 "instanceAvailabilityGroupName": d.local_ag,
                 "failoverMode": "Manual",
                 "seedingMode": "Automatic",
@@ -233,20 +243,10 @@ impl Handler {
                 error: None,
                 database,
                 started: chrono::Utc::now(),
+                link: true,
             },
         );
-        let url = format!(
-            "/subscriptions/{}/providers/Microsoft.Sql/locations/{}/operationResults/{op}?api-version={}",
-            self.api.subscription, self.api.location, self.version
-        );
-        let mut r = StatusCode::ACCEPTED.into_response();
-        let h = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&url) {
-            h.insert("azure-asyncoperation", v.clone());
-            h.insert("location", v);
-        }
-        h.insert("retry-after", HeaderValue::from_static("1"));
-        r
+        self.accepted(&op)
     }
 
     fn bind_hybrid_certificate(&self, host: &str) -> Result<(), Response> {
@@ -280,10 +280,227 @@ impl Handler {
 
     pub(crate) fn patch_dag(&self, name: &str, body: &Value) -> Response {
         let mode = str_prop(body, "replicationmode").unwrap_or("Async");
-        if !mode.eq_ignore_ascii_case("Async") {
-            return arm_error(StatusCode::BAD_REQUEST, "FeatureNotYetSupported", "Synchronous replication from the managed instance side is not available in this milink build yet.", Some("properties.replicationMode"));
+        let sync = match mode.to_ascii_lowercase().as_str() {
+            "sync" => true,
+            "async" => false,
+            _ => {
+                return arm_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameterValue",
+                    &format!("replicationMode '{mode}' is not valid: use Async or Sync."),
+                    Some("properties.replicationMode"),
+                )
+            }
+        };
+        if let Err(e) = sqlexec::ags::set_replication_mode(&self.api.server, name, sync) {
+            return sql_err(e);
         }
         self.get_dag(name)
+    }
+
+    /// POST …/failover {"failoverType": "Planned" | "ForcedAllowDataLoss"}: a planned failover swaps the
+    /// roles with the partner (to the managed instance, or back to SQL Server), switching to synchronous commit
+    /// first as the product does; a forced one makes the managed instance primary at what it has hardened.
+    pub(crate) fn failover(&self, name: &str, body: &Value) -> Response {
+        let kind = match action_prop(body, "failovertype")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("planned") => sqlexec::ags::Failover::PlannedSwitchingToSync,
+            Some("forcedallowdataloss") => sqlexec::ags::Failover::Forced,
+            _ => {
+                return arm_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameterValue",
+                    "failoverType must be Planned or ForcedAllowDataLoss.",
+                    Some("failoverType"),
+                )
+            }
+        };
+        self.role_change(name, kind)
+    }
+
+    /// POST …/setRole {"instanceRole": "Primary" | "Secondary", "roleChangeType": "Planned" | "Forced"}.
+    pub(crate) fn set_role(&self, name: &str, body: &Value) -> Response {
+        let want_primary = match action_prop(body, "instancerole")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("primary") => true,
+            Some("secondary") => false,
+            _ => {
+                return arm_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameterValue",
+                    "instanceRole must be Primary or Secondary.",
+                    Some("instanceRole"),
+                )
+            }
+        };
+        let forced = match action_prop(body, "rolechangetype")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("forced") => true,
+            Some("planned") | None => false,
+            _ => {
+                return arm_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidParameterValue",
+                    "roleChangeType must be Planned or Forced.",
+                    Some("roleChangeType"),
+                )
+            }
+        };
+        let Some(d) = self
+            .dags()
+            .into_iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
+        else {
+            return self.get_dag(name);
+        };
+        let primary_here = self
+            .api
+            .server
+            .inst
+            .database_any_state(&d.database)
+            .is_ok_and(|db| db.role() == engine::database::Role::Primary);
+        if primary_here == want_primary {
+            return arm_error(
+                StatusCode::CONFLICT,
+                "DistributedAvailabilityGroupSetRoleInstanceAlreadyInRequestedRole",
+                &format!(
+                    "The managed instance is already {} in distributed availability group '{}'.",
+                    if want_primary { "Primary" } else { "Secondary" },
+                    d.name
+                ),
+                None,
+            );
+        }
+        let kind = match (want_primary, forced) {
+            (true, true) => sqlexec::ags::Failover::Forced,
+            (false, true) => sqlexec::ags::Failover::StepDown,
+            (_, false) => sqlexec::ags::Failover::PlannedSwitchingToSync,
+        };
+        self.role_change(name, kind)
+    }
+
+    /// Check what can be checked now (409s), then run the role change as a long-running operation.
+    fn role_change(&self, name: &str, kind: sqlexec::ags::Failover) -> Response {
+        let Some(d) = self
+            .dags()
+            .into_iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
+        else {
+            return self.get_dag(name);
+        };
+        let conflict =
+            |code: &str, message: String| arm_error(StatusCode::CONFLICT, code, &message, None);
+        if self
+            .api
+            .ops
+            .lock()
+            .values()
+            .any(|o| !o.link && o.status == "InProgress")
+        {
+            return conflict(
+                "DistributedAvailabilityGroupSetRoleChangeRoleAlreadyInProgress",
+                format!(
+                    "A role change of distributed availability group '{}' is already in progress.",
+                    d.name
+                ),
+            );
+        }
+        let stats = sqlexec::ags::link_stats(&self.api.server, &d.database);
+        let s = stats.lock().map(|s| s.clone()).unwrap_or_default();
+        let db = self.api.server.inst.database_any_state(&d.database).ok();
+        if kind == sqlexec::ags::Failover::PlannedSwitchingToSync {
+            if !s.connected {
+                return conflict(
+                    "DistributedAvailabilityGroupFailoverSecondariesNotSynchronizing",
+                    format!("The partner of distributed availability group '{}' is not connected, so a planned failover would lose data. Check mostRecentLinkError, or use failoverType ForcedAllowDataLoss.", d.name),
+                );
+            }
+            if let Some(db) = &db {
+                // What the secondary has yet to receive (known on the primary) or to redo (known here).
+                let primary_here = db.role() == engine::database::Role::Primary;
+                let send_queue = if primary_here {
+                    db.log().bytes_from(s.last_hardened_lsn + 1)
+                } else {
+                    0
+                };
+                let redo_queue = if primary_here {
+                    0
+                } else {
+                    db.log()
+                        .bytes_from(s.last_redone_lsn + 1)
+                        .saturating_sub(db.log().bytes_from(s.last_hardened_lsn + 1))
+                };
+                const LIMIT: u64 = 256 << 20;
+                if send_queue > LIMIT {
+                    return conflict("DistributedAvailabilityGroupFailoverLogSendQueueSizeTooBig", format!("The log send queue is {} MB; a planned failover waits for it to drain below {} MB.", send_queue >> 20, LIMIT >> 20));
+                }
+                if redo_queue > LIMIT {
+                    return conflict("DistributedAvailabilityGroupFailoverRedoQueueSizeTooBig", format!("The redo queue is {} MB; a planned failover waits for it to drain below {} MB.", redo_queue >> 20, LIMIT >> 20));
+                }
+            }
+        }
+        let op = format!("{:032x}", u128::from_le_bytes(engine::database::new_guid()));
+        self.api.ops.lock().insert(
+            op.clone(),
+            Operation {
+                status: "InProgress",
+                error: None,
+                database: d.database.clone(),
+                started: chrono::Utc::now(),
+                link: false,
+            },
+        );
+        let (api, dag, id) = (self.api.clone(), d.name.clone(), op.clone());
+        self.api.runtime.spawn_blocking(move || {
+            let r = match kind {
+                sqlexec::ags::Failover::StepDown => sqlexec::ags::step_down(&api.server, &dag),
+                k => sqlexec::ags::fail_over(&api.server, &dag, k),
+            };
+            if let Some(o) = api.ops.lock().get_mut(&id) {
+                match r {
+                    Ok(()) => o.status = "Succeeded",
+                    Err(e) => {
+                        o.status = "Failed";
+                        let code = match e.number {
+                            41142 => {
+                                "DistributedAvailabilityGroupFailoverSecondariesNotSynchronizing"
+                            }
+                            41143 => "DistributedAvailabilityGroupFailoverLogSendQueueSizeTooBig",
+                            41145 => {
+                                "DistributedAvailabilityGroupSetRoleChangeRoleAlreadyInProgress"
+                            }
+                            41122 | 41146 => {
+                                "DistributedAvailabilityGroupSetRoleInstanceAlreadyInRequestedRole"
+                            }
+                            _ => "DistributedAvailabilityGroupFailoverFailed",
+                        };
+                        o.error = Some((code.into(), format!("Msg {}: {}", e.number, e.message)));
+                    }
+                }
+            }
+        });
+        self.accepted(&op)
+    }
+
+    fn accepted(&self, op: &str) -> Response {
+        let url = format!(
+            "/subscriptions/{}/providers/Microsoft.Sql/locations/{}/operationResults/{op}?api-version={}",
+            self.api.subscription, self.api.location, self.version
+        );
+        let mut r = StatusCode::ACCEPTED.into_response();
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&url) {
+            h.insert("azure-asyncoperation", v.clone());
+            h.insert("location", v);
+        }
+        h.insert("retry-after", HeaderValue::from_static("1"));
+        r
     }
 
     pub(crate) fn delete_dag(&self, name: &str) -> Response {
@@ -310,7 +527,7 @@ impl Handler {
         let Some(op) = ops.get_mut(id) else {
             return not_found(&format!("Operation '{id}' was not found."));
         };
-        if op.status == "InProgress" {
+        if op.status == "InProgress" && op.link {
             // The link is created once the managed instance holds a consistent copy of the database.
             if self.api.server.inst.database(&op.database).is_ok() {
                 op.status = "Succeeded";

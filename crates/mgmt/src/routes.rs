@@ -48,6 +48,13 @@ pub(crate) fn str_prop<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
         .and_then(|v| v.as_str())
 }
 
+/// A top-level field of an action's body (failover, setRole); also accepted under "properties".
+pub(crate) fn action_prop<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
+    body.get(name)
+        .and_then(|v| v.as_str())
+        .or_else(|| str_prop(body, name))
+}
+
 fn no_route(method: &Method, uri: &Uri) -> Response {
     arm_error(
         StatusCode::NOT_FOUND,
@@ -160,6 +167,12 @@ pub(crate) async fn dispatch(
                 (&Method::GET, ["distributedavailabilitygroups", _]) => h.get_dag(name),
                 (&Method::PUT, ["distributedavailabilitygroups", _]) => h.put_dag(name, &body),
                 (&Method::PATCH, ["distributedavailabilitygroups", _]) => h.patch_dag(name, &body),
+                (&Method::POST, ["distributedavailabilitygroups", _, "failover"]) => {
+                    h.failover(name, &body)
+                }
+                (&Method::POST, ["distributedavailabilitygroups", _, "setrole"]) => {
+                    h.set_role(name, &body)
+                }
                 (&Method::DELETE, ["distributedavailabilitygroups", _]) => h.delete_dag(name),
                 _ => no_route(&method, &uri),
             }

@@ -112,6 +112,21 @@ enum LinkCmd {
         #[arg(short = 'y', long)]
         yes: bool,
     },
+    /// Fail the link over: Planned swaps roles with the partner without data loss (switching to synchronous
+    /// commit first); ForcedAllowDataLoss makes the managed instance primary at once.
+    Failover {
+        #[command(flatten)]
+        mi: Instance,
+        #[arg(short = 'n', long)]
+        name: String,
+        #[arg(long, value_parser = ["Planned", "ForcedAllowDataLoss"])]
+        failover_type: String,
+        /// Return once the request is accepted instead of waiting for the operation.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
 }
 
 #[derive(Args)]
@@ -315,6 +330,25 @@ impl Ctx {
                 self.c.call("DELETE", &versioned(&dag(&mi, &name)?), None)?;
                 Ok(())
             }
+            LinkCmd::Failover {
+                mi,
+                name,
+                failover_type,
+                no_wait,
+                timeout,
+            } => {
+                let path = dag(&mi, &name)?;
+                let body = json!({"failoverType": failover_type});
+                let r =
+                    self.c
+                        .call("POST", &versioned(&format!("{path}/failover")), Some(&body))?;
+                if !no_wait {
+                    if let Some(op) = &r.location {
+                        self.wait_operation(op, timeout, "failover")?;
+                    }
+                }
+                self.print(Kind::Link, &self.c.get(&versioned(&path))?)
+            }
         }
     }
 
@@ -347,7 +381,7 @@ impl Ctx {
             .call("PUT", &versioned(&path), Some(&json!({ "properties": p })))?;
         if a.wait {
             if let Some(op) = &r.location {
-                self.wait_operation(op, a.timeout)?;
+                self.wait_operation(op, a.timeout, "link creation")?;
             }
             self.wait_healthy(&path, a.timeout)?;
         }
@@ -355,9 +389,9 @@ impl Ctx {
         self.print(Kind::Link, &link)
     }
 
-    fn wait_operation(&self, op: &str, timeout: u64) -> Result<()> {
+    fn wait_operation(&self, op: &str, timeout: u64, what: &str) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(timeout);
-        let bar = spinner("creating link");
+        let bar = spinner(what.to_string());
         loop {
             let v = self.c.get(op)?;
             match v["status"].as_str().unwrap_or("") {
@@ -366,7 +400,7 @@ impl Ctx {
                 s => {
                     bar.abandon();
                     bail!(
-                        "link creation {s}: {} {}",
+                        "{what} {s}: ({}) {}",
                         v["error"]["code"].as_str().unwrap_or(""),
                         v["error"]["message"].as_str().unwrap_or("")
                     )
@@ -374,11 +408,11 @@ impl Ctx {
             }
             if Instant::now() > deadline {
                 bar.abandon();
-                bail!("link creation still in progress after {timeout}s");
+                bail!("{what} still in progress after {timeout}s");
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        bar.finish_with_message("link created: the managed instance holds a consistent copy");
+        bar.finish_with_message(format!("{what}: succeeded"));
         Ok(())
     }
 
@@ -486,12 +520,12 @@ impl Ctx {
     }
 }
 
-fn spinner(msg: &'static str) -> indicatif::ProgressBar {
+fn spinner(msg: impl Into<std::borrow::Cow<'static, str>>) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     if let Ok(s) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
         bar.set_style(s);
     }
-    bar.set_message(msg);
+    bar.set_message(msg.into());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }

@@ -520,11 +520,16 @@ pub enum Failover {
     PlannedSwitchingToSync,
     /// FORCE_FAILOVER_ALLOW_DATA_LOSS, on the secondary: it becomes primary at what it has hardened.
     Forced,
+    /// SET (ROLE = SECONDARY) (REST setRole Secondary, Forced): see [`step_down`].
+    StepDown,
 }
 
 /// Fail the distributed group over to this instance's partner (planned, run on either side) or to this
 /// instance (forced, run on the secondary).
 pub fn fail_over(server: &Arc<Server>, dag: &str, kind: Failover) -> Result<(), SqlError> {
+    if kind == Failover::StepDown {
+        return step_down(server, dag);
+    }
     let (_, database) = dag_database(server, dag)?;
     let d = server
         .inst
@@ -1063,11 +1068,15 @@ pub fn join_distributed_group(
             };
             refresh_mode(&server2, &db_name, &stats);
             let r = hadr::link::dial(inst.clone(), &settings, &errors, &host, addr, &db_name, stats.clone()).await;
-            if let Err(e) = r {
-                tracing::warn!(dag = %dag_name, error = %e, "link to the partner ended; reconnecting");
-            }
             after_session(&server2);
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match r {
+                // A session that ended cleanly ended for a role change: reconnect in the new roles at once.
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(dag = %dag_name, error = %e, "link to the partner ended; reconnecting");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
         }
     });
     if let Some(old) = server.joins.lock().insert(dag.to_lowercase(), task) {
