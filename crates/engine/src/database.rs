@@ -307,6 +307,8 @@ pub struct Database {
     gate: ReplicaGate,
     /// Redo: every block up to here is applied to the database (hardened blocks past it are not yet).
     applied_lsn: AtomicU64,
+    /// Frames in the WAL after the applier's last commit (its WAL hook reports them).
+    applier_frames: Arc<AtomicU32>,
     opts: DbOptions,
 }
 
@@ -529,6 +531,7 @@ impl Database {
             gate: ReplicaGate::default(),
             // Recovery above applied everything durable.
             applied_lsn: AtomicU64::new(durable),
+            applier_frames: Arc::new(AtomicU32::new(0)),
             opts,
         });
         {
@@ -960,23 +963,38 @@ impl Database {
             }
             let mut slot = self.applier.lock();
             if slot.is_none() {
-                *slot = Some(raw_connection(&self.db_path)?);
+                let mut conn = raw_connection(&self.db_path)?;
+                let f = self.applier_frames.clone();
+                conn.wal_hook(Some(
+                    move |_: &mut rusqlite::hooks::Wal, n: std::os::raw::c_int| {
+                        f.store(n as u32, Ordering::SeqCst);
+                        Ok(())
+                    },
+                ))?;
+                *slot = Some(conn);
             }
             let conn = slot.as_ref().expect("applier");
             apply::apply_blocks(conn, blocks.iter())?;
             // The applier's frames are not user commits: never capture them as new blocks.
-            let (busy, frames, done): (i64, i64, i64) =
-                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
-            self.capture.lock().skip_to(frames.max(0) as u32)?;
-            self.republish(conn)?;
-            // When the WAL is fully in the file, the secondary's own log before `last` is no longer needed for
-            // its recovery; record that now and then (each record costs an fsync) and let the log truncate.
-            if busy == 0 && frames == done && last >= self.control.lock().checkpoint_lsn + 1024 {
-                self.update_control(|c| c.checkpoint_lsn = last)?;
-                self.truncate_log()?;
+            let frames = self.applier_frames.load(Ordering::SeqCst);
+            self.capture.lock().skip_to(frames)?;
+            // Copy the WAL into the file only now and then: each checkpoint costs fsyncs on the redo path.
+            if frames >= self.opts.checkpoint_frames.min(2048) {
+                let (busy, log_frames, done): (i64, i64, i64) =
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?;
+                // When the WAL is fully in the file, the secondary's own log before `last` is no longer needed
+                // for its recovery; record that now and then (each record costs an fsync) and let it truncate.
+                if busy == 0
+                    && log_frames == done
+                    && last >= self.control.lock().checkpoint_lsn + 1024
+                {
+                    self.update_control(|c| c.checkpoint_lsn = last)?;
+                    self.truncate_log()?;
+                }
             }
+            self.republish(conn)?;
             Ok(())
         })();
         if res.is_ok() {
@@ -1027,7 +1045,7 @@ impl Database {
             f.set_len(page_count as u64 * self.opts.page_size as u64)?;
         }
         f.sync_all()?;
-        let applied = self.log.durable_lsn();
+        let applied = self.applied_lsn.load(Ordering::SeqCst);
         let consistent = applied >= end_lsn;
         self.update_control(|c| {
             c.consistent_at = if consistent { None } else { Some(end_lsn) };

@@ -787,7 +787,7 @@ async fn secondary_session(
     let _connected = Connected::new(stats);
     // Messages arrive on their own task, so a local failover request can be sent while waiting for them; the
     // small channel keeps TCP's backpressure on the primary.
-    let (tx, mut rx) = mpsc::channel::<Result<Message, String>>(4);
+    let (tx, mut rx) = mpsc::channel::<Result<Message, String>>(16);
     let reader = tokio::spawn(async move {
         loop {
             let m = recv(&mut rd).await;
@@ -797,9 +797,75 @@ async fn secondary_session(
             }
         }
     });
-    let r = secondary_loop(inst, existing, &mut rx, &mut wr, stats).await;
+    let applier = Applier::start(stats);
+    let r = secondary_loop(inst, existing, &mut rx, &mut wr, stats, &applier).await;
     reader.abort();
-    r
+    // Whatever was hardened is applied before the session is over.
+    let drained = applier.finish().await;
+    r.and(drained)
+}
+
+/// Redo on its own task, so hardening (and acknowledging) the next log never waits for applying the last.
+struct Applier {
+    tx: mpsc::Sender<ApplyJob>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+enum ApplyJob {
+    Blocks(Arc<Database>, Vec<engine::log::format::Block>, u64),
+    /// Answered once everything queued before it is applied.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+impl Applier {
+    fn start(stats: &Stats) -> Applier {
+        let (tx, mut rx) = mpsc::channel::<ApplyJob>(64);
+        let stats = stats.clone();
+        let task = tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                match job {
+                    ApplyJob::Blocks(db, blocks, last) => {
+                        blocking(move || db.apply_hardened(blocks)).await?;
+                        if let Ok(mut s) = stats.lock() {
+                            s.last_redone_lsn = last;
+                        }
+                    }
+                    ApplyJob::Barrier(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+            Ok(())
+        });
+        Applier { tx, task }
+    }
+
+    async fn apply(
+        &self,
+        db: Arc<Database>,
+        blocks: Vec<engine::log::format::Block>,
+        last: u64,
+    ) -> Result<(), String> {
+        self.tx
+            .send(ApplyJob::Blocks(db, blocks, last))
+            .await
+            .map_err(|_| "redo stopped".to_string())
+    }
+
+    /// Wait until everything queued is applied.
+    async fn drain(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(ApplyJob::Barrier(tx)).await.is_err() || rx.await.is_err() {
+            return Err("redo stopped".into());
+        }
+        Ok(())
+    }
+
+    /// Apply what is queued, then stop; the redo error if there was one.
+    async fn finish(self) -> Result<(), String> {
+        drop(self.tx);
+        self.task.await.map_err(e)?
+    }
 }
 
 async fn secondary_loop(
@@ -808,9 +874,14 @@ async fn secondary_loop(
     rx: &mut mpsc::Receiver<Result<Message, String>>,
     wr: &mut MirrorWriter,
     stats: &Stats,
+    applier: &Applier,
 ) -> Result<(), String> {
     let mut chunks = 0u32;
     let mut pending: Option<std::sync::mpsc::SyncSender<Result<(), (i32, String)>>> = None;
+    // A message taken from the queue while gathering log blocks, handled on the next turn.
+    let mut deferred: Option<Result<Message, String>> = None;
+    // Only redo progress made in this session is reported when idle (never during a seeding's handshake).
+    let mut acked_redone = stats.lock().map(|s| s.last_redone_lsn).unwrap_or(0);
     loop {
         // Checked on every turn: under a steady stream of log the timer below would never fire.
         let asked = stats.lock().ok().and_then(|mut s| s.request.take());
@@ -824,9 +895,20 @@ async fn secondary_loop(
             .await?;
             pending = Some(r.reply);
         }
-        let m = tokio::select! {
-            m = rx.recv() => m.ok_or("the link closed")??,
-            _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
+        let m = match deferred.take() {
+            Some(m) => m?,
+            None => tokio::select! {
+                m = rx.recv() => m.ok_or("the link closed")??,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                    // Idle: tell the primary how far redo got since the last ack (its redo queue view).
+                    let (hardened, redone) = stats.lock().map(|s| (s.last_hardened_lsn, s.last_redone_lsn)).unwrap_or((0, 0));
+                    if redone > acked_redone && hardened > 0 {
+                        send(wr, &Message::Ack { hardened, redone, next_page: 0 }).await?;
+                        acked_redone = redone;
+                    }
+                    continue;
+                }
+            },
         };
         match m {
             Message::SeedBegin {
@@ -880,20 +962,40 @@ async fn secondary_loop(
                 page_count,
             } => {
                 let t = target.clone().ok_or("SeedEnd before SeedBegin")?;
+                applier.drain().await?;
                 blocking(move || t.seed_copy_done(end_lsn, page_count)).await?;
             }
-            Message::Blocks { blocks } => {
+            Message::Blocks { mut blocks } => {
+                // Whatever log already waits behind this message is hardened with it: one fsync, one ack.
+                let mut bytes: usize = blocks.iter().map(Vec::len).sum();
+                while bytes < 32 << 20 {
+                    match rx.try_recv() {
+                        Ok(Ok(Message::Blocks { blocks: more })) => {
+                            bytes += more.iter().map(Vec::len).sum::<usize>();
+                            blocks.extend(more);
+                        }
+                        Ok(other) => {
+                            deferred = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let t = target.clone().ok_or("log before the database exists")?;
                 if t.role() == Role::Primary {
                     return Err(format!("database '{}' is primary here now (a forced failover): it takes no more log from the former primary", t.name));
                 }
-                // Acknowledge once hardened (a synchronous primary waits for exactly that), then redo.
+                // Acknowledge once hardened (a synchronous primary waits for exactly that); redo follows on
+                // the applier's task.
                 let t2 = t.clone();
                 let (hardened, blocks) = blocking(move || shipping::harden(&t2, &blocks)).await?;
-                let redone = stats.lock().map(|s| s.last_redone_lsn).unwrap_or(0);
-                if let Ok(mut s) = stats.lock() {
-                    s.last_hardened_lsn = hardened;
-                }
+                let redone = match stats.lock() {
+                    Ok(mut s) => {
+                        s.last_hardened_lsn = hardened;
+                        s.last_redone_lsn
+                    }
+                    Err(_) => 0,
+                };
                 send(
                     wr,
                     &Message::Ack {
@@ -903,24 +1005,14 @@ async fn secondary_loop(
                     },
                 )
                 .await?;
-                blocking(move || t.apply_hardened(blocks)).await?;
-                if let Ok(mut s) = stats.lock() {
-                    s.last_redone_lsn = hardened;
-                }
-                send(
-                    wr,
-                    &Message::Ack {
-                        hardened,
-                        redone: hardened,
-                        next_page: 0,
-                    },
-                )
-                .await?;
+                acked_redone = redone;
+                applier.apply(t, blocks, hardened).await?;
             }
             Message::Handover { end_lsn } => {
                 let t = target
                     .clone()
                     .ok_or("handover before the database exists")?;
+                applier.drain().await?;
                 let have = t.log().durable_lsn();
                 if have != end_lsn || t.control().consistent_at.is_some() {
                     let message = format!("This copy of '{}' holds the log up to LSN {have}, not {end_lsn}: it cannot take over.", t.name);
@@ -957,6 +1049,7 @@ async fn secondary_loop(
             }
             Message::Rewind { fork_lsn } => {
                 let t = target.clone().ok_or("rewind before the database exists")?;
+                applier.drain().await?;
                 let i = inst.clone();
                 let (first, last, saved) = blocking(move || discard_fork(&i, &t, fork_lsn)).await?;
                 let message = format!("This copy's history forked from the primary's after LSN {fork_lsn} (a forced failover): its LSNs {first}-{last} were never on the primary and are lost; they are kept in {saved}. The database is reseeded from the primary.");
