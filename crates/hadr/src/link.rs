@@ -353,6 +353,12 @@ async fn primary_session(
         })
         .await?,
     ));
+    // The secondary holds everything before `from` (it said so in Join, or the seeding brought it there): a
+    // synchronous commit must never wait for an ack of log it will not be sent.
+    if let Ok(mut st) = stats.lock() {
+        st.last_hardened_lsn = from - 1;
+    }
+    db.replica_hardened(from - 1);
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
     // Acks come back on their own task (releasing the log and waiting commits); anything else goes to the
     // controller below.

@@ -251,12 +251,16 @@ struct Ledger {
 
 impl Ledger {
     fn start(port: u16, workers: usize) -> Ledger {
+        Ledger::start_at(port, workers, 1)
+    }
+
+    fn start_at(port: u16, workers: usize, first_id: u64) -> Ledger {
         let mut l = Ledger {
             primary: Arc::new(AtomicU16::new(port)),
             stop: Arc::new(AtomicBool::new(false)),
             acked: Default::default(),
             attempted: Default::default(),
-            next_id: Arc::new(AtomicU64::new(1)),
+            next_id: Arc::new(AtomicU64::new(first_id)),
             workers: Vec::new(),
         };
         for w in 0..workers {
