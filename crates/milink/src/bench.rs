@@ -15,7 +15,8 @@ pub fn run(suite: &str, quick: bool) -> Result<()> {
         "engine" => engine_suite(quick),
         "sql" => crate::bench_sql::run(quick),
         "link" => crate::bench_link::run(quick),
-        other => bail!("unknown bench suite '{other}' (available: engine, sql, link)"),
+        "failover" => crate::bench_link::run_failover(quick),
+        other => bail!("unknown bench suite '{other}' (available: engine, sql, link, failover)"),
     }
 }
 

@@ -492,3 +492,140 @@ pub fn run(quick: bool) -> Result<()> {
     );
     Ok(())
 }
+
+/// `milink bench failover`: a planned failover under load, from the request to the new primary's first
+/// accepted write, against the baseline of one synchronous commit under the same load (the handover is a
+/// fence, a drain and one such round trip, so that is the floor). Target: at most 1 s on loopback.
+pub fn run_failover(quick: bool) -> Result<()> {
+    let rounds = if quick { 2 } else { 5 };
+    let tmp = tempfile::tempdir()?;
+    let mut failovers = Vec::new();
+    let mut sync_commits = Vec::new();
+    let mut writes_during = 0u64;
+    for round in 0..rounds {
+        let (sql, mi) = trusted(&tmp.path().join(format!("round{round}")))?;
+        create(&sql.inst)?;
+        load(&sql.inst, 200, true)?;
+        let running = start_link(&sql, &mi)?;
+        wait_caught_up(&sql, &mi, Duration::from_secs(60))?;
+        // Load: 8 sessions commit continuously on the primary until it refuses them (it stepped down).
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (inst, stop, done) = (sql.inst.clone(), stop.clone(), done.clone());
+                std::thread::spawn(move || -> Result<()> {
+                    let mut s = Session::new(inst);
+                    s.use_database(Some("Sales"))?;
+                    while !stop.load(Ordering::Relaxed) {
+                        if s.query(
+                            "INSERT INTO t(k, v) VALUES (?1, randomblob(100))",
+                            &[Value::Integer(w)],
+                        )
+                        .is_err()
+                        {
+                            break;
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // Baseline: single synchronous commits under the same load.
+        running.primary_stats.lock().expect("stats").sync_mode = true;
+        let t = Instant::now();
+        while !running.primary_stats.lock().expect("stats").synchronized {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(30),
+                "the secondary never became SYNCHRONIZED"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        {
+            let mut s = Session::new(sql.inst.clone());
+            s.use_database(Some("Sales"))?;
+            for _ in 0..50 {
+                let t = Instant::now();
+                s.query("INSERT INTO t(k, v) VALUES (-1, randomblob(100))", &[])?;
+                sync_commits.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        running.primary_stats.lock().expect("stats").sync_mode = false;
+        // The planned failover, asked of the primary's session, timed until the new primary takes a write.
+        let before = done.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        let stats = running.primary_stats.clone();
+        let req = std::thread::spawn(move || {
+            link::request_failover(&stats, false, Duration::from_secs(60))
+        });
+        let mut s = Session::new(mi.inst.clone());
+        loop {
+            if s.use_database(Some("Sales")).is_ok()
+                && s.query("INSERT INTO t(k, v) VALUES (-2, randomblob(100))", &[])
+                    .is_ok()
+            {
+                break;
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the new primary never accepted a write"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        failovers.push(t0.elapsed().as_secs_f64() * 1000.0);
+        req.join()
+            .map_err(|_| anyhow::anyhow!("failover thread"))?
+            .map_err(|(n, m)| anyhow::anyhow!("failover failed: {n} {m}"))?;
+        writes_during += done.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            w.join().map_err(|_| anyhow::anyhow!("writer"))??;
+        }
+        running.rt.shutdown_timeout(Duration::from_secs(1));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    };
+    let fo = median(&mut failovers);
+    let worst = failovers.iter().cloned().fold(0.0, f64::max);
+    let sc = median(&mut sync_commits);
+    println!("milink bench failover (loopback, mutual TLS 1.3; both instances in one process on {} cores; {rounds} rounds, 8 writing sessions)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("{:<60} {:>12}", "figure", "value");
+    println!(
+        "{:<60} {:>12.2}",
+        "synchronous commit under load, p50 ms (baseline)", sc
+    );
+    println!(
+        "{:<60} {:>12.1}",
+        "planned failover: request -> new primary's first write, p50 ms", fo
+    );
+    println!(
+        "{:<60} {:>12.1}",
+        "planned failover, worst round, ms", worst
+    );
+    println!(
+        "{:<60} {:>12.1}",
+        "ratio failover vs one synchronous commit",
+        fo / sc
+    );
+    println!(
+        "{:<60} {:>12.2}",
+        "ratio failover vs target 1 s (target <= 1)",
+        fo / 1000.0
+    );
+    println!(
+        "{}",
+        json!({
+            "suite": "failover", "rounds": rounds,
+            "failover_ms_p50": (fo * 10.0).round() / 10.0, "failover_ms_max": (worst * 10.0).round() / 10.0,
+            "sync_commit_ms_p50": (sc * 100.0).round() / 100.0,
+            "ratio_failover_vs_sync_commit": (fo / sc * 10.0).round() / 10.0,
+            "ratio_failover_vs_target": (fo / 1000.0 * 100.0).round() / 100.0,
+            "commits_on_old_primary_during_failover": writes_during,
+        })
+    );
+    Ok(())
+}

@@ -33,7 +33,7 @@ enum Cmd {
     Serve(ServeArgs),
     /// Run a benchmark suite: prints a table, and one JSON object as its last line.
     Bench {
-        /// engine
+        /// engine, sql, link or failover
         suite: String,
         /// Smaller runs (for a smoke check).
         #[arg(long)]
