@@ -750,3 +750,55 @@ fn rest_and_cli_failover_to_the_managed_instance_and_back() {
     assert_eq!(v["properties"]["instanceLinkRole"], "Secondary", "{v}");
     assert_eq!(v["properties"]["replicationMode"], "Async", "{v}");
 }
+
+/// Removing the link on the managed instance (REST DELETE, as Remove-AzSqlInstanceLink does) leaves its copy
+/// online, writable and consistent, with everything the primary had acknowledged before.
+#[test]
+fn removing_the_link_leaves_the_managed_instance_copy_online_and_writable() {
+    let l = linked();
+    let (s, m, g) = (l.sql_port, l.mi_port, l.mgmt_port);
+    let mut ledger = Ledger::start(s, 4);
+    ledger.wait_acked(200);
+    ledger.stop();
+    let (ids, _) = books(s);
+    wait_for(
+        Duration::from_secs(30),
+        "the managed instance to catch up",
+        || books(m).0 == ids,
+    );
+    let (st, body) = http(
+        g,
+        "DELETE",
+        &format!(
+            "{}/distributedAvailabilityGroups/DAG_Ledger?api-version=2023-08-01",
+            l.base()
+        ),
+        "",
+    );
+    assert!((200..=204).contains(&st), "{st} {body}");
+    // The copy is an ordinary database now: writable, balanced, and it keeps what it had.
+    sql(
+        m,
+        "USE Ledger; INSERT INTO transfers(id, src, dst, amount) VALUES (-1, 1, 2, 0)",
+    );
+    let (mi_ids, total) = books(m);
+    assert_eq!(total, ACCOUNTS * OPENING);
+    assert!(ids.is_subset(&mi_ids));
+    assert!(mi_ids.contains(&-1));
+    let out = sql(
+        m,
+        "SELECT count(*) FROM sys.availability_groups WHERE name = N'DAG_Ledger'",
+    );
+    assert_eq!(rows(&out)[0][0], "0", "{out}");
+    // SQL Server's copy is untouched and still takes writes.
+    sql(
+        s,
+        "USE Ledger; INSERT INTO transfers(id, src, dst, amount) VALUES (-2, 1, 2, 0)",
+    );
+    sql(s, "DROP AVAILABILITY GROUP [DAG_Ledger]");
+    let out = sql(
+        s,
+        "SELECT log_reuse_wait_desc FROM sys.databases WHERE name = N'Ledger'",
+    );
+    assert_ne!(rows(&out)[0][0], "AVAILABILITY_REPLICA", "{out}");
+}
