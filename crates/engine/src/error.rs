@@ -110,6 +110,10 @@ impl std::error::Error for SqlError {}
 
 impl From<rusqlite::Error> for SqlError {
     fn from(e: rusqlite::Error) -> Self {
+        // A prepare error that also carries the statement and offset: judge it by SQLite's own message.
+        if let rusqlite::Error::SqlInputError { error, msg, .. } = e {
+            return rusqlite::Error::SqliteFailure(error, Some(msg)).into();
+        }
         match &e {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::OperationInterrupted =>

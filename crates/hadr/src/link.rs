@@ -612,6 +612,14 @@ async fn seed(
     })
     .await?;
     let c = db.control();
+    let src = Arc::new(Mutex::new(src));
+    let pages = {
+        let s = src.clone();
+        blocking(move || s.lock().expect("seed").read_chunk(1, 0))
+            .await?
+            .0
+    };
+    let start_lsn = src.lock().map_err(e)?.start_lsn;
     send(
         wr,
         &Message::SeedBegin {
@@ -619,7 +627,8 @@ async fn seed(
             guid: db.guid,
             page_size: c.page_size,
             epoch: c.epoch,
-            start_lsn: src.start_lsn,
+            start_lsn,
+            pages,
         },
     )
     .await?;
@@ -641,7 +650,6 @@ async fn seed(
             attempt,
         });
     }
-    let src = Arc::new(Mutex::new(src));
     loop {
         let s = src.clone();
         let (count, pages) =
@@ -923,7 +931,21 @@ async fn secondary_loop(
                 page_size,
                 epoch,
                 start_lsn,
+                pages,
             } => {
+                // The destination's view of the seeding (sys.dm_hadr_physical_seeding_stats, REST progress).
+                if let Ok(mut s) = stats.lock() {
+                    let attempt = s.seeding.as_ref().map(|x| x.attempt).unwrap_or(0) + 1;
+                    s.seeding = Some(SeedingStats {
+                        started: Instant::now(),
+                        started_utc: chrono::Utc::now(),
+                        finished: None,
+                        transferred_bytes: 0,
+                        database_bytes: pages as u64 * page_size as u64,
+                        done: false,
+                        attempt,
+                    });
+                }
                 let i = inst.clone();
                 let t =
                     blocking(move || i.seed_target(&database, guid, page_size, epoch, start_lsn))
@@ -943,6 +965,13 @@ async fn secondary_loop(
             Message::Pages { pages } => {
                 let t = target.clone().ok_or("pages before SeedBegin")?;
                 let next = pages.last().map(|p| p.0 + 1).unwrap_or(0);
+                let bytes: u64 = pages.iter().map(|p| p.1.len() as u64).sum();
+                if let Ok(mut s) = stats.lock() {
+                    if let Some(sd) = s.seeding.as_mut() {
+                        sd.transferred_bytes += bytes;
+                        sd.database_bytes = sd.database_bytes.max(sd.transferred_bytes);
+                    }
+                }
                 chunks += 1;
                 let durable_now = chunks.is_multiple_of(SEED_CHECKPOINT_EVERY);
                 blocking(move || {
@@ -970,6 +999,13 @@ async fn secondary_loop(
                 let t = target.clone().ok_or("SeedEnd before SeedBegin")?;
                 applier.drain().await?;
                 blocking(move || t.seed_copy_done(end_lsn, page_count)).await?;
+                if let Ok(mut s) = stats.lock() {
+                    if let Some(sd) = s.seeding.as_mut() {
+                        sd.done = true;
+                        sd.database_bytes = sd.transferred_bytes;
+                        sd.finished = Some((Instant::now(), chrono::Utc::now()));
+                    }
+                }
             }
             Message::Blocks { mut blocks } => {
                 // Whatever log already waits behind this message is hardened with it: one fsync, one ack.

@@ -41,6 +41,8 @@ pub enum Message {
         page_size: u32,
         epoch: u64,
         start_lsn: u64,
+        /// The source's size in pages when the copy began (for progress; the copy may grow).
+        pages: u32,
     },
     /// Primary → secondary: pages of the copy (page number, image).
     Pages { pages: Vec<(u32, Vec<u8>)> },
@@ -197,12 +199,14 @@ impl Message {
                 page_size,
                 epoch,
                 start_lsn,
+                pages,
             } => {
                 put_str(&mut body, database);
                 body.extend_from_slice(guid);
                 body.extend_from_slice(&page_size.to_le_bytes());
                 body.extend_from_slice(&epoch.to_le_bytes());
                 body.extend_from_slice(&start_lsn.to_le_bytes());
+                body.extend_from_slice(&pages.to_le_bytes());
             }
             Message::Pages { pages } => {
                 body.extend_from_slice(&(pages.len() as u32).to_le_bytes());
@@ -319,6 +323,7 @@ impl Message {
                 page_size: r.u32()?,
                 epoch: r.u64()?,
                 start_lsn: r.u64()?,
+                pages: r.u32()?,
             },
             3 => {
                 let n = r.u32()? as usize;
@@ -411,6 +416,7 @@ mod tests {
                 page_size: 4096,
                 epoch: 2,
                 start_lsn: 99,
+                pages: 1000,
             },
             Message::Pages {
                 pages: vec![(1, vec![7; 4096]), (2, vec![0; 4096])],

@@ -88,11 +88,25 @@ impl Handler {
         let stats = sqlexec::ags::link_stats(&self.api.server, &d.database);
         let s = stats.lock().map(|s| s.clone()).unwrap_or_default();
         let db = self.api.server.inst.database_any_state(&d.database).ok();
+        // seedingProgress is free text in Microsoft's schema: while seeding it carries how far the copy is.
+        let seeding = s.seeding.as_ref().filter(|sd| !sd.done).map(|sd| {
+            let pct = sd.transferred_bytes as f64 * 100.0 / sd.database_bytes.max(1) as f64;
+            format!(
+                "InProgress ({:.0}%, {:.1} of {:.1} MB)",
+                pct.min(100.0),
+                sd.transferred_bytes as f64 / 1048576.0,
+                sd.database_bytes as f64 / 1048576.0
+            )
+        });
         let (state, progress) = match &db {
-            Some(db) if db.control().consistent_at.is_some() => ("Seeding", "InProgress"),
-            Some(_) if s.connected => ("Catchup", "Completed"),
-            Some(_) => ("Disconnected", "Completed"),
-            None => ("CreatingLink", "NotStarted"),
+            Some(db) if db.control().consistent_at.is_some() => (
+                "Seeding",
+                seeding.unwrap_or_else(|| "InProgress".to_string()),
+            ),
+            Some(_) if s.connected => ("Catchup", "Completed".to_string()),
+            Some(_) => ("Disconnected", "Completed".to_string()),
+            None if seeding.is_some() => ("Seeding", seeding.unwrap_or_default()),
+            None => ("CreatingLink", "NotStarted".to_string()),
         };
         let hardened = engine::lsn_numeric(s.last_hardened_lsn);
         let err = s.last_error.as_ref().map(|(n, m)| format!("{n}: {m}"));

@@ -419,20 +419,31 @@ impl Ctx {
     /// Poll the link through seeding until it is connected and healthy.
     fn wait_healthy(&self, path: &str, timeout: u64) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(timeout);
-        let bar = spinner("waiting for the link");
+        let bar = indicatif::ProgressBar::new(100);
+        if let Ok(st) =
+            indicatif::ProgressStyle::with_template("[{elapsed}] {bar:30} {pos:>3}% {msg}")
+        {
+            bar.set_style(st);
+        }
+        bar.enable_steady_tick(Duration::from_millis(120));
         loop {
             let v = self.c.get(&versioned(path))?;
             let d = &v["properties"]["databases"][0];
             let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+            let progress = s("seedingProgress");
+            bar.set_position(seeding_percent(&progress));
             bar.set_message(format!(
                 "{}: {} · seeding {} · {} · hardened LSN {}",
                 s("databaseName"),
                 s("replicaState"),
-                s("seedingProgress"),
+                progress,
                 s("connectedState"),
                 s("lastHardenedLsn")
             ));
-            if s("connectedState") == "CONNECTED" && s("synchronizationHealth") == "HEALTHY" {
+            if s("connectedState") == "CONNECTED"
+                && s("synchronizationHealth") == "HEALTHY"
+                && progress == "Completed"
+            {
                 bar.finish_with_message(format!(
                     "{}: {} and HEALTHY, hardened LSN {}",
                     s("databaseName"),
@@ -518,6 +529,18 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// The percentage in a seedingProgress text ("InProgress (45%, …)"); 100 once "Completed".
+fn seeding_percent(progress: &str) -> u64 {
+    if progress == "Completed" {
+        return 100;
+    }
+    progress
+        .split_once('(')
+        .and_then(|(_, r)| r.split_once('%'))
+        .and_then(|(p, _)| p.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn spinner(msg: impl Into<std::borrow::Cow<'static, str>>) -> indicatif::ProgressBar {
@@ -645,6 +668,14 @@ fn blob_from_file(p: &std::path::Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeding_progress_percent_is_read_from_the_text() {
+        assert_eq!(seeding_percent("InProgress (45%, 12.0 of 26.5 MB)"), 45);
+        assert_eq!(seeding_percent("Completed"), 100);
+        assert_eq!(seeding_percent("NotStarted"), 0);
+        assert_eq!(seeding_percent("InProgress"), 0);
+    }
 
     #[test]
     fn tables_have_a_header_a_rule_and_a_row_per_item() {

@@ -98,6 +98,11 @@ impl Linked {
 }
 
 fn linked() -> Linked {
+    linked_via(false)
+}
+
+/// The link created over REST (PUT, as the seed does) or with `milink mi link create --wait`.
+fn linked_via(cli: bool) -> Linked {
     let sql_dir = tempfile::tempdir().unwrap();
     let mi_dir = tempfile::tempdir().unwrap();
     let (sql_port, mi_port, mgmt_port, mi_mirror, ep) = (
@@ -196,6 +201,70 @@ fn linked() -> Linked {
     );
     sql(s, &format!("CREATE AVAILABILITY GROUP [AG_Ledger] WITH (CLUSTER_TYPE = NONE) FOR DATABASE [Ledger] REPLICA ON 'sqlserver1' WITH (ENDPOINT_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = SYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC)"));
     sql(s, &format!("CREATE AVAILABILITY GROUP [DAG_Ledger] WITH (DISTRIBUTED) AVAILABILITY GROUP ON N'AG_Ledger' WITH (LISTENER_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC, SESSION_TIMEOUT = 10), N'{MI}' WITH (LISTENER_URL = 'tcp://{MI_FQDN}:5022;Server=[{MI}]', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC)"));
+    if cli {
+        // Enough data that the seeding shows progress.
+        sql(
+            s,
+            "USE Ledger; CREATE TABLE filler(id INT IDENTITY(1,1) PRIMARY KEY, pad VARBINARY(MAX))",
+        );
+        for _ in 0..20 {
+            sql(
+                s,
+                "USE Ledger; INSERT INTO filler(pad) SELECT CRYPT_GEN_RANDOM(4000) FROM accounts",
+            );
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_milink"))
+            .args([
+                "mi",
+                "link",
+                "create",
+                "--mi",
+                MI,
+                "-g",
+                "rg-ledger",
+                "-n",
+                "DAG_Ledger",
+            ])
+            .args([
+                "--partner-availability-group-name",
+                "AG_Ledger",
+                "--instance-availability-group-name",
+                MI,
+            ])
+            .args([
+                "--partner-endpoint",
+                &format!("TCP://127.0.0.1:{ep}"),
+                "--databases",
+                "Ledger",
+                "--wait",
+                "--timeout",
+                "60",
+            ])
+            .args([
+                "--subscription",
+                SUB,
+                "--endpoint",
+                &format!("http://127.0.0.1:{mgmt_port}"),
+                "--insecure-loopback",
+                "--token",
+                TOKEN,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = &v["properties"]["databases"][0];
+        assert_eq!(d["seedingProgress"], "Completed", "{v}");
+        assert_eq!(d["connectedState"], "CONNECTED", "{v}");
+        // --wait returned only once the copy is consistent: it is readable at once.
+        let out = sql(mi_port, "USE Ledger; SELECT count(*) FROM accounts");
+        assert_eq!(rows(&out)[0][0], ACCOUNTS.to_string());
+        return l;
+    }
     let (st, body) = http(
         mgmt_port,
         "PUT",
@@ -801,4 +870,16 @@ fn removing_the_link_leaves_the_managed_instance_copy_online_and_writable() {
         "SELECT log_reuse_wait_desc FROM sys.databases WHERE name = N'Ledger'",
     );
     assert_ne!(rows(&out)[0][0], "AVAILABILITY_REPLICA", "{out}");
+}
+
+/// `milink mi link create --wait` follows the link through seeding and returns once it is consistent,
+/// connected and healthy; the managed instance reports the seeding as the destination.
+#[test]
+fn cli_link_create_waits_through_seeding() {
+    let l = linked_via(true);
+    let out = sql(l.mi_port, "SELECT role_desc, internal_state_desc, transferred_size_bytes FROM sys.dm_hadr_physical_seeding_stats");
+    let r = rows(&out);
+    assert_eq!(r[0][0], "Destination", "{out}");
+    assert_eq!(r[0][1], "Success", "{out}");
+    assert!(r[0][2].parse::<u64>().unwrap() > 100_000, "{out}");
 }

@@ -929,9 +929,13 @@ pub fn rows(server: &Arc<Server>, key: &str) -> Result<Vec<Vec<Value>>, SqlError
                 let remaining =
                     sd.database_bytes.saturating_sub(sd.transferred_bytes) as f64 / rate.max(1.0);
                 let now = chrono::Utc::now().naive_utc();
+                let destination = server
+                    .inst
+                    .database_any_state(&database)
+                    .is_ok_and(|d| d.role() == engine::database::Role::Secondary);
                 out.push(vec![
                     text(&database),
-                    text("Source"),
+                    text(if destination { "Destination" } else { "Source" }),
                     text(if sd.done {
                         "Success"
                     } else {

@@ -1142,6 +1142,10 @@ impl<'c> Tx<'c> {
                     Some(DataType::DateTimeOffset(7)),
                 )),
                 "NEWID" => Some(("tsql_newid()".to_string(), Some(DataType::UniqueIdentifier))),
+                "CRYPT_GEN_RANDOM" if args.len() == 1 => Some((
+                    format!("randomblob({})", args[0]),
+                    Some(DataType::VarBinary(Len::N(8000))),
+                )),
                 "SCOPE_IDENTITY" => Some((
                     "tsql_scope_identity()".to_string(),
                     Some(DataType::Decimal {

@@ -377,3 +377,9 @@ fn alter_table_add_unique() {
             .contains("ADD CONSTRAINT")
     );
 }
+
+#[test]
+fn crypt_gen_random_becomes_randomblob() {
+    let t = tr("SELECT CRYPT_GEN_RANDOM(16) AS r");
+    assert!(t.sql.contains("randomblob(16)"), "{}", t.sql);
+}
