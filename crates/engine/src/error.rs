@@ -112,6 +112,12 @@ impl From<rusqlite::Error> for SqlError {
     fn from(e: rusqlite::Error) -> Self {
         // A prepare error that also carries the statement and offset: judge it by SQLite's own message.
         if let rusqlite::Error::SqlInputError { error, msg, .. } = e {
+            // SQLite adds a hint for double-quoted names ("x" - should this be a string literal…?): T-SQL's
+            // message names the column alone.
+            let msg = match msg.split_once(" - should this be") {
+                Some((head, _)) => head.replace('"', ""),
+                None => msg,
+            };
             return rusqlite::Error::SqliteFailure(error, Some(msg)).into();
         }
         match &e {

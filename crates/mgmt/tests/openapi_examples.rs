@@ -157,12 +157,11 @@ fn microsofts_examples_replay_with_their_status_codes_and_the_served_schemas() {
             dag.clone(),
             None,
         ),
-        // Changing the replication mode from the managed instance's side is not built yet.
         (
             format!("{p21}DistributedAvailabilityGroupsUpdate.json"),
             "patch",
             dag.clone(),
-            Some((400, "FeatureNotYetSupported")),
+            None,
         ),
         (
             format!("{p21}DistributedAvailabilityGroupsDelete.json"),
@@ -192,7 +191,13 @@ fn microsofts_examples_replay_with_their_status_codes_and_the_served_schemas() {
             format!("{p25}DistributedAvailabilityGroupsUpdate.json"),
             "patch",
             dag.clone(),
-            Some((400, "FeatureNotYetSupported")),
+            None,
+        ),
+        (
+            format!("{p25}DistributedAvailabilityGroupsFailover.json"),
+            "post",
+            format!("{dag}/failover"),
+            None,
         ),
         // The managed instance as the link's initial primary is not built yet.
         (
