@@ -838,10 +838,28 @@ impl Applier {
         let task = tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 match job {
-                    ApplyJob::Blocks(db, blocks, last) => {
+                    ApplyJob::Blocks(db, mut blocks, mut last) => {
+                        // Everything already queued goes in the same apply: one SQLite transaction, one
+                        // published snapshot, so redo keeps up when log arrives faster than one apply takes.
+                        let mut barrier = None;
+                        while let Ok(next) = rx.try_recv() {
+                            match next {
+                                ApplyJob::Blocks(_, more, l) => {
+                                    blocks.extend(more);
+                                    last = l;
+                                }
+                                ApplyJob::Barrier(done) => {
+                                    barrier = Some(done);
+                                    break;
+                                }
+                            }
+                        }
                         blocking(move || db.apply_hardened(blocks)).await?;
                         if let Ok(mut s) = stats.lock() {
                             s.last_redone_lsn = last;
+                        }
+                        if let Some(done) = barrier {
+                            let _ = done.send(());
                         }
                     }
                     ApplyJob::Barrier(done) => {
