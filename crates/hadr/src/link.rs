@@ -305,9 +305,9 @@ async fn primary_session(
     mut wr: MirrorWriter,
     stats: &Stats,
 ) -> Result<(), String> {
+    // Join's next_page is informational: the secondary answers SeedBegin with where its copy really stands.
     let Message::Join {
         have_lsn,
-        next_page,
         guid,
         history,
         ..
@@ -334,7 +334,7 @@ async fn primary_session(
         s.last_error = None;
     }
     let from = if have_lsn == 0 || guid != db.guid {
-        seed(&db, &peer, next_page, &mut rd, &mut wr, stats).await?
+        seed(&db, &peer, &mut rd, &mut wr, stats).await?
     } else {
         let fork = timeline::fork_point(&db.timeline(), db.log().durable_lsn(), &history, have_lsn);
         if fork < have_lsn {
@@ -356,7 +356,9 @@ async fn primary_session(
     // The secondary holds everything before `from` (it said so in Join, or the seeding brought it there): a
     // synchronous commit must never wait for an ack of log it will not be sent.
     if let Ok(mut st) = stats.lock() {
+        // What it holds is applied too: a session's redo finishes before the next session joins.
         st.last_hardened_lsn = from - 1;
+        st.last_redone_lsn = from - 1;
     }
     db.replica_hardened(from - 1);
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
@@ -601,7 +603,6 @@ async fn hand_over(
 async fn seed(
     db: &Arc<Database>,
     peer: &str,
-    next_page: u32,
     rd: &mut MirrorReader,
     wr: &mut MirrorWriter,
     stats: &Stats,
@@ -634,7 +635,8 @@ async fn seed(
     .await?;
     // The secondary says where its copy stands (a resumed seeding continues there).
     let mut next = match recv(rd).await? {
-        Message::Ack { next_page: n, .. } => n.max(next_page).max(1),
+        // Only the secondary knows whether it resumed its copy or had to start over (a new start LSN).
+        Message::Ack { next_page: n, .. } => n.max(1),
         other => return Err(format!("unexpected {other:?} during seeding")),
     };
     {
@@ -812,8 +814,16 @@ async fn secondary_session(
         }
     });
     let applier = Applier::start(stats);
-    let r = secondary_loop(inst, existing, &mut rx, &mut wr, stats, &applier).await;
+    let copied: SeedMark = Default::default();
+    let r = secondary_loop(inst, existing, &mut rx, &mut wr, stats, &applier, &copied).await;
     reader.abort();
+    // A seeding cut off mid-copy keeps every page it received: the next attempt resumes after them.
+    let mark = copied.lock().ok().and_then(|mut m| m.take());
+    if let (Err(_), Some((t, next))) = (&r, mark) {
+        if t.control().consistent_at.is_some() {
+            let _ = blocking(move || t.seed_checkpoint(next)).await;
+        }
+    }
     // Whatever was hardened is applied before the session is over.
     let drained = applier.finish().await;
     r.and(drained)
@@ -900,6 +910,9 @@ impl Applier {
     }
 }
 
+/// The seeding target and the page after the last one written to it (not yet a durable resume point).
+type SeedMark = Arc<Mutex<Option<(Arc<Database>, u32)>>>;
+
 async fn secondary_loop(
     inst: &Arc<Instance>,
     mut target: Option<Arc<Database>>,
@@ -907,13 +920,15 @@ async fn secondary_loop(
     wr: &mut MirrorWriter,
     stats: &Stats,
     applier: &Applier,
+    copied: &SeedMark,
 ) -> Result<(), String> {
     let mut chunks = 0u32;
     let mut pending: Option<std::sync::mpsc::SyncSender<Result<(), (i32, String)>>> = None;
     // A message taken from the queue while gathering log blocks, handled on the next turn.
     let mut deferred: Option<Result<Message, String>> = None;
-    // Only redo progress made in this session is reported when idle (never during a seeding's handshake).
-    let mut acked_redone = stats.lock().map(|s| s.last_redone_lsn).unwrap_or(0);
+    // Redo progress is reported when idle, once log flows in this session (never during a seeding's handshake).
+    let mut acked_redone = 0u64;
+    let mut shipping = false;
     loop {
         // Checked on every turn: under a steady stream of log the timer below would never fire.
         let asked = stats.lock().ok().and_then(|mut s| s.request.take());
@@ -934,7 +949,7 @@ async fn secondary_loop(
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {
                     // Idle: tell the primary how far redo got since the last ack (its redo queue view).
                     let (hardened, redone) = stats.lock().map(|s| (s.last_hardened_lsn, s.last_redone_lsn)).unwrap_or((0, 0));
-                    if redone > acked_redone && hardened > 0 {
+                    if shipping && redone > acked_redone && hardened > 0 {
                         send(wr, &Message::Ack { hardened, redone, next_page: 0 }).await?;
                         acked_redone = redone;
                     }
@@ -992,14 +1007,18 @@ async fn secondary_loop(
                 }
                 chunks += 1;
                 let durable_now = chunks.is_multiple_of(SEED_CHECKPOINT_EVERY);
+                let t2 = t.clone();
                 blocking(move || {
-                    t.seed_write_pages(&pages)?;
+                    t2.seed_write_pages(&pages)?;
                     if durable_now {
-                        t.seed_checkpoint(next)?;
+                        t2.seed_checkpoint(next)?;
                     }
                     Ok(())
                 })
                 .await?;
+                if let Ok(mut m) = copied.lock() {
+                    *m = Some((t, next));
+                }
                 send(
                     wr,
                     &Message::Ack {
@@ -1016,6 +1035,10 @@ async fn secondary_loop(
             } => {
                 let t = target.clone().ok_or("SeedEnd before SeedBegin")?;
                 applier.drain().await?;
+                // The copy is complete: from here on an interruption resumes by redo, not by copying.
+                if let Ok(mut m) = copied.lock() {
+                    *m = None;
+                }
                 blocking(move || t.seed_copy_done(end_lsn, page_count)).await?;
                 if let Ok(mut s) = stats.lock() {
                     if let Some(sd) = s.seeding.as_mut() {
@@ -1066,6 +1089,7 @@ async fn secondary_loop(
                 )
                 .await?;
                 acked_redone = redone;
+                shipping = true;
                 applier.apply(t, blocks, hardened).await?;
             }
             Message::Handover { end_lsn } => {

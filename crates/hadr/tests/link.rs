@@ -338,3 +338,189 @@ fn without_exchanged_certificates_the_link_is_refused_with_41974() {
         .expect("the refusal is kept for the views");
     assert!(n == 41974 || n == 41973, "{n}: {m}");
 }
+
+/// A fault-injecting TCP proxy between the two instances: every connection through it can be cut at once.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    cuts: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> CuttingProxy {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
+        let c2 = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = l.accept().await {
+                let h = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                c2.lock().unwrap().push(h);
+            }
+        });
+        CuttingProxy {
+            addr,
+            conns,
+            cuts: Default::default(),
+        }
+    }
+
+    /// Drop every connection in flight (both sockets close, mid-message).
+    fn cut(&self) {
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+        self.cuts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The network between the instances is cut again and again, during seeding and during log shipping, while the
+/// primary keeps writing: the link comes back by itself every time, seeding resumes, and the replicas end
+/// byte-identical at the same LSN.
+#[test]
+fn network_cuts_during_seeding_and_shipping_heal_and_replicas_end_identical() {
+    let (sql, mi) = trusted_pair();
+    sql.inst.create_database("Sales").unwrap();
+    {
+        let mut s = Session::new(sql.inst.clone());
+        s.use_database(Some("Sales")).unwrap();
+        s.query("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)", &[])
+            .unwrap();
+        s.begin_tran();
+        for _ in 0..12_000 {
+            s.query("INSERT INTO t(v) VALUES (randomblob(2000))", &[])
+                .unwrap();
+        }
+        s.commit_tran().unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
+    let settings = sql.settings(
+        SQL,
+        Role::SqlServer,
+        IdentitySource::Certificate("Cert_sqlserver1_endpoint".into()),
+    );
+    let (inst, stats) = (sql.inst.clone(), primary_stats.clone());
+    let proxy = rt.block_on(async move {
+        let mut ep = Endpoint::start(
+            "127.0.0.1:0".parse().unwrap(),
+            settings,
+            ConnectErrorLog::default(),
+        )
+        .await
+        .unwrap();
+        let addr = ep.local_addr();
+        tokio::spawn(async move {
+            while let Some(conn) = ep.accept().await {
+                let (inst, stats) = (inst.clone(), stats.clone());
+                tokio::spawn(async move {
+                    let _ = link::serve_primary(inst, conn, move |_| Ok(stats.clone())).await;
+                });
+            }
+        });
+        CuttingProxy::start(addr).await
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (inst, stop) = (sql.inst.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut s = Session::new(inst);
+            s.use_database(Some("Sales")).unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                s.query("INSERT INTO t(v) VALUES (randomblob(300))", &[])
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    // The managed instance reconnects by itself, as its link task does.
+    let secondary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
+    let mi_settings = mi.settings(
+        MI,
+        Role::ManagedInstance,
+        IdentitySource::InstanceEndpoint { fqdn: MI.into() },
+    );
+    let (inst, st, to) = (mi.inst.clone(), secondary_stats.clone(), proxy.addr);
+    let task = rt.spawn(async move {
+        loop {
+            let _ = link::dial(
+                inst.clone(),
+                &mi_settings,
+                &ConnectErrorLog::default(),
+                SQL,
+                to,
+                "Sales",
+                st.clone(),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    // Cut while seeding (the copy is ~25 MB), then while shipping.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut cuts_while_seeding = 0;
+    while mi.inst.database("Sales").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "seeding never finished: {:?}",
+            primary_stats.lock().unwrap().seeding
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        if mi.inst.database("Sales").is_err() {
+            proxy.cut();
+            cuts_while_seeding += 1;
+        }
+    }
+    for _ in 0..15 {
+        std::thread::sleep(Duration::from_millis(80));
+        proxy.cut();
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let p = sql.inst.database("Sales").unwrap();
+    let target = p.log().durable_lsn();
+    while primary_stats.lock().unwrap().last_redone_lsn < target {
+        assert!(
+            Instant::now() < deadline,
+            "replication did not catch up after the cuts: {:?}",
+            primary_stats.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = mi.inst.database("Sales").unwrap();
+    assert_eq!(count(&mi.inst), count(&sql.inst));
+    let attempts = primary_stats
+        .lock()
+        .unwrap()
+        .seeding
+        .as_ref()
+        .map(|x| x.attempt)
+        .unwrap_or(0);
+    eprintln!(
+        "{} cuts ({cuts_while_seeding} while seeding, {attempts} seeding attempts)",
+        proxy.cuts.load(Ordering::SeqCst)
+    );
+    assert!(cuts_while_seeding >= 1);
+    // A seeding cut off resumes after what it had copied instead of starting over.
+    let sd = primary_stats.lock().unwrap().seeding.clone().unwrap();
+    if attempts > 1 {
+        assert!(
+            sd.transferred_bytes < sd.database_bytes,
+            "the last attempt copied everything again: {sd:?}"
+        );
+    }
+    let (a, b) = (
+        hadr::identity::page_checksum(&p).unwrap(),
+        hadr::identity::page_checksum(&s).unwrap(),
+    );
+    assert_eq!(a, b, "replicas differ at the same LSN");
+    task.abort();
+}
