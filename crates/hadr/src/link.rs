@@ -189,10 +189,18 @@ pub async fn serve_primary(
     inst: Arc<Instance>,
     conn: transport::MirrorConnection,
     admit: impl Fn(&str) -> Result<Stats, (i32, String)>,
+    resolve: impl Fn(&str) -> Result<String, (i32, String)>,
 ) -> Result<(), String> {
     let peer = conn.peer_name.clone();
     let (mut rd, mut wr) = conn.into_split();
     let first = recv(&mut rd).await?;
+    if let Message::Resolve { group } = &first {
+        let answer = match resolve(group) {
+            Ok(database) => Message::Resolved { database },
+            Err((number, message)) => Message::Error { number, message },
+        };
+        return send(&mut wr, &answer).await;
+    }
     let database = match &first {
         Message::Join { database, .. } | Message::Offer { database, .. } => database.clone(),
         _ => return Err("the partner did not start with Join or Offer".into()),
@@ -702,6 +710,34 @@ async fn seed(
         }
     }
     Ok(start + 1)
+}
+
+/// Ask the partner which database its distributed availability group `group` replicates.
+pub async fn resolve_database(
+    settings: &EndpointSettings,
+    errors: &ConnectErrorLog,
+    peer_name: &str,
+    addr: SocketAddr,
+    group: &str,
+) -> Result<String, (i32, String)> {
+    let conn = transport::connect(settings, errors, peer_name, addr)
+        .await
+        .map_err(|x| (x.number, x.message))?;
+    let (mut rd, mut wr) = conn.into_split();
+    let err = |m: String| (35206, m);
+    send(
+        &mut wr,
+        &Message::Resolve {
+            group: group.to_string(),
+        },
+    )
+    .await
+    .map_err(err)?;
+    match recv(&mut rd).await.map_err(err)? {
+        Message::Resolved { database } => Ok(database),
+        Message::Error { number, message } => Err((number, message)),
+        other => Err(err(format!("unexpected {other:?} in answer to Resolve"))),
+    }
 }
 
 /// The dialing side (the managed instance): connect to the partner's endpoint for `database` and replicate until

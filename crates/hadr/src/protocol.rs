@@ -34,6 +34,11 @@ pub enum Message {
     HandoverDone { epoch: u64 },
     /// Primary → secondary: the outcome of a FailoverRequest (0 = done), with SQL Server's number.
     FailoverResult { number: i32, message: String },
+    /// Dialer → listener: which database does distributed availability group `group` replicate? (A secondary
+    /// that joined with T-SQL's JOIN AVAILABILITY GROUP learns it this way before it joins the database.)
+    Resolve { group: String },
+    /// Listener → dialer: the answer to Resolve.
+    Resolved { database: String },
     /// Primary → secondary: seeding starts from a fuzzy copy taken when the log ended at `start_lsn`.
     SeedBegin {
         database: String,
@@ -158,6 +163,8 @@ impl Message {
             Message::Handover { .. } => 11,
             Message::HandoverDone { .. } => 12,
             Message::FailoverResult { .. } => 13,
+            Message::Resolve { .. } => 14,
+            Message::Resolved { .. } => 15,
         }
     }
 
@@ -193,6 +200,8 @@ impl Message {
                 body.extend_from_slice(&number.to_le_bytes());
                 put_str(&mut body, message);
             }
+            Message::Resolve { group } => put_str(&mut body, group),
+            Message::Resolved { database } => put_str(&mut body, database),
             Message::SeedBegin {
                 database,
                 guid,
@@ -369,6 +378,10 @@ impl Message {
                 number: r.i32()?,
                 message: r.string()?,
             },
+            14 => Message::Resolve { group: r.string()? },
+            15 => Message::Resolved {
+                database: r.string()?,
+            },
             k => return Err(DecodeError::Corrupt(format!("unknown message kind {k}"))),
         };
         if r.at != body.len() {
@@ -409,6 +422,12 @@ mod tests {
             Message::FailoverResult {
                 number: 41142,
                 message: "not synchronized".into(),
+            },
+            Message::Resolve {
+                group: "DAG_Sales".into(),
+            },
+            Message::Resolved {
+                database: "Sales".into(),
             },
             Message::SeedBegin {
                 database: "Sales".into(),

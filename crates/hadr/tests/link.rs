@@ -145,7 +145,13 @@ fn link_seeds_and_replicates_over_mutual_tls() {
                 while let Some(conn) = ep.accept().await {
                     let (inst, stats) = (inst.clone(), stats.clone());
                     tokio::spawn(async move {
-                        let _ = link::serve_primary(inst, conn, move |_| Ok(stats.clone())).await;
+                        let _ = link::serve_primary(
+                            inst,
+                            conn,
+                            move |_| Ok(stats.clone()),
+                            |_| Ok("Sales".to_string()),
+                        )
+                        .await;
                     });
                 }
             });
@@ -422,7 +428,13 @@ fn network_cuts_during_seeding_and_shipping_heal_and_replicas_end_identical() {
             while let Some(conn) = ep.accept().await {
                 let (inst, stats) = (inst.clone(), stats.clone());
                 tokio::spawn(async move {
-                    let _ = link::serve_primary(inst, conn, move |_| Ok(stats.clone())).await;
+                    let _ = link::serve_primary(
+                        inst,
+                        conn,
+                        move |_| Ok(stats.clone()),
+                        |_| Ok("Sales".to_string()),
+                    )
+                    .await;
                 });
             }
         });

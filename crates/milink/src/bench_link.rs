@@ -218,7 +218,13 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
             while let Some(conn) = ep.accept().await {
                 let (inst, stats) = (inst.clone(), stats.clone());
                 tokio::spawn(async move {
-                    let _ = link::serve_primary(inst, conn, move |_| Ok(stats.clone())).await;
+                    let _ = link::serve_primary(
+                        inst,
+                        conn,
+                        move |_| Ok(stats.clone()),
+                        |_| Ok("Sales".to_string()),
+                    )
+                    .await;
                 });
             }
         });

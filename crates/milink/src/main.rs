@@ -224,6 +224,18 @@ fn serve(a: ServeArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if !a.managed {
+        // Distributed groups this instance joined with T-SQL (JOIN AVAILABILITY GROUP) reconnect by themselves.
+        if let Ok(h) = sqlexec::endpoints::state(&server) {
+            if let Some(settings) = h.settings() {
+                let n = sqlexec::ags::resume_joins(&server, h.handle(), &settings)
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                if n > 0 {
+                    tracing::info!(links = n, "resumed joined distributed availability groups");
+                }
+            }
+        }
+    }
     if a.managed {
         start_management(&rt, &server, &a, &tls)?;
     }

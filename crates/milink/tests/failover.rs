@@ -97,12 +97,20 @@ impl Linked {
     }
 }
 
-fn linked() -> Linked {
-    linked_via(false)
+#[derive(PartialEq)]
+enum Via {
+    Rest,
+    Cli,
+    Tsql,
 }
 
-/// The link created over REST (PUT, as the seed does) or with `milink mi link create --wait`.
-fn linked_via(cli: bool) -> Linked {
+fn linked() -> Linked {
+    linked_via(Via::Rest)
+}
+
+/// The link created over REST (PUT, as the seed does), with `milink mi link create --wait`, or with T-SQL's
+/// JOIN AVAILABILITY GROUP on the managed instance.
+fn linked_via(via: Via) -> Linked {
     let sql_dir = tempfile::tempdir().unwrap();
     let mi_dir = tempfile::tempdir().unwrap();
     let (sql_port, mi_port, mgmt_port, mi_mirror, ep) = (
@@ -158,16 +166,25 @@ fn linked_via(cli: bool) -> Linked {
         "SELECT CERTENCODED(CERT_ID(N'Cert_sqlserver1_endpoint')) AS k",
     ))[0][0]
         .clone();
-    let (st, body) = http(
-        mgmt_port,
-        "POST",
-        &format!(
-            "{}/hybridCertificate?api-version=2020-11-01-preview",
-            l.base()
-        ),
-        &format!("{{\"properties\":{{\"PublicBlob\":\"{blob}\"}}}}"),
-    );
-    assert_eq!(st, 200, "{body}");
+    if via == Via::Tsql {
+        // T-SQL's way to trust SQL Server on the managed instance: its certificate, named for the host the link
+        // dials.
+        sql(
+            mi_port,
+            &format!("CREATE CERTIFICATE [127.0.0.1] FROM BINARY = {blob}"),
+        );
+    } else {
+        let (st, body) = http(
+            mgmt_port,
+            "POST",
+            &format!(
+                "{}/hybridCertificate?api-version=2020-11-01-preview",
+                l.base()
+            ),
+            &format!("{{\"properties\":{{\"PublicBlob\":\"{blob}\"}}}}"),
+        );
+        assert_eq!(st, 200, "{body}");
+    }
     let mi_cert = rows(&sql(
         mi_port,
         "EXEC sp_get_endpoint_certificate @endpoint_type = 4",
@@ -201,7 +218,24 @@ fn linked_via(cli: bool) -> Linked {
     );
     sql(s, &format!("CREATE AVAILABILITY GROUP [AG_Ledger] WITH (CLUSTER_TYPE = NONE) FOR DATABASE [Ledger] REPLICA ON 'sqlserver1' WITH (ENDPOINT_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = SYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC)"));
     sql(s, &format!("CREATE AVAILABILITY GROUP [DAG_Ledger] WITH (DISTRIBUTED) AVAILABILITY GROUP ON N'AG_Ledger' WITH (LISTENER_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC, SESSION_TIMEOUT = 10), N'{MI}' WITH (LISTENER_URL = 'tcp://{MI_FQDN}:5022;Server=[{MI}]', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC)"));
-    if cli {
+    if via == Via::Tsql {
+        sql(mi_port, &format!("ALTER AVAILABILITY GROUP [DAG_Ledger] JOIN AVAILABILITY GROUP ON N'AG_Ledger' WITH (LISTENER_URL = 'TCP://127.0.0.1:{ep}', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC), N'{MI}' WITH (LISTENER_URL = 'tcp://{MI_FQDN}:5022', AVAILABILITY_MODE = ASYNCHRONOUS_COMMIT, FAILOVER_MODE = MANUAL, SEEDING_MODE = AUTOMATIC)"));
+        wait_for(
+            Duration::from_secs(60),
+            "the managed instance to hold the ledger",
+            || {
+                try_sql(mi_port, "USE Ledger; SELECT count(*) FROM accounts")
+                    .map(|o| {
+                        rows(&o)
+                            .first()
+                            .is_some_and(|r| r[0] == ACCOUNTS.to_string())
+                    })
+                    .unwrap_or(false)
+            },
+        );
+        return l;
+    }
+    if via == Via::Cli {
         // Enough data that the seeding shows progress.
         sql(
             s,
@@ -876,10 +910,32 @@ fn removing_the_link_leaves_the_managed_instance_copy_online_and_writable() {
 /// connected and healthy; the managed instance reports the seeding as the destination.
 #[test]
 fn cli_link_create_waits_through_seeding() {
-    let l = linked_via(true);
+    let l = linked_via(Via::Cli);
     let out = sql(l.mi_port, "SELECT role_desc, internal_state_desc, transferred_size_bytes FROM sys.dm_hadr_physical_seeding_stats");
     let r = rows(&out);
     assert_eq!(r[0][0], "Destination", "{out}");
     assert_eq!(r[0][1], "Success", "{out}");
     assert!(r[0][2].parse::<u64>().unwrap() > 100_000, "{out}");
+}
+
+/// The managed instance joins with T-SQL (`ALTER AVAILABILITY GROUP … JOIN AVAILABILITY GROUP ON …`) instead of
+/// the management API: it learns the database from SQL Server, seeds it, replicates, and shows it in its views.
+#[test]
+fn joining_with_tsql_seeds_and_replicates() {
+    let l = linked_via(Via::Tsql);
+    let (s, m) = (l.sql_port, l.mi_port);
+    let mut ledger = Ledger::start(s, 2);
+    ledger.wait_acked(100);
+    ledger.stop();
+    let (ids, _) = books(s);
+    wait_for(
+        Duration::from_secs(30),
+        "the managed instance to catch up",
+        || books(m).0 == ids,
+    );
+    let out = sql(m, "SELECT g.name, r.replica_server_name, r.availability_mode_desc FROM sys.availability_groups g JOIN sys.availability_replicas r ON r.group_id = g.group_id WHERE g.is_distributed = 1 ORDER BY r.replica_server_name");
+    assert_eq!(rows(&out).len(), 2, "{out}");
+    let out = sql(m, "SELECT DB_NAME(database_id), synchronization_state_desc FROM sys.dm_hadr_database_replica_states WHERE is_local = 1");
+    assert_eq!(rows(&out)[0][0], "Ledger", "{out}");
+    assert_identical(s, m);
 }

@@ -185,6 +185,11 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
             }
         }
         Admin::AlterAvailabilityGroup { name, action } => {
+            // JOIN creates this side of a distributed group: there is nothing to find yet.
+            if let AgAction::Join { groups, .. } = action.as_ref() {
+                join_from_tsql(&server, &name.value, groups)?;
+                return Ok(true);
+            }
             let m = inst.master();
             m.execute_batch(SCHEMA).map_err(db)?;
             let gid = existing_group_id(&m, &name.value, "find")?;
@@ -392,6 +397,12 @@ pub async fn serve_link(server: Arc<Server>, conn: hadr::transport::MirrorConnec
         let stats = link_stats(&s2, database);
         refresh_mode(&s2, database, &stats);
         Ok(stats)
+    }, |group| {
+        let s3 = &server;
+        match dag_database(s3, group) {
+            Ok((_, d)) => Ok(d),
+            Err(e) => Err((e.number, e.message)),
+        }
     })
     .await;
     if let Err(e) = r {
@@ -1030,7 +1041,7 @@ pub fn join_distributed_group(
             .map_err(db)?;
         m.execute(
             "INSERT INTO hadr_groups(group_id, name, is_distributed, cluster_type, database_name, sequence_number, create_date) VALUES (?1, ?2, 1, 'NONE', ?3, ?4, ?5)",
-            params![gid, dag, database, seq, now],
+            params![gid, dag, (!database.is_empty()).then_some(database), seq, now],
         )
         .map_err(db)?;
         let spec = |name: &str, url: Option<String>| ReplicaSpec {
@@ -1054,11 +1065,12 @@ pub fn join_distributed_group(
         insert_replica(&m, &gid, 1, &spec(local_ag, None), true, &now)?;
     }
     drop(m);
-    let stats = link_stats(server, database);
-    let (inst, db_name, dag_name) = (server.inst.clone(), database.to_string(), dag.to_string());
+    let (inst, mut db_name, dag_name) =
+        (server.inst.clone(), database.to_string(), dag.to_string());
     let server2 = server.clone();
     let task = runtime.spawn(async move {
         let errors = hadr::transport::ConnectErrorLog::default();
+        let mut stats = link_stats(&server2, &db_name);
         loop {
             let addr = match tokio::net::lookup_host((host.as_str(), port)).await.ok().and_then(|mut a| a.next()) {
                 Some(a) => a,
@@ -1070,6 +1082,25 @@ pub fn join_distributed_group(
                     continue;
                 }
             };
+            if db_name.is_empty() {
+                // Joined with T-SQL: ask the primary which database this group replicates, then record it.
+                match hadr::link::resolve_database(&settings, &errors, &host, addr, &dag_name).await {
+                    Ok(d) => {
+                        if let Err(e) = set_dag_database(&server2, &dag_name, &d) {
+                            tracing::warn!(dag = %dag_name, error = %e.message, "cannot record the group's database");
+                        }
+                        db_name = d;
+                        stats = link_stats(&server2, &db_name);
+                    }
+                    Err((n, m)) => {
+                        if let Ok(mut s) = stats.lock() {
+                            s.last_error = Some((n, m));
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
             refresh_mode(&server2, &db_name, &stats);
             let r = hadr::link::dial(inst.clone(), &settings, &errors, &host, addr, &db_name, stats.clone()).await;
             after_session(&server2);
@@ -1085,6 +1116,82 @@ pub fn join_distributed_group(
     });
     if let Some(old) = server.joins.lock().insert(dag.to_lowercase(), task) {
         old.abort();
+    }
+    Ok(())
+}
+
+/// `ALTER AVAILABILITY GROUP [DAG] JOIN AVAILABILITY GROUP ON N'<primary AG>' WITH (LISTENER_URL = 'TCP://…', …),
+/// N'<local AG>' WITH (…)`: this instance joins the distributed group as its secondary, the T-SQL equivalent of the
+/// management API's PUT. The database comes from the primary (automatic seeding brings it), so the link first asks
+/// the primary which database the group replicates.
+fn join_from_tsql(server: &Arc<Server>, dag: &str, groups: &[ReplicaSpec]) -> Result<(), SqlError> {
+    let [primary, local] = groups else {
+        return Err(SqlError::new(
+            19502,
+            16,
+            "JOIN AVAILABILITY GROUP ON names exactly two availability groups: the primary's, then this instance's.",
+        ));
+    };
+    let url = primary.listener_url.clone().ok_or_else(|| {
+        SqlError::new(
+            19503,
+            16,
+            format!("LISTENER_URL is required for availability group '{}' in a distributed availability group.", primary.name),
+        )
+    })?;
+    {
+        let m = server.inst.master();
+        m.execute_batch(SCHEMA).map_err(db)?;
+        let exists: Option<String> = m
+            .query_row("SELECT name FROM hadr_groups WHERE name = ?1", [dag], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        if exists.is_some() {
+            return Err(SqlError::new(
+                35200,
+                16,
+                format!("An availability group named '{dag}' already exists on this instance. Choose another name."),
+            ));
+        }
+    }
+    let h = crate::endpoints::state(server)?;
+    let settings = h.settings().ok_or_else(|| {
+        SqlError::new(
+            35250,
+            16,
+            "This instance has no database mirroring endpoint: create one (CREATE ENDPOINT … FOR DATABASE_MIRRORING) before joining a distributed availability group.",
+        )
+    })?;
+    let handle = h.handle().clone();
+    join_distributed_group(
+        server,
+        &handle,
+        settings,
+        dag,
+        &primary.name,
+        &local.name,
+        "",
+        &url,
+    )?;
+    // The replicas as the statement described them (modes, seeding), not the API's defaults.
+    let m = server.inst.master();
+    for r in [primary, local] {
+        m.execute(
+            "UPDATE hadr_replicas SET availability_mode = coalesce(?3, availability_mode), failover_mode = coalesce(?4, failover_mode), \
+             seeding_mode = coalesce(?5, seeding_mode), session_timeout = coalesce(?6, session_timeout) \
+             WHERE group_id = (SELECT group_id FROM hadr_groups WHERE name = ?1) AND replica_server_name = ?2 COLLATE NOCASE",
+            params![
+                dag,
+                r.name,
+                r.availability_mode.map(|x| mode(Some(x))),
+                r.failover_mode.map(|x| failover_mode(Some(x))),
+                r.seeding_mode.map(|x| seeding(Some(x))),
+                r.session_timeout
+            ],
+        )
+        .map_err(db)?;
     }
     Ok(())
 }
@@ -1109,7 +1216,21 @@ pub fn parse_endpoint_url(url: &str) -> Result<(String, u16), SqlError> {
     Ok((h.trim_matches(|c| c == '[' || c == ']').to_string(), port))
 }
 
-/// After a restart, a managed instance resumes every distributed group it had joined.
+fn set_dag_database(server: &Server, dag: &str, database: &str) -> Result<(), SqlError> {
+    server
+        .inst
+        .master()
+        .execute(
+            "UPDATE hadr_groups SET database_name = ?2 WHERE name = ?1 AND is_distributed = 1",
+            params![dag, database],
+        )
+        .map_err(db)?;
+    Ok(())
+}
+
+/// After a restart, an instance resumes every distributed group it had joined as the secondary (REST PUT or
+/// T-SQL JOIN: the partner's group is the group's first member). A group this instance created itself lists its
+/// own member first and is served from its endpoint instead.
 pub fn resume_joins(
     server: &Arc<Server>,
     runtime: &tokio::runtime::Handle,
@@ -1120,10 +1241,10 @@ pub fn resume_joins(
         m.execute_batch(SCHEMA).map_err(db)?;
         let mut st = m
             .prepare(
-                "SELECT g.name, g.database_name, p.replica_server_name, l.replica_server_name, p.endpoint_url \
+                "SELECT g.name, coalesce(g.database_name, ''), p.replica_server_name, l.replica_server_name, p.endpoint_url \
                  FROM hadr_groups g JOIN hadr_replicas p ON p.group_id = g.group_id AND p.is_local = 0 \
                  JOIN hadr_replicas l ON l.group_id = g.group_id AND l.is_local = 1 \
-                 WHERE g.is_distributed = 1 AND g.database_name IS NOT NULL AND p.endpoint_url IS NOT NULL",
+                 WHERE g.is_distributed = 1 AND p.endpoint_url IS NOT NULL AND p.ordinal = 0",
             )
             .map_err(db)?;
         let rows = st
