@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the whole test suite. Installs everything the tests need first (idempotent):
-# Debian packages (FreeTDS tsql, libltdl7 for ODBC Driver 18), a Python venv with the
+# Debian packages (FreeTDS tsql, curl, libltdl7 for ODBC Driver 18), a Python venv with the
 # Python SQL Server clients, a local npm folder with tedious, and cargo-nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ mkdir -p "$CLIENTS"
 
 need_apt=()
 command -v tsql >/dev/null 2>&1 || need_apt+=(freetds-bin)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 dpkg -s libltdl7 >/dev/null 2>&1 || need_apt+=(libltdl7)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_apt[*]}"

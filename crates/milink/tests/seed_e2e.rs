@@ -7,8 +7,7 @@
 mod common;
 
 use common::{free_port, rows, wait_listening, Proc};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,16 +25,24 @@ fn sql(port: u16, batch: &str) -> String {
     common::sql(port, SA, batch)
 }
 
+/// The seed's PowerShell requests, sent with curl: the same URI, headers and body (trailing comma included).
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: management.azure.com\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "-X", method])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .args(["-H", "Host: management.azure.com"])
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["-H", "Content-Type: application/json"]);
+    if !body.is_empty() {
+        cmd.args(["--data-binary", body]);
+    }
+    let out = cmd.output().expect("curl (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     (
         head.split_whitespace()
