@@ -120,6 +120,39 @@ async fn send_shared(w: &tokio::sync::Mutex<MirrorWriter>, m: &Message) -> Resul
     send(&mut *w.lock().await, m).await
 }
 
+/// A raw block larger than this travels in BlockChunk pieces (the transport's frames are bounded).
+const CHUNK: usize = 8 << 20;
+
+/// Ship raw blocks in order: small ones together in Blocks messages, a very large one in pieces.
+async fn send_blocks(
+    w: &tokio::sync::Mutex<MirrorWriter>,
+    batch: Vec<Vec<u8>>,
+) -> Result<(), String> {
+    let mut small = Vec::new();
+    for raw in batch {
+        if raw.len() <= CHUNK {
+            small.push(raw);
+            continue;
+        }
+        if !small.is_empty() {
+            let blocks = std::mem::take(&mut small);
+            send_shared(w, &Message::Blocks { blocks }).await?;
+        }
+        let pieces: Vec<&[u8]> = raw.chunks(CHUNK).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let m = Message::BlockChunk {
+                data: piece.to_vec(),
+                last: i + 1 == pieces.len(),
+            };
+            send_shared(w, &m).await?;
+        }
+    }
+    if !small.is_empty() {
+        send_shared(w, &Message::Blocks { blocks: small }).await?;
+    }
+    Ok(())
+}
+
 async fn recv(r: &mut MirrorReader) -> Result<Message, String> {
     loop {
         let m = r.recv().await.map_err(e)?;
@@ -413,7 +446,7 @@ async fn primary_session(
                 if batch.is_empty() {
                     continue;
                 }
-                send_shared(&wr, &Message::Blocks { blocks: batch }).await?;
+                send_blocks(&wr, batch).await?;
                 let sent = shipper.lock().map(|s| s.next_lsn - 1).unwrap_or(0);
                 if let Ok(mut st) = stats.lock() {
                     st.last_sent_lsn = sent;
@@ -965,6 +998,7 @@ async fn secondary_loop(
     // Redo progress is reported when idle, once log flows in this session (never during a seeding's handshake).
     let mut acked_redone = 0u64;
     let mut shipping = false;
+    let mut big: Vec<u8> = Vec::new();
     loop {
         // Checked on every turn: under a steady stream of log the timer below would never fire.
         let asked = stats.lock().ok().and_then(|mut s| s.request.take());
@@ -992,6 +1026,19 @@ async fn secondary_loop(
                     continue;
                 }
             },
+        };
+        // The pieces of one very large block are joined before it is hardened like any other.
+        let m = match m {
+            Message::BlockChunk { data, last } => {
+                big.extend_from_slice(&data);
+                if !last {
+                    continue;
+                }
+                Message::Blocks {
+                    blocks: vec![std::mem::take(&mut big)],
+                }
+            }
+            other => other,
         };
         match m {
             Message::SeedBegin {

@@ -39,6 +39,9 @@ pub enum Message {
     Resolve { group: String },
     /// Listener → dialer: the answer to Resolve.
     Resolved { database: String },
+    /// Primary → secondary: a piece of one raw log block too large for one message (a very large transaction);
+    /// the secondary joins the pieces and treats the block as if it came in Blocks.
+    BlockChunk { data: Vec<u8>, last: bool },
     /// Primary → secondary: seeding starts from a fuzzy copy taken when the log ended at `start_lsn`.
     SeedBegin {
         database: String,
@@ -165,6 +168,7 @@ impl Message {
             Message::FailoverResult { .. } => 13,
             Message::Resolve { .. } => 14,
             Message::Resolved { .. } => 15,
+            Message::BlockChunk { .. } => 16,
         }
     }
 
@@ -202,6 +206,10 @@ impl Message {
             }
             Message::Resolve { group } => put_str(&mut body, group),
             Message::Resolved { database } => put_str(&mut body, database),
+            Message::BlockChunk { data, last } => {
+                body.push(*last as u8);
+                put_bytes(&mut body, data);
+            }
             Message::SeedBegin {
                 database,
                 guid,
@@ -382,6 +390,13 @@ impl Message {
             15 => Message::Resolved {
                 database: r.string()?,
             },
+            16 => {
+                let last = r.take(1)?[0] != 0;
+                Message::BlockChunk {
+                    data: r.bytes()?.to_vec(),
+                    last,
+                }
+            }
             k => return Err(DecodeError::Corrupt(format!("unknown message kind {k}"))),
         };
         if r.at != body.len() {
@@ -428,6 +443,10 @@ mod tests {
             },
             Message::Resolved {
                 database: "Sales".into(),
+            },
+            Message::BlockChunk {
+                data: vec![5; 3000],
+                last: true,
             },
             Message::SeedBegin {
                 database: "Sales".into(),

@@ -536,3 +536,129 @@ fn network_cuts_during_seeding_and_shipping_heal_and_replicas_end_identical() {
     assert_eq!(a, b, "replicas differ at the same LSN");
     task.abort();
 }
+
+/// DDL, a trigger and a 100 MB transaction on the primary all replicate over the link, and the replicas are
+/// byte-identical at the same LSN.
+#[test]
+fn ddl_triggers_and_a_100_mb_transaction_replicate_byte_identically() {
+    let (sql, mi) = trusted_pair();
+    sql.inst.create_database("Sales").unwrap();
+    let exec = |q: &str| {
+        let mut s = Session::new(sql.inst.clone());
+        s.use_database(Some("Sales")).unwrap();
+        s.query(q, &[]).unwrap_or_else(|e| panic!("{q}: {e}"));
+    };
+    exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
+    let settings = sql.settings(
+        SQL,
+        Role::SqlServer,
+        IdentitySource::Certificate("Cert_sqlserver1_endpoint".into()),
+    );
+    let (inst, stats) = (sql.inst.clone(), primary_stats.clone());
+    let addr = rt.block_on(async move {
+        let mut ep = Endpoint::start(
+            "127.0.0.1:0".parse().unwrap(),
+            settings,
+            ConnectErrorLog::default(),
+        )
+        .await
+        .unwrap();
+        let addr = ep.local_addr();
+        tokio::spawn(async move {
+            while let Some(conn) = ep.accept().await {
+                let (inst, stats) = (inst.clone(), stats.clone());
+                tokio::spawn(async move {
+                    let _ = link::serve_primary(
+                        inst,
+                        conn,
+                        move |_| Ok(stats.clone()),
+                        |_| Ok("Sales".to_string()),
+                    )
+                    .await;
+                });
+            }
+        });
+        addr
+    });
+    let mi_settings = mi.settings(
+        MI,
+        Role::ManagedInstance,
+        IdentitySource::InstanceEndpoint { fqdn: MI.into() },
+    );
+    let (inst, st) = (mi.inst.clone(), Arc::new(Mutex::new(LinkStats::default())));
+    let task = rt.spawn(async move {
+        loop {
+            let _ = link::dial(
+                inst.clone(),
+                &mi_settings,
+                &ConnectErrorLog::default(),
+                SQL,
+                addr,
+                "Sales",
+                st.clone(),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while mi.inst.database("Sales").is_err() {
+        assert!(Instant::now() < deadline, "seeding never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // DDL and a trigger, then writes that fire it.
+    exec("CREATE TABLE audit(id INTEGER PRIMARY KEY, t_id INT, at TEXT)");
+    exec("CREATE INDEX t_v ON t(v)");
+    exec("ALTER TABLE t ADD COLUMN note TEXT");
+    exec("CREATE TRIGGER t_audit AFTER INSERT ON t BEGIN INSERT INTO audit(t_id, at) VALUES (new.id, 'insert'); END");
+    for _ in 0..100 {
+        exec("INSERT INTO t(v, note) VALUES (randomblob(64), 'small')");
+    }
+    // One 100 MB transaction (incompressible).
+    {
+        let mut s = Session::new(sql.inst.clone());
+        s.use_database(Some("Sales")).unwrap();
+        s.begin_tran();
+        for _ in 0..1600 {
+            s.query(
+                "INSERT INTO t(v, note) VALUES (randomblob(65536), 'big')",
+                &[],
+            )
+            .unwrap();
+        }
+        s.commit_tran().unwrap();
+    }
+    exec("DROP INDEX t_v");
+    let p = sql.inst.database("Sales").unwrap();
+    let target = p.log().durable_lsn();
+    while primary_stats.lock().unwrap().last_redone_lsn < target {
+        assert!(
+            Instant::now() < deadline,
+            "the big transaction did not replicate: {:?}",
+            primary_stats.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = mi.inst.database("Sales").unwrap();
+    let mut r = Session::new(mi.inst.clone());
+    r.use_database(Some("Sales")).unwrap();
+    let audit = r.query("SELECT count(*) FROM audit", &[]).unwrap();
+    assert_eq!(
+        audit.rows[0][0],
+        Value::Integer(1700),
+        "the trigger's rows replicated"
+    );
+    let (a, b) = (
+        hadr::identity::page_checksum(&p).unwrap(),
+        hadr::identity::page_checksum(&s).unwrap(),
+    );
+    assert!(a.1 > 25_000, "the big transaction is in the copy: {a:?}");
+    assert_eq!(a, b, "replicas differ at the same LSN");
+    task.abort();
+}

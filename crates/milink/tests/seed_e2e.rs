@@ -1,5 +1,5 @@
 //! The seed document, end to end: its T-SQL batches (through `milink sql`, a real SQL Server client) and its
-//! REST requests (plain HTTP, as Invoke-WebRequest sends them) in the seed's order, against two fresh `milink
+//! REST requests (sent with curl: the same URIs, headers and bodies) in the seed's order, against two fresh `milink
 //! serve` processes: a SQL Server-role instance and a managed instance. Unchanged except for what is really a
 //! placeholder: the `<...>` values, the certificate's EXPIRY_DATE, ports (both share one host) and host names.
 //! The DAG statement the seed never shows on SQL Server's side is the documented one.
