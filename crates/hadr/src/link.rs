@@ -103,6 +103,8 @@ pub struct SeedingStats {
 pub type Stats = Arc<Mutex<LinkStats>>;
 
 const PAGES_PER_MESSAGE: u32 = 256;
+/// Page messages a seeding keeps in flight before it waits for an ack.
+const SEED_WINDOW: u32 = 8;
 /// The resume point is made durable (an fsync of the copy and of its control file) every this many messages.
 const SEED_CHECKPOINT_EVERY: u32 = 16;
 
@@ -693,11 +695,22 @@ async fn seed(
             attempt,
         });
     }
+    // Up to SEED_WINDOW messages travel unacknowledged: the copy streams instead of paying a round trip per
+    // message, and memory stays bounded by the window.
+    let mut in_flight = 0u32;
     loop {
         let s = src.clone();
         let (count, pages) =
             blocking(move || s.lock().expect("seed").read_chunk(next, PAGES_PER_MESSAGE)).await?;
         if pages.is_empty() {
+            while in_flight > 0 {
+                in_flight -= 1;
+                match recv(rd).await? {
+                    Message::Ack { .. } => {}
+                    Message::Error { message, .. } => return Err(message),
+                    other => return Err(format!("unexpected {other:?} during seeding")),
+                }
+            }
             let end = src.lock().map_err(e)?.end_lsn();
             send(
                 wr,
@@ -712,10 +725,14 @@ async fn seed(
         let bytes: u64 = pages.iter().map(|p| p.1.len() as u64).sum();
         next = pages.last().map(|p| p.0 + 1).unwrap_or(next);
         send(wr, &Message::Pages { pages }).await?;
-        match recv(rd).await? {
-            Message::Ack { .. } => {}
-            Message::Error { message, .. } => return Err(message),
-            other => return Err(format!("unexpected {other:?} during seeding")),
+        in_flight += 1;
+        if in_flight >= SEED_WINDOW {
+            in_flight -= 1;
+            match recv(rd).await? {
+                Message::Ack { .. } => {}
+                Message::Error { message, .. } => return Err(message),
+                other => return Err(format!("unexpected {other:?} during seeding")),
+            }
         }
         if let Ok(mut st) = stats.lock() {
             if let Some(sd) = st.seeding.as_mut() {

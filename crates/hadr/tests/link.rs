@@ -485,7 +485,11 @@ fn network_cuts_during_seeding_and_shipping_heal_and_replicas_end_identical() {
             "seeding never finished: {:?}",
             primary_stats.lock().unwrap().seeding
         );
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(if cuts_while_seeding == 0 {
+            40
+        } else {
+            150
+        }));
         if mi.inst.database("Sales").is_err() {
             proxy.cut();
             cuts_while_seeding += 1;
