@@ -642,10 +642,20 @@ impl Database {
     }
 
     /// After `lsn` is durable: wait for the synchronous secondary, or give up on it after its session timeout.
-    fn wait_replica(&self, lsn: u64) {
-        if !self.gate.wait(lsn) {
-            tracing::warn!(db = %self.name, lsn, "the synchronous secondary did not harden within its session timeout; committing without it");
-            self.publish_visible();
+    /// A commit still waiting when this copy steps down (failover) cannot be reported as done.
+    fn wait_replica(&self, lsn: u64) -> Result<()> {
+        match self.gate.wait(lsn) {
+            crate::replica_gate::Wait::Done => Ok(()),
+            crate::replica_gate::Wait::TimedOut => {
+                tracing::warn!(db = %self.name, lsn, "the synchronous secondary did not harden within its session timeout; committing without it");
+                self.publish_visible();
+                Ok(())
+            }
+            crate::replica_gate::Wait::SteppedDown => Err(SqlError::new(
+                3981,
+                16,
+                format!("The transaction in database '{}' is durable here, but this replica stopped being the primary before the synchronous secondary confirmed it: whether it survives depends on the new primary. Check there before retrying.", self.name),
+            )),
         }
     }
 
@@ -839,7 +849,7 @@ impl Database {
         let end = self.log.last_assigned_lsn();
         self.log.wait_durable(end)?;
         // The checkpoint publishes the state it copies: a synchronous secondary must have it first.
-        self.wait_replica(end);
+        self.wait_replica(end)?;
         fault::point("checkpoint.before");
         let (busy, log_frames, done): (i64, i64, i64) =
             conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
@@ -869,13 +879,35 @@ impl Database {
     /// secondary acknowledges at this point, as SQL Server's does; recovery redoes them if the apply is lost).
     /// Returns the last LSN hardened.
     pub fn harden(&self, blocks: &[Block]) -> Result<u64> {
+        self.harden_as(blocks, None)
+    }
+
+    /// [`Self::harden`] for a secondary's redo: refused once this copy is primary (a failover that won the
+    /// writer before this batch), so the primary's old log never lands after the new epoch began.
+    pub fn harden_replica(&self, blocks: &[Block]) -> Result<u64> {
+        self.harden_as(blocks, Some(Role::Secondary))
+    }
+
+    fn harden_as(&self, blocks: &[Block], role: Option<Role>) -> Result<u64> {
         if blocks.is_empty() {
             return Ok(self.log.durable_lsn());
         }
         let never = AtomicBool::new(false);
         self.writer.acquire(ENGINE_WRITER, None, &never)?;
         let res = (|| {
-            // A block from a newer epoch (the primary failed over) extends this copy's timeline first.
+            if role.is_some_and(|r| r != self.role()) {
+                return Err(SqlError::new(
+                    3906,
+                    16,
+                    format!("Database '{}' is the primary here now: it takes no more log from the former primary.", self.name),
+                ));
+            }
+            let mut last = 0;
+            for b in blocks {
+                last = self.log.append_external(b.clone())?;
+            }
+            // A block from a newer epoch (the primary failed over) extends this copy's timeline (once the
+            // blocks are queued: a refused append leaves the timeline as it was).
             let mut epoch = self.control.lock().epoch;
             for b in blocks {
                 if b.epoch != epoch && b.epoch != 0 {
@@ -888,10 +920,6 @@ impl Database {
                     })?;
                     epoch = b.epoch;
                 }
-            }
-            let mut last = 0;
-            for b in blocks {
-                last = self.log.append_external(b.clone())?;
             }
             self.log.wait_durable(last)?;
             Ok(last)
@@ -1085,7 +1113,10 @@ impl Database {
 
     /// This copy becomes a secondary: it refuses writes (3906) and only redoes its primary's log.
     pub fn demote(&self) -> Result<()> {
-        self.gate.disable();
+        // Every commit logged before the fence is durable before the role changes and the copy joins a primary
+        // (its Join must state its true end, or the fork would be found one block too early).
+        self.log.wait_durable(self.log.last_assigned_lsn())?;
+        self.gate.step_down();
         // Every block this copy logged as primary is in its database already: redo continues after them.
         self.applied_lsn
             .store(self.log.last_assigned_lsn(), Ordering::SeqCst);
@@ -1099,9 +1130,17 @@ impl Database {
 
     /// Hold the writer so no transaction can commit (a planned failover drains the primary this way);
     /// transactions already running finish first.
-    pub fn fence_writes(&self) -> Result<()> {
+    pub fn fence_writes(&self, timeout: Duration) -> Result<()> {
         let never = AtomicBool::new(false);
-        self.writer.acquire(FENCE_WRITER, None, &never)
+        self.writer
+            .acquire(FENCE_WRITER, Some(timeout), &never)
+            .map_err(|e| {
+                SqlError::new(
+                    e.number,
+                    16,
+                    format!("Writes to database '{}' could not be stopped within {} seconds: a transaction is still open. Commit or roll it back and try again. ({})", self.name, timeout.as_secs(), e.message),
+                )
+            })
     }
 
     pub fn unfence_writes(&self) {
@@ -1258,7 +1297,7 @@ impl DbConn {
             if w.explicit {
                 let last = self.db.log.last_assigned_lsn();
                 self.db.log.wait_durable(last)?;
-                self.db.wait_replica(last);
+                self.db.wait_replica(last)?;
             }
             self.db.check_log_space(true)?;
             if self.txn == TxnState::Read {
@@ -1339,7 +1378,7 @@ impl DbConn {
         };
         fault::point("commit.before_ack_wait");
         db.log.wait_durable(lsn)?;
-        db.wait_replica(lsn);
+        db.wait_replica(lsn)?;
         if want_ckpt {
             let r = db.checkpoint();
             db.ckpt_wanted.store(false, Ordering::SeqCst);

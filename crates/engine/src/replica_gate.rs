@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct State {
     active: bool,
+    /// Bumped when this copy stops being primary: commits waiting then cannot know their fate.
+    stepped_down: u64,
     hardened: u64,
     timeout: Duration,
     /// Commits that gave up waiting because the secondary was silent past the timeout.
@@ -28,6 +30,14 @@ impl ReplicaGate {
         s.active = true;
         s.hardened = s.hardened.max(hardened);
         s.timeout = timeout;
+        self.cv.notify_all();
+    }
+
+    /// This copy stopped being primary: commits still waiting for the secondary are not acknowledged as done.
+    pub fn step_down(&self) {
+        let mut s = self.st.lock();
+        s.active = false;
+        s.stepped_down += 1;
         self.cv.notify_all();
     }
 
@@ -65,21 +75,35 @@ impl ReplicaGate {
         }
     }
 
-    /// Wait until the synchronous secondary hardened `lsn`. False if it stayed silent past the session timeout,
-    /// in which case the gate is now disabled.
-    pub fn wait(&self, lsn: u64) -> bool {
+    /// Wait until the synchronous secondary hardened `lsn`.
+    pub fn wait(&self, lsn: u64) -> Wait {
         let mut s = self.st.lock();
         let deadline = Instant::now() + s.timeout;
+        let generation = s.stepped_down;
         while s.active && s.hardened < lsn {
             if self.cv.wait_until(&mut s, deadline).timed_out() && s.active && s.hardened < lsn {
                 s.active = false;
                 s.timeouts += 1;
                 self.cv.notify_all();
-                return false;
+                return Wait::TimedOut;
             }
         }
-        true
+        if s.stepped_down != generation && s.hardened < lsn {
+            return Wait::SteppedDown;
+        }
+        Wait::Done
     }
+}
+
+/// How a commit's wait for the synchronous secondary ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Hardened by the secondary, or synchronous commit is not (or no longer) in force.
+    Done,
+    /// The secondary stayed silent past the session timeout: the gate is now off, the commit goes on.
+    TimedOut,
+    /// This copy stepped down while the commit waited: whether it survives depends on the new primary.
+    SteppedDown,
 }
 
 #[cfg(test)]
@@ -90,7 +114,7 @@ mod tests {
     #[test]
     fn inactive_gate_never_waits_and_hides_nothing() {
         let g = ReplicaGate::default();
-        assert!(g.wait(10));
+        assert_eq!(g.wait(10), Wait::Done);
         assert_eq!(g.visible(7), 7);
     }
 
@@ -104,7 +128,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert!(!t.is_finished());
         g.hardened(8);
-        assert!(t.join().unwrap());
+        assert_eq!(t.join().unwrap(), Wait::Done);
         assert_eq!(g.visible(9), 8);
     }
 
@@ -113,10 +137,21 @@ mod tests {
         let g = ReplicaGate::default();
         g.enable(1, Duration::from_millis(50));
         let t = Instant::now();
-        assert!(!g.wait(2));
+        assert_eq!(g.wait(2), Wait::TimedOut);
         assert!(t.elapsed() >= Duration::from_millis(50));
         assert!(!g.active());
         assert_eq!(g.timeouts(), 1);
         assert_eq!(g.visible(9), 9);
+    }
+
+    #[test]
+    fn a_commit_waiting_when_the_copy_steps_down_is_not_done() {
+        let g = Arc::new(ReplicaGate::default());
+        g.enable(1, Duration::from_secs(5));
+        let g2 = g.clone();
+        let t = std::thread::spawn(move || g2.wait(3));
+        std::thread::sleep(Duration::from_millis(30));
+        g.step_down();
+        assert_eq!(t.join().unwrap(), Wait::SteppedDown);
     }
 }

@@ -281,7 +281,7 @@ fn promotions(h: &[(u64, u64)]) -> u64 {
 async fn step_down_for(db: &Arc<Database>, peer: &str, stats: &Stats) -> Result<(), String> {
     let d = db.clone();
     blocking(move || {
-        d.fence_writes()?;
+        d.fence_writes(Duration::from_secs(30))?;
         let r = d.demote();
         d.unfence_writes();
         r
@@ -372,7 +372,7 @@ async fn primary_session(
             return Err(x.message);
         }
     };
-    let _connected = Connected::new(stats);
+    let connected = Connected::new(stats);
     if let Ok(mut s) = stats.lock() {
         s.last_error = None;
     }
@@ -522,7 +522,15 @@ async fn primary_session(
     if !shipped {
         let _ = shipping.await;
     }
-    db.disable_sync_commit();
+    // Only the latest session speaks for the secondary: an older one ending must not switch off its gate.
+    if stats
+        .lock()
+        .map(|s| s.session == connected.id)
+        .unwrap_or(true)
+    {
+        db.disable_sync_commit();
+    }
+    drop(connected);
     if removed || db.role() != Role::Primary {
         // Only now that no ack can renew it: a removed replica, or one this copy no longer serves as primary
         // (it failed over), no longer holds the log.
@@ -576,7 +584,7 @@ async fn hand_over(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let d = db.clone();
-    blocking(move || d.fence_writes())
+    blocking(move || d.fence_writes(Duration::from_secs(10)))
         .await
         .map_err(|m| (50000, m))?;
     let unfence = |db: &Arc<Database>| db.unfence_writes();
@@ -603,29 +611,35 @@ async fn hand_over(
             format!("The partner could not be told to take over: {m}. The failover was cancelled."),
         ));
     }
-    // From here on the partner may be primary: never take writes again without knowing it is not.
-    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+    // From here on the partner may be primary: never take writes again without knowing it is not — unless it
+    // said outright that it did not take over. It drains its redo first, so give it time under load.
+    let answer = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             match ctl.recv().await {
                 Some(Message::HandoverDone { epoch }) => return Ok(epoch),
-                Some(Message::Error { number, message }) => return Err((number, message)),
+                Some(Message::Error { number, message }) => return Err(Some((number, message))),
                 Some(_) => continue,
-                None => {
-                    return Err((
-                        41142,
-                        "the partner closed the link during the handover".to_string(),
-                    ))
-                }
+                None => return Err(None),
             }
         }
     })
     .await
-    .unwrap_or_else(|_| {
-        Err((
+    .unwrap_or(Err(None));
+    let answer = match answer {
+        Ok(epoch) => Ok(epoch),
+        Err(Some((n, m))) => {
+            unfence(db);
+            return Err((
+                n,
+                format!("The partner did not take over: {m}. This copy is still the primary."),
+            ));
+        }
+        Err(None) => Err((
             41144,
-            "the partner did not confirm the handover within 10 seconds".to_string(),
-        ))
-    });
+            "the partner closed the link or did not confirm the handover within 60 seconds"
+                .to_string(),
+        )),
+    };
     let demoted = db.demote();
     unfence(db);
     if let Ok(mut s) = stats.lock() {
@@ -929,7 +943,8 @@ enum ApplyJob {
 
 impl Applier {
     fn start(stats: &Stats) -> Applier {
-        let (tx, mut rx) = mpsc::channel::<ApplyJob>(64);
+        // Few jobs in the queue (each up to 32 MB of blocks): redo's backlog is read back from the log instead.
+        let (tx, mut rx) = mpsc::channel::<ApplyJob>(4);
         let stats = stats.clone();
         let task = tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
@@ -938,9 +953,12 @@ impl Applier {
                         // Everything already queued goes in the same apply: one SQLite transaction, one
                         // published snapshot, so redo keeps up when log arrives faster than one apply takes.
                         let mut barrier = None;
-                        while let Ok(next) = rx.try_recv() {
+                        let mut bytes: usize = blocks.iter().map(|b| b.data.len()).sum();
+                        while bytes < 64 << 20 {
+                            let Ok(next) = rx.try_recv() else { break };
                             match next {
                                 ApplyJob::Blocks(_, more, l) => {
+                                    bytes += more.iter().map(|b| b.data.len()).sum::<usize>();
                                     blocks.extend(more);
                                     last = l;
                                 }
@@ -1020,14 +1038,25 @@ async fn secondary_loop(
         // Checked on every turn: under a steady stream of log the timer below would never fire.
         let asked = stats.lock().ok().and_then(|mut s| s.request.take());
         if let Some(r) = asked {
-            send(
-                wr,
-                &Message::FailoverRequest {
-                    require_synchronized: r.require_synchronized,
-                },
-            )
-            .await?;
-            pending = Some(r.reply);
+            let seeding = target
+                .as_ref()
+                .is_none_or(|t| t.control().consistent_at.is_some());
+            if seeding {
+                // The primary is streaming the copy and expects nothing else; there is nothing to fail over to.
+                let _ = r.reply.send(Err((
+                    41142,
+                    "This copy is still being seeded: it cannot become the primary until seeding completes.".into(),
+                )));
+            } else {
+                send(
+                    wr,
+                    &Message::FailoverRequest {
+                        require_synchronized: r.require_synchronized,
+                    },
+                )
+                .await?;
+                pending = Some(r.reply);
+            }
         }
         let m = match deferred.take() {
             Some(m) => m?,

@@ -104,7 +104,17 @@ pub fn harden(target: &Database, raw: &[Vec<u8>]) -> Result<(u64, Vec<Block>)> {
         let (b, _) = decode_block(r, ps)
             .map_err(|e| SqlError::corrupt(&target.name, format!("shipped log block: {e}")))?;
         if b.lsn < next {
-            continue; // already hardened (a resent batch after a reconnect)
+            // Already hardened (a resent batch after a reconnect) — but only if it is the same history.
+            if let Ok((_, local)) = target.log().read_raw(b.lsn) {
+                if local.epoch != b.epoch {
+                    return Err(SqlError::new(
+                        41148,
+                        16,
+                        format!("The log of database '{}' at LSN {} was written in another epoch than the primary's: the copies diverged.", target.name, b.lsn),
+                    ));
+                }
+            }
+            continue;
         }
         if b.lsn != next {
             return Err(SqlError::new(
@@ -119,6 +129,6 @@ pub fn harden(target: &Database, raw: &[Vec<u8>]) -> Result<(u64, Vec<Block>)> {
         next += 1;
         blocks.push(b);
     }
-    let hardened = target.harden(&blocks)?;
+    let hardened = target.harden_replica(&blocks)?;
     Ok((hardened, blocks))
 }

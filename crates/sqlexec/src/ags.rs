@@ -600,7 +600,8 @@ pub fn step_down(server: &Arc<Server>, dag: &str) -> Result<(), SqlError> {
             format!("Database '{database}' of availability group '{dag}' is already SECONDARY on this instance."),
         ));
     }
-    d.fence_writes().map_err(engine_err_sql)?;
+    d.fence_writes(std::time::Duration::from_secs(30))
+        .map_err(engine_err_sql)?;
     let r = d.demote();
     d.unfence_writes();
     r.map_err(engine_err_sql)?;
