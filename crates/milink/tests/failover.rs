@@ -113,7 +113,7 @@ fn linked() -> Linked {
 fn linked_via(via: Via) -> Linked {
     let sql_dir = tempfile::tempdir().unwrap();
     let mi_dir = tempfile::tempdir().unwrap();
-    let (sql_port, mi_port, mgmt_port, mi_mirror, ep) = (
+    let (sql_port, mi_port, mgmt_port, mi_mirror, mut ep) = (
         free_port(),
         free_port(),
         free_port(),
@@ -194,7 +194,17 @@ fn linked_via(via: Via) -> Linked {
         s,
         &format!("CREATE CERTIFICATE [{MI_FQDN}] FROM BINARY = {mi_cert}"),
     );
-    sql(s, &format!("CREATE ENDPOINT database_mirroring_endpoint STATE=STARTED AS TCP (LISTENER_PORT={ep}, LISTENER_IP = ALL) FOR DATABASE_MIRRORING (ROLE=ALL, AUTHENTICATION = CERTIFICATE [Cert_sqlserver1_endpoint], ENCRYPTION = REQUIRED ALGORITHM AES)"));
+    // A port picked free can be taken by a parallel test before the endpoint binds it: pick another then.
+    for attempt in 0.. {
+        match try_sql(s, &format!("CREATE ENDPOINT database_mirroring_endpoint STATE=STARTED AS TCP (LISTENER_PORT={ep}, LISTENER_IP = ALL) FOR DATABASE_MIRRORING (ROLE=ALL, AUTHENTICATION = CERTIFICATE [Cert_sqlserver1_endpoint], ENCRYPTION = REQUIRED ALGORITHM AES)")) {
+            Ok(_) => break,
+            Err(e) if e.contains("Address already in use") && attempt < 5 => {
+                let _ = try_sql(s, "DROP ENDPOINT database_mirroring_endpoint");
+                ep = free_port();
+            }
+            Err(e) => panic!("CREATE ENDPOINT: {e}"),
+        }
+    }
     // The ledger.
     sql(s, "CREATE DATABASE Ledger");
     sql(s, "USE Ledger; CREATE TABLE accounts(id INT PRIMARY KEY, balance BIGINT NOT NULL); CREATE TABLE transfers(id BIGINT PRIMARY KEY, src INT NOT NULL, dst INT NOT NULL, amount BIGINT NOT NULL)");
