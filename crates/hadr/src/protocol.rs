@@ -259,7 +259,10 @@ impl Message {
                 put_str(&mut body, message);
             }
         }
-        let (flags, body) = if body.len() > 512 {
+        // Log blocks are already compressed by the log: compressing them again only costs the primary CPU.
+        let already_compressed =
+            matches!(self, Message::Blocks { .. } | Message::BlockChunk { .. });
+        let (flags, body) = if body.len() > 512 && !already_compressed {
             match engine::log::format::compress(&body) {
                 Ok(c) if c.len() < body.len() => (1u8, c),
                 _ => (0, body),

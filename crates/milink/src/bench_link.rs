@@ -1,8 +1,9 @@
 //! `milink bench link`: the link on loopback over the real mirroring transport (mutual TLS), each figure against
 //! a baseline measured in the same run: commit throughput at 16 sessions with the asynchronous link vs no link;
 //! commit→visible lag on the secondary at a steady rate; seeding speed vs a raw copy of the same file over a
-//! loopback socket whose receiver also writes and fsyncs. Both instances share this process and its cores
-//! (no pinning yet), so ratios are conservative for the link.
+//! loopback socket whose receiver also writes and fsyncs. As the brief's "Measuring" asks, the primary, its
+//! clients and every baseline run on one core and the secondary on the other (threads pinned with
+//! sched_setaffinity), so a ratio measures the link rather than two servers sharing two cores.
 
 use anyhow::{Context, Result};
 use engine::{Instance, InstanceConfig, Session};
@@ -18,6 +19,33 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SQL: &str = "sqlserver1.bench";
+/// The primary, its clients and the baselines run here; the secondary on the next CPU.
+const PRIMARY_CPU: usize = 0;
+const SECONDARY_CPU: usize = 1;
+
+/// Pin the calling thread, and the threads it starts afterwards, to one CPU (no-op on a single CPU).
+fn pin_to(cpu: usize) {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if n < 2 {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn pinned_runtime(cpu: usize) -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(move || pin_to(cpu))
+        .enable_all()
+        .build()?)
+}
 const MI: &str = "mi1.bench";
 
 struct Side {
@@ -160,6 +188,7 @@ fn raw_copy(path: &std::path::Path, dest: &std::path::Path) -> Result<f64> {
     let addr = l.local_addr()?;
     let dest = dest.to_path_buf();
     let rx = std::thread::spawn(move || -> Result<u64> {
+        pin_to(SECONDARY_CPU);
         let (mut s, _) = l.accept()?;
         let mut f = std::fs::File::create(&dest)?;
         let mut buf = vec![0u8; 1 << 20];
@@ -186,15 +215,22 @@ fn raw_copy(path: &std::path::Path, dest: &std::path::Path) -> Result<f64> {
 
 struct Running {
     rt: tokio::runtime::Runtime,
+    /// The secondary's runtime, on its own CPU.
+    srt: tokio::runtime::Runtime,
     secondary_stats: Stats,
     primary_stats: Stats,
 }
 
+impl Running {
+    fn shutdown(self) {
+        self.srt.shutdown_timeout(Duration::from_secs(1));
+        self.rt.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
 fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = pinned_runtime(PRIMARY_CPU)?;
+    let srt = pinned_runtime(SECONDARY_CPU)?;
     let ps = settings(
         sql,
         SQL,
@@ -238,7 +274,7 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
         IdentitySource::InstanceEndpoint { fqdn: MI.into() },
     );
     let (inst, st) = (mi.inst.clone(), secondary_stats.clone());
-    rt.spawn(async move {
+    srt.spawn(async move {
         link::dial(
             inst,
             &ms,
@@ -252,6 +288,7 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
     });
     Ok(Running {
         rt,
+        srt,
         secondary_stats,
         primary_stats,
     })
@@ -287,12 +324,13 @@ fn seeding_rate(
     let running = start_link(&sql, &mi)?;
     wait_caught_up(&sql, &mi, Duration::from_secs(300))?;
     let rate = size as f64 / t.elapsed().as_secs_f64();
-    running.rt.shutdown_timeout(Duration::from_secs(1));
     let _ = &running.secondary_stats;
+    running.shutdown();
     Ok((rate, raw, size))
 }
 
 pub fn run(quick: bool) -> Result<()> {
+    pin_to(PRIMARY_CPU);
     let dur = Duration::from_secs(if quick { 2 } else { 6 });
     let tmp = tempfile::tempdir()?;
 
@@ -341,6 +379,7 @@ pub fn run(quick: bool) -> Result<()> {
     let poller = {
         let (inst, seen, stop) = (mi.inst.clone(), seen.clone(), stop.clone());
         std::thread::spawn(move || -> Result<()> {
+            pin_to(SECONDARY_CPU);
             let mut s = Session::new(inst);
             s.use_database(Some("Sales"))?;
             let mut last = -1i64;
@@ -398,7 +437,7 @@ pub fn run(quick: bool) -> Result<()> {
             .unwrap_or(f64::NAN)
     };
     let (p50, p99) = (pct(0.50), pct(0.99));
-    running.rt.shutdown_timeout(Duration::from_secs(1));
+    running.shutdown();
 
     // Seeding vs a raw copy, compressible and incompressible data.
     let rows = if quick { 5_000 } else { 40_000 };
@@ -406,7 +445,7 @@ pub fn run(quick: bool) -> Result<()> {
     let (seed_i, raw_i, size_i) = seeding_rate(&tmp.path().join("seed-i"), rows, true)?;
 
     let mb = |x: f64| x / 1048576.0;
-    println!("milink bench link (loopback, mutual TLS 1.3 AES-GCM; both instances in one process on {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("milink bench link (loopback, mutual TLS 1.3 AES-GCM; primary, clients and baselines pinned to CPU {PRIMARY_CPU}, secondary to CPU {SECONDARY_CPU})");
     println!("{:<60} {:>12}", "figure", "value");
     println!(
         "{:<60} {:>12.0}",
@@ -505,6 +544,7 @@ pub fn run(quick: bool) -> Result<()> {
 /// accepted write, against the baseline of one synchronous commit under the same load (the handover is a
 /// fence, a drain and one such round trip, so that is the floor). Target: at most 1 s on loopback.
 pub fn run_failover(quick: bool) -> Result<()> {
+    pin_to(PRIMARY_CPU);
     let rounds = if quick { 2 } else { 5 };
     let tmp = tempfile::tempdir()?;
     let mut failovers = Vec::new();
@@ -591,7 +631,7 @@ pub fn run_failover(quick: bool) -> Result<()> {
         for w in writers {
             w.join().map_err(|_| anyhow::anyhow!("writer"))??;
         }
-        running.rt.shutdown_timeout(Duration::from_secs(1));
+        running.shutdown();
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
