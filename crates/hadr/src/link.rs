@@ -124,6 +124,8 @@ async fn send_shared(w: &tokio::sync::Mutex<MirrorWriter>, m: &Message) -> Resul
 
 /// A raw block larger than this travels in BlockChunk pieces (the transport's frames are bounded).
 const CHUNK: usize = 8 << 20;
+/// The largest block a secondary joins from pieces (one transaction's pages; memory is bounded by it).
+const MAX_BLOCK: usize = 4 << 30;
 
 /// Ship raw blocks in order: small ones together in Blocks messages, a very large one in pieces.
 async fn send_blocks(
@@ -1076,6 +1078,12 @@ async fn secondary_loop(
         // The pieces of one very large block are joined before it is hardened like any other.
         let m = match m {
             Message::BlockChunk { data, last } => {
+                if big.len() + data.len() > MAX_BLOCK {
+                    return Err(format!(
+                        "a log block from the primary exceeds {} GiB",
+                        MAX_BLOCK >> 30
+                    ));
+                }
                 big.extend_from_slice(&data);
                 if !last {
                     continue;
