@@ -42,8 +42,6 @@ pub struct LinkStats {
     pub request: Option<FailoverRequest>,
     /// The local copy changed role during the session (promoted or stepped down): the catalog must follow.
     pub role_changed: bool,
-    /// Secondary: the LSNs this copy had that the primary's history does not, after a fork.
-    pub lost_range: Option<(u64, u64)>,
     /// Sessions started on this link: the one that ends only marks the link disconnected if no newer one
     /// has started meanwhile.
     pub session: u64,
@@ -77,6 +75,40 @@ impl Drop for Connected {
                 s.connected = false;
                 s.synchronized = false;
             }
+        }
+    }
+}
+
+impl LinkStats {
+    /// A seeding (or a resumed attempt of it) begins; `database_bytes` is 0 when not known yet.
+    fn start_seeding(&mut self, database_bytes: u64) {
+        let attempt = self.seeding.as_ref().map(|s| s.attempt).unwrap_or(0) + 1;
+        self.seeding = Some(SeedingStats {
+            started: Instant::now(),
+            started_utc: chrono::Utc::now(),
+            finished: None,
+            transferred_bytes: 0,
+            database_bytes,
+            done: false,
+            attempt,
+        });
+    }
+
+    /// `bytes` more were copied; the database is at least `database_bytes` (it may grow during the copy).
+    fn seeded(&mut self, bytes: u64, database_bytes: u64) {
+        if let Some(sd) = self.seeding.as_mut() {
+            sd.transferred_bytes += bytes;
+            sd.database_bytes = sd
+                .database_bytes
+                .max(database_bytes)
+                .max(sd.transferred_bytes);
+        }
+    }
+
+    fn finish_seeding(&mut self) {
+        if let Some(sd) = self.seeding.as_mut() {
+            sd.done = true;
+            sd.finished = Some((Instant::now(), chrono::Utc::now()));
         }
     }
 }
@@ -698,19 +730,10 @@ async fn seed(
         Message::Ack { next_page: n, .. } => n.max(1),
         other => return Err(format!("unexpected {other:?} during seeding")),
     };
-    {
-        let mut st = stats.lock().map_err(e)?;
-        let attempt = st.seeding.as_ref().map(|s| s.attempt).unwrap_or(0) + 1;
-        st.seeding = Some(SeedingStats {
-            started: Instant::now(),
-            started_utc: chrono::Utc::now(),
-            finished: None,
-            transferred_bytes: 0,
-            database_bytes: 0,
-            done: false,
-            attempt,
-        });
-    }
+    stats
+        .lock()
+        .map_err(e)?
+        .start_seeding(pages as u64 * c.page_size as u64);
     // Up to SEED_WINDOW messages travel unacknowledged: the copy streams instead of paying a round trip per
     // message, and memory stays bounded by the window.
     let mut in_flight = 0u32;
@@ -719,13 +742,8 @@ async fn seed(
         let (count, pages) =
             blocking(move || s.lock().expect("seed").read_chunk(next, PAGES_PER_MESSAGE)).await?;
         if pages.is_empty() {
-            while in_flight > 0 {
-                in_flight -= 1;
-                match recv(rd).await? {
-                    Message::Ack { .. } => {}
-                    Message::Error { message, .. } => return Err(message),
-                    other => return Err(format!("unexpected {other:?} during seeding")),
-                }
+            for _ in 0..in_flight {
+                seed_ack(rd).await?;
             }
             let end = src.lock().map_err(e)?.end_lsn();
             send(
@@ -744,17 +762,10 @@ async fn seed(
         in_flight += 1;
         if in_flight >= SEED_WINDOW {
             in_flight -= 1;
-            match recv(rd).await? {
-                Message::Ack { .. } => {}
-                Message::Error { message, .. } => return Err(message),
-                other => return Err(format!("unexpected {other:?} during seeding")),
-            }
+            seed_ack(rd).await?;
         }
         if let Ok(mut st) = stats.lock() {
-            if let Some(sd) = st.seeding.as_mut() {
-                sd.transferred_bytes += bytes;
-                sd.database_bytes = count as u64 * c.page_size as u64;
-            }
+            st.seeded(bytes, count as u64 * c.page_size as u64);
         }
     }
     let start = src.lock().map_err(e)?.start_lsn;
@@ -770,12 +781,18 @@ async fn seed(
         .map_err(e)?;
     blocking(move || src.finish()).await?;
     if let Ok(mut st) = stats.lock() {
-        if let Some(sd) = st.seeding.as_mut() {
-            sd.done = true;
-            sd.finished = Some((Instant::now(), chrono::Utc::now()));
-        }
+        st.finish_seeding();
     }
     Ok(start + 1)
+}
+
+/// During seeding the secondary answers each page message with an Ack (or says why it cannot go on).
+async fn seed_ack(rd: &mut MirrorReader) -> Result<(), String> {
+    match recv(rd).await? {
+        Message::Ack { .. } => Ok(()),
+        Message::Error { message, .. } => Err(message),
+        other => Err(format!("unexpected {other:?} during seeding")),
+    }
 }
 
 /// Ask the partner which database its distributed availability group `group` replicates.
@@ -1105,16 +1122,7 @@ async fn secondary_loop(
             } => {
                 // The destination's view of the seeding (sys.dm_hadr_physical_seeding_stats, REST progress).
                 if let Ok(mut s) = stats.lock() {
-                    let attempt = s.seeding.as_ref().map(|x| x.attempt).unwrap_or(0) + 1;
-                    s.seeding = Some(SeedingStats {
-                        started: Instant::now(),
-                        started_utc: chrono::Utc::now(),
-                        finished: None,
-                        transferred_bytes: 0,
-                        database_bytes: pages as u64 * page_size as u64,
-                        done: false,
-                        attempt,
-                    });
+                    s.start_seeding(pages as u64 * page_size as u64);
                 }
                 let i = inst.clone();
                 let t =
@@ -1137,10 +1145,7 @@ async fn secondary_loop(
                 let next = pages.last().map(|p| p.0 + 1).unwrap_or(0);
                 let bytes: u64 = pages.iter().map(|p| p.1.len() as u64).sum();
                 if let Ok(mut s) = stats.lock() {
-                    if let Some(sd) = s.seeding.as_mut() {
-                        sd.transferred_bytes += bytes;
-                        sd.database_bytes = sd.database_bytes.max(sd.transferred_bytes);
-                    }
+                    s.seeded(bytes, 0);
                 }
                 chunks += 1;
                 let durable_now = chunks.is_multiple_of(SEED_CHECKPOINT_EVERY);
@@ -1178,11 +1183,7 @@ async fn secondary_loop(
                 }
                 blocking(move || t.seed_copy_done(end_lsn, page_count)).await?;
                 if let Ok(mut s) = stats.lock() {
-                    if let Some(sd) = s.seeding.as_mut() {
-                        sd.done = true;
-                        sd.database_bytes = sd.transferred_bytes;
-                        sd.finished = Some((Instant::now(), chrono::Utc::now()));
-                    }
+                    s.finish_seeding();
                 }
             }
             Message::Blocks { mut blocks } => {
@@ -1276,7 +1277,6 @@ async fn secondary_loop(
                 let message = format!("This copy's history forked from the primary's after LSN {fork_lsn} (a forced failover): its LSNs {first}-{last} were never on the primary and are lost; they are kept in {saved}. The database is reseeded from the primary.");
                 tracing::warn!(db = %database_name(&target), "{message}");
                 if let Ok(mut s) = stats.lock() {
-                    s.lost_range = Some((first, last));
                     s.last_error = Some((41148, message.clone()));
                 }
                 return Err(message);

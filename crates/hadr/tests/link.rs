@@ -94,6 +94,72 @@ fn trusted_pair() -> (Side, Side) {
     (sql, mi)
 }
 
+/// SQL Server's side: its mirroring endpoint on an ephemeral loopback port, serving every link session for
+/// "Sales" with `stats`. Returns the endpoint's address.
+fn serve_sql(rt: &tokio::runtime::Runtime, sql: &Side, stats: &Stats) -> std::net::SocketAddr {
+    let settings = sql.settings(
+        SQL,
+        Role::SqlServer,
+        IdentitySource::Certificate("Cert_sqlserver1_endpoint".into()),
+    );
+    let (inst, stats) = (sql.inst.clone(), stats.clone());
+    rt.block_on(async move {
+        let mut ep = Endpoint::start(
+            "127.0.0.1:0".parse().unwrap(),
+            settings,
+            ConnectErrorLog::default(),
+        )
+        .await
+        .unwrap();
+        let addr = ep.local_addr();
+        tokio::spawn(async move {
+            while let Some(conn) = ep.accept().await {
+                let (inst, stats) = (inst.clone(), stats.clone());
+                tokio::spawn(async move {
+                    let _ = link::serve_primary(
+                        inst,
+                        conn,
+                        move |_| Ok(stats.clone()),
+                        |_| Ok("Sales".to_string()),
+                    )
+                    .await;
+                });
+            }
+        });
+        addr
+    })
+}
+
+/// The managed instance's side: dial `to` for "Sales" and redial whenever a session ends, as its link task does.
+fn dial_forever(
+    rt: &tokio::runtime::Runtime,
+    mi: &Side,
+    to: std::net::SocketAddr,
+    stats: &Stats,
+) -> tokio::task::JoinHandle<()> {
+    let settings = mi.settings(
+        MI,
+        Role::ManagedInstance,
+        IdentitySource::InstanceEndpoint { fqdn: MI.into() },
+    );
+    let (inst, stats) = (mi.inst.clone(), stats.clone());
+    rt.spawn(async move {
+        loop {
+            let _ = link::dial(
+                inst.clone(),
+                &settings,
+                &ConnectErrorLog::default(),
+                SQL,
+                to,
+                "Sales",
+                stats.clone(),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
 fn count(inst: &Arc<Instance>) -> i64 {
     let mut s = Session::new(inst.clone());
     s.use_database(Some("Sales")).unwrap();
@@ -125,39 +191,7 @@ fn link_seeds_and_replicates_over_mutual_tls() {
         .build()
         .unwrap();
     let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
-    let addr = {
-        let settings = sql.settings(
-            SQL,
-            Role::SqlServer,
-            IdentitySource::Certificate("Cert_sqlserver1_endpoint".into()),
-        );
-        let (inst, stats) = (sql.inst.clone(), primary_stats.clone());
-        rt.block_on(async move {
-            let mut ep = Endpoint::start(
-                "127.0.0.1:0".parse().unwrap(),
-                settings,
-                ConnectErrorLog::default(),
-            )
-            .await
-            .unwrap();
-            let addr = ep.local_addr();
-            tokio::spawn(async move {
-                while let Some(conn) = ep.accept().await {
-                    let (inst, stats) = (inst.clone(), stats.clone());
-                    tokio::spawn(async move {
-                        let _ = link::serve_primary(
-                            inst,
-                            conn,
-                            move |_| Ok(stats.clone()),
-                            |_| Ok("Sales".to_string()),
-                        )
-                        .await;
-                    });
-                }
-            });
-            addr
-        })
-    };
+    let addr = serve_sql(&rt, &sql, &primary_stats);
 
     // Load on the primary while the managed instance joins.
     let stop = Arc::new(AtomicBool::new(false));
@@ -409,37 +443,8 @@ fn network_cuts_during_seeding_and_shipping_heal_and_replicas_end_identical() {
         .build()
         .unwrap();
     let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
-    let settings = sql.settings(
-        SQL,
-        Role::SqlServer,
-        IdentitySource::Certificate("Cert_sqlserver1_endpoint".into()),
-    );
-    let (inst, stats) = (sql.inst.clone(), primary_stats.clone());
-    let proxy = rt.block_on(async move {
-        let mut ep = Endpoint::start(
-            "127.0.0.1:0".parse().unwrap(),
-            settings,
-            ConnectErrorLog::default(),
-        )
-        .await
-        .unwrap();
-        let addr = ep.local_addr();
-        tokio::spawn(async move {
-            while let Some(conn) = ep.accept().await {
-                let (inst, stats) = (inst.clone(), stats.clone());
-                tokio::spawn(async move {
-                    let _ = link::serve_primary(
-                        inst,
-                        conn,
-                        move |_| Ok(stats.clone()),
-                        |_| Ok("Sales".to_string()),
-                    )
-                    .await;
-                });
-            }
-        });
-        CuttingProxy::start(addr).await
-    });
+    let addr = serve_sql(&rt, &sql, &primary_stats);
+    let proxy = rt.block_on(CuttingProxy::start(addr));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (inst, stop) = (sql.inst.clone(), stop.clone());
@@ -455,27 +460,7 @@ fn network_cuts_during_seeding_and_shipping_heal_and_replicas_end_identical() {
     };
     // The managed instance reconnects by itself, as its link task does.
     let secondary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
-    let mi_settings = mi.settings(
-        MI,
-        Role::ManagedInstance,
-        IdentitySource::InstanceEndpoint { fqdn: MI.into() },
-    );
-    let (inst, st, to) = (mi.inst.clone(), secondary_stats.clone(), proxy.addr);
-    let task = rt.spawn(async move {
-        loop {
-            let _ = link::dial(
-                inst.clone(),
-                &mi_settings,
-                &ConnectErrorLog::default(),
-                SQL,
-                to,
-                "Sales",
-                st.clone(),
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let task = dial_forever(&rt, &mi, proxy.addr, &secondary_stats);
     // Cut while seeding (the copy is ~25 MB), then while shipping.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut cuts_while_seeding = 0;
@@ -559,58 +544,9 @@ fn ddl_triggers_and_a_100_mb_transaction_replicate_byte_identically() {
         .build()
         .unwrap();
     let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
-    let settings = sql.settings(
-        SQL,
-        Role::SqlServer,
-        IdentitySource::Certificate("Cert_sqlserver1_endpoint".into()),
-    );
-    let (inst, stats) = (sql.inst.clone(), primary_stats.clone());
-    let addr = rt.block_on(async move {
-        let mut ep = Endpoint::start(
-            "127.0.0.1:0".parse().unwrap(),
-            settings,
-            ConnectErrorLog::default(),
-        )
-        .await
-        .unwrap();
-        let addr = ep.local_addr();
-        tokio::spawn(async move {
-            while let Some(conn) = ep.accept().await {
-                let (inst, stats) = (inst.clone(), stats.clone());
-                tokio::spawn(async move {
-                    let _ = link::serve_primary(
-                        inst,
-                        conn,
-                        move |_| Ok(stats.clone()),
-                        |_| Ok("Sales".to_string()),
-                    )
-                    .await;
-                });
-            }
-        });
-        addr
-    });
-    let mi_settings = mi.settings(
-        MI,
-        Role::ManagedInstance,
-        IdentitySource::InstanceEndpoint { fqdn: MI.into() },
-    );
-    let (inst, st) = (mi.inst.clone(), Arc::new(Mutex::new(LinkStats::default())));
-    let task = rt.spawn(async move {
-        loop {
-            let _ = link::dial(
-                inst.clone(),
-                &mi_settings,
-                &ConnectErrorLog::default(),
-                SQL,
-                addr,
-                "Sales",
-                st.clone(),
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let addr = serve_sql(&rt, &sql, &primary_stats);
+    let secondary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
+    let task = dial_forever(&rt, &mi, addr, &secondary_stats);
     let deadline = Instant::now() + Duration::from_secs(180);
     while mi.inst.database("Sales").is_err() {
         assert!(Instant::now() < deadline, "seeding never finished");
