@@ -249,17 +249,7 @@ impl Handler {
         ) {
             return sql_err(e);
         }
-        let op = format!("{:032x}", u128::from_le_bytes(engine::database::new_guid()));
-        self.api.ops.lock().insert(
-            op.clone(),
-            Operation {
-                status: "InProgress",
-                error: None,
-                database,
-                started: chrono::Utc::now(),
-                link: true,
-            },
-        );
+        let op = self.new_operation(database, true);
         self.accepted(&op)
     }
 
@@ -459,17 +449,7 @@ impl Handler {
                 }
             }
         }
-        let op = format!("{:032x}", u128::from_le_bytes(engine::database::new_guid()));
-        self.api.ops.lock().insert(
-            op.clone(),
-            Operation {
-                status: "InProgress",
-                error: None,
-                database: d.database.clone(),
-                started: chrono::Utc::now(),
-                link: false,
-            },
-        );
+        let op = self.new_operation(d.database.clone(), false);
         let (api, dag, id) = (self.api.clone(), d.name.clone(), op.clone());
         self.api.runtime.spawn_blocking(move || {
             let r = match kind {
@@ -500,6 +480,22 @@ impl Handler {
             }
         });
         self.accepted(&op)
+    }
+
+    /// A long-running operation, InProgress until a link's copy is consistent (`link`) or its task says so.
+    fn new_operation(&self, database: String, link: bool) -> String {
+        let op = format!("{:032x}", u128::from_le_bytes(engine::database::new_guid()));
+        self.api.ops.lock().insert(
+            op.clone(),
+            Operation {
+                status: "InProgress",
+                error: None,
+                database,
+                started: chrono::Utc::now(),
+                link,
+            },
+        );
+        op
     }
 
     fn accepted(&self, op: &str) -> Response {

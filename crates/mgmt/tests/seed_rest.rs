@@ -3,9 +3,10 @@
 //! seed's 2021-05-01-preview body (trailing comma included), follow the long-running operation, and see the link
 //! on SQL Server's side through the seed's verification query.
 
-use sqlexec::{Conn, Out, Server};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod common;
+
+use common::{header, http, run, server};
+use sqlexec::Conn;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsql::Value;
@@ -14,78 +15,6 @@ const MI: &str = "managedinstance1";
 const MI_FQDN: &str = "managedinstance1.example.database.windows.net";
 const SUB: &str = "00000000-0000-0000-0000-000000000000";
 const TOKEN: &str = "test-token-123";
-
-fn server(dir: &std::path::Path, name: &str, host: &str, managed: bool) -> Arc<Server> {
-    let inst = engine::Instance::open(engine::InstanceConfig {
-        name: name.into(),
-        data_dir: dir.to_path_buf(),
-        db_options: Default::default(),
-    })
-    .unwrap();
-    Server::new(inst, name, host, managed)
-}
-
-fn run(c: &mut Conn, sql: &str) -> Vec<Vec<Value>> {
-    let mut out = Vec::new();
-    c.execute_batch(sql, &mut out);
-    if let Some(Out::Error(e)) = out.iter().find(|o| matches!(o, Out::Error(_))) {
-        panic!("{sql}\nMsg {}: {}", e.number, e.message);
-    }
-    out.into_iter()
-        .filter_map(|o| if let Out::Row(r) = o { Some(r) } else { None })
-        .collect()
-}
-
-/// One HTTP/1.1 request; returns (status, headers, body).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, String, serde_json::Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: management.azure.com\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = if head.to_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (
-        status,
-        head.to_string(),
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-fn dechunk(b: &str) -> String {
-    let mut out = String::new();
-    let mut rest = b;
-    while let Some((len, r)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&r[..n]);
-        rest = &r[n + 2..];
-    }
-    out
-}
-
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().find_map(|l| {
-        l.split_once(':')
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-    })
-}
 
 #[test]
 fn the_seeds_rest_requests_create_the_link() {

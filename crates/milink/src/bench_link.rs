@@ -217,11 +217,24 @@ struct Running {
     rt: tokio::runtime::Runtime,
     /// The secondary's runtime, on its own CPU.
     srt: tokio::runtime::Runtime,
-    secondary_stats: Stats,
     primary_stats: Stats,
 }
 
 impl Running {
+    /// Switch the link to synchronous commit and wait until the secondary is SYNCHRONIZED.
+    fn synchronous(&self) -> Result<()> {
+        self.primary_stats.lock().expect("stats").sync_mode = true;
+        let t = Instant::now();
+        while !self.primary_stats.lock().expect("stats").synchronized {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(30),
+                "the secondary never became SYNCHRONIZED"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
     fn shutdown(self) {
         self.srt.shutdown_timeout(Duration::from_secs(1));
         self.rt.shutdown_timeout(Duration::from_secs(1));
@@ -266,14 +279,13 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
         });
         anyhow::Ok(addr)
     })?;
-    let secondary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
     let ms = settings(
         mi,
         MI,
         Role::ManagedInstance,
         IdentitySource::InstanceEndpoint { fqdn: MI.into() },
     );
-    let (inst, st) = (mi.inst.clone(), secondary_stats.clone());
+    let (inst, st) = (mi.inst.clone(), Arc::new(Mutex::new(LinkStats::default())));
     srt.spawn(async move {
         link::dial(
             inst,
@@ -289,7 +301,6 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
     Ok(Running {
         rt,
         srt,
-        secondary_stats,
         primary_stats,
     })
 }
@@ -324,7 +335,6 @@ fn seeding_rate(
     let running = start_link(&sql, &mi)?;
     wait_caught_up(&sql, &mi, Duration::from_secs(300))?;
     let rate = size as f64 / t.elapsed().as_secs_f64();
-    let _ = &running.secondary_stats;
     running.shutdown();
     Ok((rate, raw, size))
 }
@@ -355,15 +365,7 @@ pub fn run(quick: bool) -> Result<()> {
     let async_1 = tps(&sql.inst, 1, dur)?;
     wait_caught_up(&sql, &mi, Duration::from_secs(60))?;
     // Synchronous commit: the session waits for the secondary to harden each commit.
-    running.primary_stats.lock().expect("stats").sync_mode = true;
-    let t = Instant::now();
-    while !running.primary_stats.lock().expect("stats").synchronized {
-        anyhow::ensure!(
-            t.elapsed() < Duration::from_secs(30),
-            "the secondary never became SYNCHRONIZED"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    running.synchronous()?;
     let sync_16 = tps(&sql.inst, 16, dur)?;
     let sync_1 = tps(&sql.inst, 1, dur)?;
     running.primary_stats.lock().expect("stats").sync_mode = false;
@@ -582,15 +584,7 @@ pub fn run_failover(quick: bool) -> Result<()> {
             .collect();
         std::thread::sleep(Duration::from_millis(300));
         // Baseline: single synchronous commits under the same load.
-        running.primary_stats.lock().expect("stats").sync_mode = true;
-        let t = Instant::now();
-        while !running.primary_stats.lock().expect("stats").synchronized {
-            anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(30),
-                "the secondary never became SYNCHRONIZED"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        running.synchronous()?;
         {
             let mut s = Session::new(sql.inst.clone());
             s.use_database(Some("Sales"))?;

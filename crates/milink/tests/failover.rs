@@ -31,24 +31,10 @@ fn try_sql(port: u16, batch: &str) -> Result<String, String> {
     common::try_sql(port, SA, batch)
 }
 
+/// One management API request; returns (status, body).
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: management.azure.com\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("0")
-        .parse()
-        .unwrap();
-    (status, body.to_string())
+    let (status, _, body) = http_with_location(port, method, path, body);
+    (status, body)
 }
 
 /// Two instances linked as the seed links them, with a ledger database seeded to the managed instance.
@@ -733,6 +719,7 @@ fn wait_operation(mgmt: u16, head_location: &str) -> serde_json::Value {
     }
 }
 
+/// One management API request; returns (status, Azure-AsyncOperation header, body).
 fn http_with_location(
     port: u16,
     method: &str,

@@ -67,24 +67,7 @@ pub fn run(conn: &mut Conn, a: &Admin, out: &mut Vec<Out>) -> Result<bool, SqlEr
     let inst = server.inst.clone();
     match a {
         Admin::CreateAvailabilityGroup(c) => {
-            let m = inst.master();
-            m.execute_batch(SCHEMA).map_err(db)?;
-            let exists: Option<String> = m
-                .query_row(
-                    "SELECT name FROM hadr_groups WHERE name = ?1",
-                    [&c.name.value],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
-            if exists.is_some() {
-                return Err(SqlError::new(
-                    35200,
-                    16,
-                    format!("An availability group named '{}' already exists on this instance. Choose another name.", c.name.value),
-                ));
-            }
-            drop(m);
+            ensure_new_group(&inst.master(), &c.name.value)?;
             let group_id = guid_text();
             let now = chrono::Local::now()
                 .naive_local()
@@ -1140,23 +1123,7 @@ fn join_from_tsql(server: &Arc<Server>, dag: &str, groups: &[ReplicaSpec]) -> Re
             format!("LISTENER_URL is required for availability group '{}' in a distributed availability group.", primary.name),
         )
     })?;
-    {
-        let m = server.inst.master();
-        m.execute_batch(SCHEMA).map_err(db)?;
-        let exists: Option<String> = m
-            .query_row("SELECT name FROM hadr_groups WHERE name = ?1", [dag], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db)?;
-        if exists.is_some() {
-            return Err(SqlError::new(
-                35200,
-                16,
-                format!("An availability group named '{dag}' already exists on this instance. Choose another name."),
-            ));
-        }
-    }
+    ensure_new_group(&server.inst.master(), dag)?;
     let h = crate::endpoints::state(server)?;
     let settings = h.settings().ok_or_else(|| {
         SqlError::new(
@@ -1275,6 +1242,27 @@ pub fn resume_joins(
         }
     }
     Ok(n)
+}
+
+/// 35200 if an availability group of that name exists already.
+fn ensure_new_group(m: &rusqlite::Connection, name: &str) -> Result<(), SqlError> {
+    m.execute_batch(SCHEMA).map_err(db)?;
+    let exists: Option<String> = m
+        .query_row(
+            "SELECT name FROM hadr_groups WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    match exists {
+        Some(_) => Err(SqlError::new(
+            35200,
+            16,
+            format!("An availability group named '{name}' already exists on this instance. Choose another name."),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The group_id of an existing availability group; 15151 names the attempted action ("find", "drop").
