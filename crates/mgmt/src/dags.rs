@@ -452,10 +452,7 @@ impl Handler {
         let op = self.new_operation(d.database.clone(), false);
         let (api, dag, id) = (self.api.clone(), d.name.clone(), op.clone());
         self.api.runtime.spawn_blocking(move || {
-            let r = match kind {
-                sqlexec::ags::Failover::StepDown => sqlexec::ags::step_down(&api.server, &dag),
-                k => sqlexec::ags::fail_over(&api.server, &dag, k),
-            };
+            let r = sqlexec::ags::fail_over(&api.server, &dag, kind);
             if let Some(o) = api.ops.lock().get_mut(&id) {
                 match r {
                     Ok(()) => o.status = "Succeeded",
