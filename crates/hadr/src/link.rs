@@ -36,8 +36,6 @@ pub struct LinkStats {
     /// primary's commits wait for it.
     pub sync_mode: bool,
     pub session_timeout: Option<Duration>,
-    /// Primary: synchronous commit is in force (the secondary is SYNCHRONIZED).
-    pub synchronized: bool,
     /// A planned failover asked of this session, answered through its channel.
     pub request: Option<FailoverRequest>,
     /// The local copy changed role during the session (promoted or stepped down): the catalog must follow.
@@ -73,7 +71,6 @@ impl Drop for Connected {
         if let Ok(mut s) = self.stats.lock() {
             if s.session == self.id {
                 s.connected = false;
-                s.synchronized = false;
             }
         }
     }
@@ -577,7 +574,7 @@ async fn primary_session(
 /// Synchronous commit follows the configuration and the secondary's progress: it starts once the secondary is
 /// close behind (commits then wait for it) and ends when the mode is asynchronous or a commit timed out on it.
 fn manage_sync(db: &Database, stats: &Stats, forced: bool) {
-    let Ok(mut s) = stats.lock() else { return };
+    let Ok(s) = stats.lock() else { return };
     let want = s.sync_mode || forced;
     let active = db.sync_commit_active();
     if want && !active {
@@ -591,7 +588,6 @@ fn manage_sync(db: &Database, stats: &Stats, forced: bool) {
     } else if !want && active {
         db.disable_sync_commit();
     }
-    s.synchronized = db.sync_commit_active();
 }
 
 /// Planned failover on the primary: be synchronized, fence writes, let the secondary harden the last block,
@@ -678,7 +674,6 @@ async fn hand_over(
     unfence(db);
     if let Ok(mut s) = stats.lock() {
         s.role_changed = true;
-        s.synchronized = false;
     }
     demoted.map_err(|e| (e.number, e.message))?;
     match answer {

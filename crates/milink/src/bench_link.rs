@@ -218,6 +218,7 @@ struct Running {
     /// The secondary's runtime, on its own CPU.
     srt: tokio::runtime::Runtime,
     primary_stats: Stats,
+    primary: Arc<engine::Database>,
 }
 
 impl Running {
@@ -225,7 +226,7 @@ impl Running {
     fn synchronous(&self) -> Result<()> {
         self.primary_stats.lock().expect("stats").sync_mode = true;
         let t = Instant::now();
-        while !self.primary_stats.lock().expect("stats").synchronized {
+        while !self.primary.sync_commit_active() {
             anyhow::ensure!(
                 t.elapsed() < Duration::from_secs(30),
                 "the secondary never became SYNCHRONIZED"
@@ -302,6 +303,7 @@ fn start_link(sql: &Side, mi: &Side) -> Result<Running> {
         rt,
         srt,
         primary_stats,
+        primary: sql.inst.database("Sales")?,
     })
 }
 

@@ -865,7 +865,7 @@ pub fn rows(server: &Arc<Server>, key: &str) -> Result<Vec<Vec<Value>>, SqlError
                     "SYNCHRONIZED"
                 } else if !s.connected {
                     "NOT SYNCHRONIZING"
-                } else if s.synchronized || (local != 0 && s.sync_mode) {
+                } else if (primary_here && d.sync_commit_active()) || (local != 0 && s.sync_mode) {
                     "SYNCHRONIZED"
                 } else {
                     "SYNCHRONIZING"
