@@ -94,6 +94,32 @@ fn trusted_pair() -> (Side, Side) {
     (sql, mi)
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// "Sales" on SQL Server with table t and `rows` rows of `size` random bytes, in one transaction.
+fn sales_with_rows(sql: &Side, rows: usize, size: usize) {
+    sql.inst.create_database("Sales").unwrap();
+    let mut s = Session::new(sql.inst.clone());
+    s.use_database(Some("Sales")).unwrap();
+    s.query("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)", &[])
+        .unwrap();
+    s.begin_tran();
+    for _ in 0..rows {
+        s.query(
+            &format!("INSERT INTO t(v) VALUES (randomblob({size}))"),
+            &[],
+        )
+        .unwrap();
+    }
+    s.commit_tran().unwrap();
+}
+
 /// SQL Server's side: its mirroring endpoint on an ephemeral loopback port, serving every link session for
 /// "Sales" with `stats`. Returns the endpoint's address.
 fn serve_sql(rt: &tokio::runtime::Runtime, sql: &Side, stats: &Stats) -> std::net::SocketAddr {
@@ -172,24 +198,8 @@ fn count(inst: &Arc<Instance>) -> i64 {
 #[test]
 fn link_seeds_and_replicates_over_mutual_tls() {
     let (sql, mi) = trusted_pair();
-    sql.inst.create_database("Sales").unwrap();
-    {
-        let mut s = Session::new(sql.inst.clone());
-        s.use_database(Some("Sales")).unwrap();
-        s.query("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)", &[])
-            .unwrap();
-        s.begin_tran();
-        for _ in 0..1500 {
-            s.query("INSERT INTO t(v) VALUES (randomblob(1000))", &[])
-                .unwrap();
-        }
-        s.commit_tran().unwrap();
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    sales_with_rows(&sql, 1500, 1000);
+    let rt = runtime();
     let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
     let addr = serve_sql(&rt, &sql, &primary_stats);
 
@@ -333,11 +343,7 @@ fn without_exchanged_certificates_the_link_is_refused_with_41974() {
         mi.store.import_public(&m, SQL, &der).unwrap();
         // The MI's certificate is NOT imported on SQL Server.
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let settings = sql.settings(
         SQL,
         Role::SqlServer,
@@ -424,24 +430,8 @@ impl CuttingProxy {
 #[test]
 fn network_cuts_during_seeding_and_shipping_heal_and_replicas_end_identical() {
     let (sql, mi) = trusted_pair();
-    sql.inst.create_database("Sales").unwrap();
-    {
-        let mut s = Session::new(sql.inst.clone());
-        s.use_database(Some("Sales")).unwrap();
-        s.query("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)", &[])
-            .unwrap();
-        s.begin_tran();
-        for _ in 0..12_000 {
-            s.query("INSERT INTO t(v) VALUES (randomblob(2000))", &[])
-                .unwrap();
-        }
-        s.commit_tran().unwrap();
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    sales_with_rows(&sql, 12_000, 2000);
+    let rt = runtime();
     let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
     let addr = serve_sql(&rt, &sql, &primary_stats);
     let proxy = rt.block_on(CuttingProxy::start(addr));
@@ -540,11 +530,7 @@ fn ddl_triggers_and_a_100_mb_transaction_replicate_byte_identically() {
         s.query(q, &[]).unwrap_or_else(|e| panic!("{q}: {e}"));
     };
     exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let primary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));
     let addr = serve_sql(&rt, &sql, &primary_stats);
     let secondary_stats: Stats = Arc::new(Mutex::new(LinkStats::default()));

@@ -37,6 +37,24 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
+/// `milink mi <args>` against this pair's management API (plain HTTP on loopback); its JSON output.
+fn mi_cli(mgmt_port: u16, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_milink"))
+        .arg("mi")
+        .args(args)
+        .args(["--mi", MI, "-g", "rg-ledger", "--subscription", SUB])
+        .args(["--endpoint", &format!("http://127.0.0.1:{mgmt_port}")])
+        .args(["--insecure-loopback", "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "milink mi {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Two instances linked as the seed links them, with a ledger database seeded to the managed instance.
 struct Linked {
     // Processes first: fields drop in order, and the data folders must outlive them.
@@ -243,50 +261,27 @@ fn linked_via(via: Via) -> Linked {
                 "USE Ledger; INSERT INTO filler(pad) SELECT CRYPT_GEN_RANDOM(4000) FROM accounts",
             );
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_milink"))
-            .args([
-                "mi",
+        let partner = format!("TCP://127.0.0.1:{ep}");
+        let v = mi_cli(
+            mgmt_port,
+            &[
                 "link",
                 "create",
-                "--mi",
-                MI,
-                "-g",
-                "rg-ledger",
                 "-n",
                 "DAG_Ledger",
-            ])
-            .args([
                 "--partner-availability-group-name",
                 "AG_Ledger",
                 "--instance-availability-group-name",
                 MI,
-            ])
-            .args([
                 "--partner-endpoint",
-                &format!("TCP://127.0.0.1:{ep}"),
+                &partner,
                 "--databases",
                 "Ledger",
                 "--wait",
                 "--timeout",
                 "60",
-            ])
-            .args([
-                "--subscription",
-                SUB,
-                "--endpoint",
-                &format!("http://127.0.0.1:{mgmt_port}"),
-                "--insecure-loopback",
-                "--token",
-                TOKEN,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let d = &v["properties"]["databases"][0];
         assert_eq!(d["seedingProgress"], "Completed", "{v}");
         assert_eq!(d["connectedState"], "CONNECTED", "{v}");
@@ -768,37 +763,17 @@ fn rest_and_cli_failover_to_the_managed_instance_and_back() {
         r#"{"failoverType":"Sideways"}"#,
     );
     assert_eq!(bad.0, 400, "{}", bad.1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_milink"))
-        .args([
-            "mi",
+    let v = mi_cli(
+        g,
+        &[
             "link",
             "failover",
-            "--mi",
-            MI,
-            "-g",
-            "rg-ledger",
             "-n",
             "DAG_Ledger",
             "--failover-type",
             "Planned",
-        ])
-        .args([
-            "--subscription",
-            SUB,
-            "--endpoint",
-            &format!("http://127.0.0.1:{g}"),
-            "--insecure-loopback",
-            "--token",
-            TOKEN,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["properties"]["instanceLinkRole"], "Primary", "{v}");
     assert_eq!(v["properties"]["partnerLinkRole"], "Secondary", "{v}");
     ledger.primary.store(m, Ordering::SeqCst);
